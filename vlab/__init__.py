@@ -1,0 +1,1 @@
+"""vlab: throwaway network labs for testing the VM -> tap -> bridge -> uplink path."""

@@ -1,0 +1,10 @@
+"""The one exception type users see.
+
+Every mistake a user can make (a bad option, an unknown name, a missing kernel feature) surfaces as
+:class:`LabError` with a message that says what to do, so a test report never shows a pyroute2 or
+ctypes traceback in place of the actual problem.
+"""
+
+
+class LabError(Exception):
+    """A lab could not be built or used as asked; the message says why and how to fix it."""
