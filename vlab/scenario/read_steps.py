@@ -1,0 +1,224 @@
+"""Reading ``steps:``: each item is a one-key mapping naming what to do, plus an optional note."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import cast
+
+from yaml.nodes import Node, ScalarNode
+
+from vlab.scenario import fields
+from vlab.scenario.model import (
+    Carrier,
+    Expect,
+    ExpectNone,
+    Fdb,
+    FdbAdd,
+    FdbCheckEntry,
+    FdbKind,
+    FrameRef,
+    Neigh,
+    Send,
+    SetBridge,
+    SetPort,
+    Step,
+    Wait,
+)
+from vlab.scenario.names import Names
+from vlab.scenario.read_frames import frame
+from vlab.scenario.read_topology import fdb_entry, options
+from vlab.scenario.source import where
+from vlab.scenario.vocabulary import BRIDGE_OPTIONS, PORT_OPTIONS
+
+MAX_STEPS = 1000
+MAX_WAIT = 120
+"""Lab waits should be short (use short ageing/timer values); two minutes is already a smell."""
+FDB_KINDS = ("any", "learnt", "static", "sticky", "local", "locked")
+STEP_KINDS = (
+    "send",
+    "expect",
+    "expect_none",
+    "fdb",
+    "fdb_add",
+    "set",
+    "carrier",
+    "wait",
+    "neigh",
+)
+
+
+def frame_ref(node: Node, what: str, names: Names) -> FrameRef:
+    """A frame by name (declared under ``frames:``) or inline."""
+    if isinstance(node, ScalarNode):
+        return names.frame(node, what)
+    return frame(node, what, names)
+
+
+def _bridge(found: dict[str, Node], node: Node, what: str, names: Names) -> str:
+    if "bridge" in found:
+        return names.bridge(found["bridge"], f"{what} bridge")
+    return names.only_bridge(node, what)
+
+
+def _send(node: Node, names: Names, note: str | None) -> Send:
+    found = fields.keys(node, "send", ("from", "frame"), required=("from", "frame"))
+    source = names.endpoint(found["from"], "send from")
+    return Send(source, frame_ref(found["frame"], "frame", names), note, where(node))
+
+
+def _wait(node: Node, names: Names, note: str | None) -> Wait:
+    return Wait(fields.seconds(node, "wait", 0, MAX_WAIT), note, where(node))
+
+
+def _expect(node: Node, names: Names, note: str | None) -> Expect:
+    found = fields.keys(node, "expect", ("at", "frame", "only", "ignore"), required=("at",))
+    ignore = found.get("ignore")
+    return Expect(
+        at=names.endpoint_list(found["at"], "expect at"),
+        frame=frame_ref(found["frame"], "frame", names) if "frame" in found else None,
+        only=fields.boolean(found["only"], "only") if "only" in found else False,
+        ignore=tuple(t for _, t in fields.names(ignore, "ignore")) if ignore is not None else (),
+        note=note,
+        where=where(node),
+    )
+
+
+def _expect_none(node: Node, names: Names, note: str | None) -> ExpectNone:
+    if isinstance(node, ScalarNode) and node.tag == fields.NULL_TAG:
+        return ExpectNone(note=note, where=where(node))
+    found = fields.keys(node, "expect_none", ("at", "frame"))
+    return ExpectNone(
+        at=names.endpoint_list(found["at"], "expect_none at") if "at" in found else (),
+        frame=frame_ref(found["frame"], "frame", names) if "frame" in found else None,
+        note=note,
+        where=where(node),
+    )
+
+
+def _fdb_check_entry(node: Node, names: Names) -> FdbCheckEntry:
+    if isinstance(node, ScalarNode):
+        return FdbCheckEntry(names.mac(node, "fdb mac"))
+    found = fields.keys(node, "fdb entry", ("mac", "at", "kind"), required=("mac",))
+    kind = fields.choice(found["kind"], "fdb entry kind", FDB_KINDS) if "kind" in found else "any"
+    return FdbCheckEntry(
+        mac=names.mac(found["mac"], "fdb mac"),
+        at=names.port_owner(found["at"], "fdb entry at") if "at" in found else None,
+        kind=cast(FdbKind, kind),
+    )
+
+
+def _fdb(node: Node, names: Names, note: str | None) -> Fdb:
+    found = fields.keys(node, "fdb", ("bridge", "contains", "lacks"))
+    if "contains" not in found and "lacks" not in found:
+        fields.fail(node, "fdb checks nothing", "add 'contains:' and/or 'lacks:' lists of entries")
+
+    def entries(key: str) -> tuple[FdbCheckEntry, ...]:
+        if key not in found:
+            return ()
+        return tuple(_fdb_check_entry(n, names) for n in fields.sequence(found[key], key))
+
+    return Fdb(
+        bridge=_bridge(found, node, "fdb", names),
+        contains=entries("contains"),
+        lacks=entries("lacks"),
+        note=note,
+        where=where(node),
+    )
+
+
+def _set(node: Node, names: Names, note: str | None) -> SetBridge | SetPort:
+    mapping = fields.mapping(node, "set")
+    targets = {k.value: v for k, v in mapping.value if k.value in ("bridge", "port", "rejected")}
+    rejected = fields.boolean(targets["rejected"], "rejected") if "rejected" in targets else False
+    reserved = ("bridge", "port", "rejected")
+    if ("bridge" in targets) == ("port" in targets):
+        fields.fail(
+            node,
+            "set needs exactly one of 'bridge' or 'port'",
+            "write `set: {bridge: br0, stp: true}` or `set: {port: vm1, learning: false}`",
+        )
+    if "bridge" in targets:
+        opts = options(node, "bridge option", BRIDGE_OPTIONS, skip=reserved)
+        bridge = names.bridge(targets["bridge"], "set bridge")
+        result: SetBridge | SetPort = SetBridge(bridge, opts, rejected, note, where(node))
+    else:
+        opts = options(node, "port option", PORT_OPTIONS, skip=reserved)
+        at = names.endpoint(targets["port"], "set port")
+        result = SetPort(at, opts, rejected, note, where(node))
+    if not opts:
+        fields.fail(node, "set changes no option", "add at least one option to change")
+    return result
+
+
+def _carrier(node: Node, names: Names, note: str | None) -> Carrier:
+    found = fields.keys(node, "carrier", ("at", "up"), required=("at", "up"))
+    return Carrier(
+        names.endpoint(found["at"], "carrier at"),
+        fields.boolean(found["up"], "up"),
+        note,
+        where(node),
+    )
+
+
+def _neigh(node: Node, names: Names, note: str | None) -> Neigh:
+    found = fields.keys(node, "neigh", ("bridge", "ip", "mac"), required=("ip", "mac"))
+    return Neigh(
+        bridge=_bridge(found, node, "neigh", names),
+        ip=fields.ipv4(found["ip"], "neigh ip"),
+        mac=names.mac(found["mac"], "neigh mac"),
+        note=note,
+        where=where(node),
+    )
+
+
+def _fdb_add(node: Node, names: Names, note: str | None) -> FdbAdd:
+    return FdbAdd(fdb_entry(node, names, "fdb_add"), note, where(node))
+
+
+def step(node: Node, names: Names) -> Step:
+    """One step; the mapping holds the step kind and optionally ``note`` (shown on failure)."""
+    mapping = fields.mapping(node, "a step")
+    kinds = [k for k, _ in mapping.value if k.value != "note"]
+    for key in kinds:
+        if key.value not in STEP_KINDS:
+            fields.fail(
+                key,
+                f"unknown step '{key.value}'",
+                fields.suggest(key.value, (*STEP_KINDS, "note")),
+            )
+    if len(kinds) != 1:
+        fields.fail(
+            node,
+            "a step must do exactly one thing",
+            "split it into one list item per step (`- send: ...`, `- expect: ...`)",
+        )
+    found = dict((k.value, v) for k, v in mapping.value)
+    note = fields.text(found["note"], "note") if "note" in found else None
+    kind = kinds[0].value
+    body = found[kind]
+    readers: dict[str, Callable[[Node, Names, str | None], Step]] = {
+        "send": _send,
+        "wait": _wait,
+        "expect": _expect,
+        "expect_none": _expect_none,
+        "fdb": _fdb,
+        "fdb_add": _fdb_add,
+        "set": _set,
+        "carrier": _carrier,
+        "neigh": _neigh,
+    }
+    return readers[kind](body, names, note)
+
+
+def steps(node: Node, names: Names) -> tuple[Step, ...]:
+    """All steps in order."""
+    items = fields.sequence(node, "steps")
+    if not items:
+        fields.fail(node, "steps is empty", "add at least one step, e.g. `- send: {...}`")
+    if len(items) > MAX_STEPS:
+        fields.fail(
+            node,
+            f"there are {len(items)} steps",
+            f"at most {MAX_STEPS} are allowed; split the scenario",
+        )
+    return tuple(step(item, names) for item in items)

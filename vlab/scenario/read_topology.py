@@ -1,0 +1,160 @@
+"""Reading ``topology:`` (bridges, what is cabled to them, static fdb entries) and option maps."""
+
+from __future__ import annotations
+
+from dataclasses import replace
+
+from yaml.nodes import MappingNode, Node, ScalarNode, SequenceNode
+
+from vlab.scenario import fields
+from vlab.scenario.errors import ScenarioError, Where
+from vlab.scenario.model import BridgeSpec, EndpointSpec, FdbEntrySpec, Options, OptionValue
+from vlab.scenario.names import Names
+from vlab.scenario.source import where
+from vlab.scenario.vocabulary import BRIDGE_OPTIONS, PORT_OPTIONS, Kind
+
+MAX_BRIDGES = 8
+MAX_ENDPOINTS = 64
+BRIDGE_KEYS = ("options", "vms", "hosts", "uplink", "fdb")
+ENDPOINT_KEYS = ("mac", "port")
+FDB_KEYS = ("mac", "at", "sticky", "static")
+
+
+def option_value(node: Node, name: str, kind: Kind) -> OptionValue:
+    """One option's value, read according to its kind."""
+    if kind.type == "bool":
+        return fields.boolean(node, name)
+    if kind.type == "seconds":
+        return fields.seconds(node, name, kind.lo, kind.hi)
+    if kind.type == "int":
+        return fields.integer(node, name, int(kind.lo), int(kind.hi))
+    if kind.type == "mac":
+        return fields.mac(node, name)
+    return fields.choice(node, name, kind.choices)
+
+
+def options(node: Node, what: str, table: dict[str, Kind], skip: tuple[str, ...] = ()) -> Options:
+    """``name: value`` pairs checked against ``table``; keys in ``skip`` belong to the caller."""
+    result: list[tuple[str, OptionValue]] = []
+    if isinstance(node, ScalarNode) and node.tag == fields.NULL_TAG:
+        return ()
+    for key, value in fields.mapping(node, what).value:
+        if key.value in skip:
+            continue
+        kind = table.get(key.value)
+        if kind is None:
+            fields.fail(
+                key, f"unknown {what} '{key.value}'", fields.suggest(key.value, list(table))
+            )
+        result.append((key.value, option_value(value, key.value, kind)))
+    return tuple(result)
+
+
+def _endpoint_from(name_node: Node, found: dict[str, Node], what: str) -> EndpointSpec:
+    name = fields.name(name_node, f"{what} name")
+    return EndpointSpec(
+        name=name,
+        mac=fields.mac(found["mac"], f"{name} mac") if "mac" in found else None,
+        port=options(found["port"], "port option", PORT_OPTIONS) if "port" in found else (),
+        where=where(name_node),
+    )
+
+
+def _endpoint(name_node: Node, node: Node | None, what: str) -> EndpointSpec:
+    if node is None or (isinstance(node, ScalarNode) and node.tag == fields.NULL_TAG):
+        return _endpoint_from(name_node, {}, what)
+    label = f"{what} '{fields.text(name_node, f'{what} name')}'"
+    return _endpoint_from(name_node, fields.keys(node, label, ENDPOINT_KEYS), what)
+
+
+def _endpoints(node: Node, what: str) -> tuple[EndpointSpec, ...]:
+    """``[vm1, vm2]`` or ``{vm1: {mac: ...}, vm2: {}}``."""
+    if isinstance(node, SequenceNode):
+        return tuple(_endpoint(item, None, what) for item in node.value)
+    if isinstance(node, MappingNode):
+        return tuple(_endpoint(key, value, what) for key, value in node.value)
+    fields.fail(node, f"{what}s must be a list of names or a mapping", f"write [{what}1, {what}2]")
+
+
+def _uplink(node: Node) -> EndpointSpec:
+    """``uplink: up`` or ``uplink: {name: up, mac: ..., port: {...}}``."""
+    if isinstance(node, ScalarNode):
+        return _endpoint(node, None, "uplink")
+    found = fields.keys(node, "uplink", ("name", *ENDPOINT_KEYS), required=("name",))
+    return _endpoint_from(found["name"], found, "uplink")
+
+
+def fdb_entry(node: Node, names: Names, what: str) -> FdbEntrySpec:
+    """A user fdb entry (topology ``fdb:`` or the ``fdb_add`` step); the MAC may be a reference."""
+    found = fields.keys(node, what, FDB_KEYS, required=("mac", "at"))
+    return FdbEntrySpec(
+        mac=names.mac(found["mac"], f"{what} mac"),
+        at=names.endpoint(found["at"], f"{what} at"),
+        sticky=fields.boolean(found["sticky"], "sticky") if "sticky" in found else False,
+        static=fields.boolean(found["static"], "static") if "static" in found else True,
+        where=where(node),
+    )
+
+
+def _bridge_fdb(node: Node, names: Names, bridge: BridgeSpec) -> tuple[FdbEntrySpec, ...]:
+    entries = []
+    cabled = [ep.name for ep in bridge.endpoints()]
+    for item in fields.sequence(node, "fdb"):
+        entry = fdb_entry(item, names, "fdb entry")
+        if entry.at not in cabled:
+            fields.fail(
+                item,
+                f"'{entry.at}' is not cabled to {bridge.name}",
+                "name one of its endpoints: " + ", ".join(cabled),
+            )
+        entries.append(entry)
+    return tuple(entries)
+
+
+def topology(node: Node, names: Names) -> tuple[BridgeSpec, ...]:
+    """Every bridge in order; fills ``names`` with bridge and endpoint names as they appear."""
+    bridges: list[BridgeSpec] = []
+    fdb_nodes: list[Node | None] = []
+    pairs = fields.mapping(node, "topology").value
+    if not pairs:
+        fields.fail(node, "topology has no bridge", "add one, e.g. `br0: {vms: [vm1, vm2]}`")
+    if len(pairs) > MAX_BRIDGES:
+        fields.fail(
+            node, f"topology has {len(pairs)} bridges", f"at most {MAX_BRIDGES} are allowed"
+        )
+    for key, value in pairs:
+        bridge_name = fields.name(key, "bridge name")
+        _declare(names, where(key), bridge_name)
+        names.bridges.append(bridge_name)
+        found = fields.keys(value, f"bridge '{bridge_name}'", BRIDGE_KEYS)
+        bridge = BridgeSpec(
+            name=bridge_name,
+            options=options(found["options"], "bridge option", BRIDGE_OPTIONS)
+            if "options" in found
+            else (),
+            vms=_endpoints(found["vms"], "vm") if "vms" in found else (),
+            hosts=_endpoints(found["hosts"], "host") if "hosts" in found else (),
+            uplink=_uplink(found["uplink"]) if "uplink" in found else None,
+            where=where(key),
+        )
+        for ep in bridge.endpoints():
+            assert ep.where is not None
+            _declare(names, ep.where, ep.name)
+            names.endpoints.append(ep.name)
+        if len(names.endpoints) > MAX_ENDPOINTS:
+            fields.fail(value, "too many endpoints", f"at most {MAX_ENDPOINTS} are allowed")
+        fdb_nodes.append(found.get("fdb"))
+        bridges.append(bridge)
+    # Entries may refer to endpoints of any bridge (``mac: vm3.mac``), so read them last.
+    return tuple(
+        replace(bridge, fdb=_bridge_fdb(fdb, names, bridge)) if fdb is not None else bridge
+        for bridge, fdb in zip(bridges, fdb_nodes, strict=True)
+    )
+
+
+def _declare(names: Names, at: Where, name: str) -> None:
+    """Bridges and endpoints share one namespace, since ``x.mac`` may refer to either."""
+    if name in names.bridges or name in names.endpoints:
+        raise ScenarioError(
+            at, f"name '{name}' is used twice", "give every bridge and endpoint its own name"
+        )
