@@ -58,8 +58,8 @@ def ipv6_group_mac(group: str) -> str:
 
 def solicited_node(target: str) -> str:
     """The solicited-node multicast group of an IPv6 address."""
-    low = ipaddress.IPv6Address(target).packed[-3:]
-    return str(ipaddress.IPv6Address(bytes.fromhex("ff020000000000000000000001ff") + low))
+    low = int(ipaddress.IPv6Address(target)) & 0xFFFFFF
+    return str(ipaddress.IPv6Address(int(ipaddress.IPv6Address("ff02::1:ff00:0")) | low))
 
 
 def igmp_ip_dst(igmp: Igmp) -> str:
