@@ -168,6 +168,15 @@ def ipv4(node: Node, what: str) -> str:
         fail(node, f"{what} '{value}' is not an IPv4 address", "write it like 192.0.2.1")
 
 
+def ip(node: Node, what: str) -> str:
+    """An IPv4 or IPv6 address, normalised."""
+    value = text(node, what)
+    try:
+        return str(ipaddress.ip_address(value))
+    except ValueError:
+        fail(node, f"{what} '{value}' is not an IP address", "write 192.0.2.1 or 2001:db8::1")
+
+
 def ipv4_multicast(node: Node, what: str) -> str:
     """An IPv4 multicast group (224.0.0.0/4)."""
     value = ipv4(node, what)

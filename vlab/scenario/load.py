@@ -13,7 +13,7 @@ from yaml.nodes import Node, SequenceNode
 
 from vlab.scenario import fields, read_frames, read_steps, read_topology
 from vlab.scenario.kernel import check_range
-from vlab.scenario.model import FrameSpec, Scenario, Xfail
+from vlab.scenario.model import FrameSpec, KernelRange, Scenario
 from vlab.scenario.names import Names
 from vlab.scenario.source import compose, decode, where
 from vlab.scenario.vocabulary import FEATURES
@@ -23,6 +23,7 @@ TOP_KEYS = (
     "description",
     "references",
     "xfail",
+    "skip",
     "requires",
     "topology",
     "frames",
@@ -31,13 +32,13 @@ TOP_KEYS = (
 FRAME_NAME_RE = re.compile(r"^[A-Za-z][A-Za-z0-9_-]{0,39}$")
 
 
-def _xfail(node: Node) -> tuple[Xfail, ...]:
+def _kernel_ranges(node: Node, what: str) -> tuple[KernelRange, ...]:
     """One ``{kernel, reason}`` mapping or a list of them."""
     nodes = node.value if isinstance(node, SequenceNode) else [node]
     result = []
     for item in nodes:
-        found = fields.keys(item, "xfail", ("kernel", "reason"), required=("kernel", "reason"))
-        spec = fields.text(found["kernel"], "xfail kernel", 200)
+        found = fields.keys(item, what, ("kernel", "reason"), required=("kernel", "reason"))
+        spec = fields.text(found["kernel"], f"{what} kernel", 200)
         bad = check_range(spec)
         if bad is not None:
             fields.fail(
@@ -45,7 +46,7 @@ def _xfail(node: Node) -> tuple[Xfail, ...]:
                 f"kernel range clause '{bad}' is not understood",
                 'write comparisons joined by commas, e.g. ">=5.18,<6.20"',
             )
-        result.append(Xfail(spec, fields.text(found["reason"], "xfail reason")))
+        result.append(KernelRange(spec, fields.text(found["reason"], f"{what} reason")))
     return tuple(result)
 
 
@@ -83,7 +84,8 @@ def loads_scenario(data: bytes | str, name: str = "<scenario>") -> Scenario:
         if "description" in found
         else "",
         references=_strings(found["references"], "references") if "references" in found else (),
-        xfail=_xfail(found["xfail"]) if "xfail" in found else (),
+        xfail=_kernel_ranges(found["xfail"], "xfail") if "xfail" in found else (),
+        skip=_kernel_ranges(found["skip"], "skip") if "skip" in found else (),
         requires=tuple(
             fields.choice(item, "requires", FEATURES)
             for item in fields.sequence(requires, "requires")

@@ -348,7 +348,7 @@ class Wait:
 
 @dataclass(frozen=True)
 class Neigh:
-    """Add a neighbour entry (IP -> MAC) on the bridge device, as neigh_suppress consults."""
+    """Add a neighbour entry (IPv4 or IPv6 -> MAC) on the bridge, as neigh_suppress consults."""
 
     bridge: str
     ip: str
@@ -366,8 +366,8 @@ Step: TypeAlias = (
 
 
 @dataclass(frozen=True)
-class Xfail:
-    """The scenario is expected to fail on kernels matching ``kernel`` (e.g. ``">=5.18,<6.20"``)."""
+class KernelRange:
+    """Kernels matching ``kernel`` (e.g. ``">=5.18,<6.20"``) and why they are special."""
 
     kernel: str
     reason: str
@@ -375,14 +375,19 @@ class Xfail:
 
 @dataclass(frozen=True)
 class Scenario:
-    """One scenario file: metadata, topology, named frames and the steps to run in order."""
+    """One scenario file: metadata, topology, named frames and the steps to run in order.
+
+    ``xfail`` lists kernels with a known bug that makes the scenario fail; ``skip`` lists kernels
+    it must never run on (a bug there hangs or crashes the machine rather than failing a test).
+    """
 
     name: str
     bridges: tuple[BridgeSpec, ...]
     steps: tuple[Step, ...]
     description: str = ""
     references: tuple[str, ...] = ()
-    xfail: tuple[Xfail, ...] = ()
+    xfail: tuple[KernelRange, ...] = ()
+    skip: tuple[KernelRange, ...] = ()
     requires: tuple[str, ...] = ()
     frames: tuple[tuple[str, FrameSpec], ...] = ()
     where: Where | None = field(default=None, compare=False, repr=False)

@@ -164,7 +164,7 @@ def _neigh(node: Node, names: Names, note: str | None) -> Neigh:
     found = fields.keys(node, "neigh", ("bridge", "ip", "mac"), required=("ip", "mac"))
     return Neigh(
         bridge=_bridge(found, node, "neigh", names),
-        ip=fields.ipv4(found["ip"], "neigh ip"),
+        ip=fields.ip(found["ip"], "neigh ip"),
         mac=names.mac(found["mac"], "neigh mac"),
         note=note,
         where=where(node),

@@ -310,9 +310,10 @@ def to_data(scenario: Scenario) -> dict[str, Any]:
         out["description"] = scenario.description
     if scenario.references:
         out["references"] = list(scenario.references)
-    if scenario.xfail:
-        xfails = [{"kernel": x.kernel, "reason": x.reason} for x in scenario.xfail]
-        out["xfail"] = xfails[0] if len(xfails) == 1 else xfails
+    for key, ranges in (("xfail", scenario.xfail), ("skip", scenario.skip)):
+        if ranges:
+            items = [Flow(kernel=r.kernel, reason=r.reason) for r in ranges]
+            out[key] = _fit(items[0]) if len(items) == 1 else [_fit(i) for i in items]
     if scenario.requires:
         out["requires"] = FlowList(scenario.requires)
     out["topology"] = {b.name: _bridge(b) for b in scenario.bridges}
