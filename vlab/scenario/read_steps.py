@@ -221,4 +221,19 @@ def steps(node: Node, names: Names) -> tuple[Step, ...]:
             f"there are {len(items)} steps",
             f"at most {MAX_STEPS} are allowed; split the scenario",
         )
-    return tuple(step(item, names) for item in items)
+    result = tuple(step(item, names) for item in items)
+    _check_last_sent(result, items)
+    return result
+
+
+def _check_last_sent(result: tuple[Step, ...], items: list[Node]) -> None:
+    """``expect`` without a frame means "the frame sent last": something must have been sent."""
+    sent = False
+    for item, parsed in zip(items, result, strict=True):
+        sent = sent or isinstance(parsed, Send)
+        if isinstance(parsed, Expect) and parsed.frame is None and not sent:
+            fields.fail(
+                item,
+                "expect has no 'frame' and nothing was sent before it",
+                "add frame: <name or inline frame>, or put a send step first",
+            )

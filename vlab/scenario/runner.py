@@ -1,0 +1,281 @@
+"""Playing a scenario on a lab: build the topology, then run each step through the public API.
+
+Every failure names the step the way a reviewer finds it in the file, e.g. ``step 3 (expect at
+vm2, line 41)``, followed by the lab's own explanation (expected frame, what arrived, pcaps).
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+from vlab.errors import LabError
+from vlab.scenario.api import BridgeLike, EndpointLike, FdbEntryLike, LabLike
+from vlab.scenario.model import (
+    BridgeSpec,
+    Carrier,
+    Expect,
+    ExpectNone,
+    Fdb,
+    FdbAdd,
+    FdbCheckEntry,
+    FdbEntrySpec,
+    FrameRef,
+    Neigh,
+    Scenario,
+    Send,
+    SetBridge,
+    SetPort,
+    Step,
+    Wait,
+)
+from vlab.scenario.wire import build
+
+
+def describe(step: Step) -> str:
+    """A step in a few words: ``expect at vm2, up``, ``set port vm1``, ``wait 2 s``."""
+    if isinstance(step, Send):
+        return f"send from {step.source}"
+    if isinstance(step, Expect):
+        return f"expect at {', '.join(step.at)}" + (" only" if step.only else "")
+    if isinstance(step, ExpectNone):
+        return f"expect_none at {', '.join(step.at) or 'every endpoint'}"
+    if isinstance(step, Fdb):
+        return f"fdb of {step.bridge}"
+    if isinstance(step, FdbAdd):
+        return f"fdb_add {step.entry.mac} at {step.entry.at}"
+    if isinstance(step, SetBridge):
+        return f"set bridge {step.bridge}"
+    if isinstance(step, SetPort):
+        return f"set port {step.at}"
+    if isinstance(step, Carrier):
+        return f"carrier {'up' if step.up else 'down'} at {step.at}"
+    if isinstance(step, Wait):
+        return f"wait {step.seconds:g} s"
+    return f"neigh {step.ip} on {step.bridge}"
+
+
+def label(number: int, step: Step) -> str:
+    """How a failure names its step: number, what it does, and its line in the file."""
+    where = f", line {step.where.line}" if step.where is not None else ""
+    return f"step {number} ({describe(step)}{where})"
+
+
+@dataclass
+class World:
+    """The live objects a scenario's names stand for."""
+
+    lab: LabLike
+    bridges: dict[str, BridgeLike] = field(default_factory=dict)
+    endpoints: dict[str, EndpointLike] = field(default_factory=dict)
+    bridge_of: dict[str, str] = field(default_factory=dict)
+
+    def mac(self, ref: str) -> str:
+        """Resolve ``vm1.mac``, ``vm1.port_mac`` or ``br0.mac`` to the live MAC."""
+        owner, _, attribute = ref.partition(".")
+        if owner in self.bridges:
+            return self.bridges[owner].mac.lower()
+        endpoint = self.endpoints[owner]
+        if attribute == "mac":
+            return endpoint.mac.lower()
+        return _port_mac(endpoint, ref)
+
+
+def _port_mac(endpoint: EndpointLike, ref: str) -> str:
+    """The MAC of the bridge-side device: a VM's tap, a host's or uplink's bridge-side veth."""
+    for name in ("port_mac", "tap_mac"):
+        value = getattr(endpoint, name, None)
+        if isinstance(value, str):
+            return value.lower()
+    raise LabError(f"{ref}: this lab does not expose the MAC of {endpoint.name}'s bridge port")
+
+
+def build_topology(scenario: Scenario, lab: LabLike) -> World:
+    """Create bridges, endpoints, port options and static entries in file order."""
+    world = World(lab)
+    for spec in scenario.bridges:
+        _build_bridge(world, spec)
+    for spec in scenario.bridges:
+        for entry in spec.fdb:
+            _fdb_add(world, spec.name, entry)
+    lab.settle()
+    return world
+
+
+def _build_bridge(world: World, spec: BridgeSpec) -> None:
+    bridge = world.lab.bridge(spec.name, **dict(spec.options))
+    world.bridges[spec.name] = bridge
+    for ep in spec.vms:
+        world.endpoints[ep.name] = world.lab.vm(ep.name, bridge=bridge, mac=ep.mac)
+    for ep in spec.hosts:
+        world.endpoints[ep.name] = world.lab.host(ep.name, bridge=bridge, mac=ep.mac)
+    if spec.uplink is not None:
+        world.endpoints[spec.uplink.name] = world.lab.uplink(bridge, mac=spec.uplink.mac)
+    for ep in spec.endpoints():
+        world.bridge_of[ep.name] = spec.name
+        if ep.port:
+            bridge.port(world.endpoints[ep.name]).set(**dict(ep.port))
+
+
+def _fdb_add(world: World, bridge: str, entry: FdbEntrySpec) -> None:
+    mac = world.mac(entry.mac) if "." in entry.mac else entry.mac
+    world.bridges[bridge].fdb_add(
+        mac, world.endpoints[entry.at], static=entry.static, sticky=entry.sticky
+    )
+
+
+class Player:
+    """Runs steps in order, remembering the last frame sent for ``expect`` without a frame."""
+
+    def __init__(self, scenario: Scenario, world: World) -> None:
+        self.scenario = scenario
+        self.world = world
+        self.last_sent: bytes | None = None
+
+    def frame(self, ref: FrameRef | None) -> bytes:
+        """The bytes of a frame reference, or of the frame sent last."""
+        if ref is None:
+            if self.last_sent is None:
+                raise AssertionError("no frame given and nothing has been sent yet")
+            return self.last_sent
+        return build(self.scenario.frame(ref), self.world.mac)
+
+    def play(self, step: Step) -> None:
+        """Run one step; failures raise AssertionError (or LabError for a lab problem)."""
+        handler = getattr(self, f"_{type(step).__name__.lower()}")
+        handler(step)
+
+    def _send(self, step: Send) -> None:
+        data = self.frame(step.frame)
+        self.world.endpoints[step.source].send(data)
+        self.last_sent = data
+
+    def _expect(self, step: Expect) -> None:
+        target = self._target(self.frame(step.frame), step.ignore)
+        for name in step.at:
+            self.world.endpoints[name].expect(target)
+        if step.only:
+            for name, endpoint in self.world.endpoints.items():
+                if name not in step.at:
+                    endpoint.expect_none(target)
+
+    def _expectnone(self, step: ExpectNone) -> None:
+        target = None if step.frame is None else self.frame(step.frame)
+        for name in step.at or tuple(self.world.endpoints):
+            self.world.endpoints[name].expect_none(target)
+
+    def _target(self, data: bytes, ignore: tuple[str, ...]) -> Any:
+        if not ignore:
+            return data
+        from vlab.frames import Mask
+
+        return Mask(data).ignore(*ignore)
+
+    def _fdb(self, step: Fdb) -> None:
+        entries = {e.mac.lower(): e for e in self.world.bridges[step.bridge].fdb_entries()}
+        problems = [p for e in step.contains if (p := self._missing(e, entries))]
+        problems += [p for e in step.lacks if (p := self._present(e, entries))]
+        if problems:
+            listing = "\n".join(
+                f"  {mac} -> {e.port} ({'/'.join(sorted(kinds_of(e)))})"
+                for mac, e in sorted(entries.items())
+            )
+            raise AssertionError(
+                "; ".join(problems) + f"\nfdb of {step.bridge}:\n" + (listing or "  (empty)")
+            )
+
+    def _port_name(self, owner: str) -> str:
+        if owner in self.world.bridges:
+            return self.world.bridges[owner].name
+        return self.world.endpoints[owner].port
+
+    def _missing(self, want: FdbCheckEntry, entries: dict[str, FdbEntryLike]) -> str | None:
+        mac = self._entry_mac(want)
+        entry = entries.get(mac)
+        if entry is None:
+            return f"{_show(want.mac, mac)} is not in the fdb"
+        if want.at is not None and entry.port != self._port_name(want.at):
+            return f"{_show(want.mac, mac)} is behind {entry.port}, not {want.at}"
+        if want.kind != "any" and want.kind not in kinds_of(entry):
+            shown = "/".join(sorted(kinds_of(entry)))
+            return f"{_show(want.mac, mac)} is {shown}, not {want.kind}"
+        return None
+
+    def _present(self, want: FdbCheckEntry, entries: dict[str, FdbEntryLike]) -> str | None:
+        mac = self._entry_mac(want)
+        entry = entries.get(mac)
+        if entry is None or (want.at is not None and entry.port != self._port_name(want.at)):
+            return None
+        if want.kind != "any" and want.kind not in kinds_of(entry):
+            return None
+        return f"{_show(want.mac, mac)} is in the fdb (behind {entry.port})"
+
+    def _entry_mac(self, entry: FdbCheckEntry) -> str:
+        return self.world.mac(entry.mac) if "." in entry.mac else entry.mac
+
+    def _fdbadd(self, step: FdbAdd) -> None:
+        _fdb_add(self.world, self.world.bridge_of[step.entry.at], step.entry)
+
+    def _setbridge(self, step: SetBridge) -> None:
+        bridge = self.world.bridges[step.bridge]
+        _apply(lambda: bridge.set(**dict(step.options)), step.rejected, step.options)
+
+    def _setport(self, step: SetPort) -> None:
+        endpoint = self.world.endpoints[step.at]
+        port = self.world.bridges[self.world.bridge_of[step.at]].port(endpoint)
+        _apply(lambda: port.set(**dict(step.options)), step.rejected, step.options)
+
+    def _carrier(self, step: Carrier) -> None:
+        self.world.endpoints[step.at].set_carrier(step.up)
+
+    def _wait(self, step: Wait) -> None:
+        time.sleep(step.seconds)
+
+    def _neigh(self, step: Neigh) -> None:
+        mac = self.world.mac(step.mac) if "." in step.mac else step.mac
+        self.world.bridges[step.bridge].neigh_add(step.ip, mac)
+
+
+def kinds_of(entry: FdbEntryLike) -> set[str]:
+    """The scenario kinds an fdb row satisfies (a sticky entry is also static)."""
+    if entry.local:
+        return {"local"}
+    if entry.locked:
+        return {"locked"}
+    kinds = {"static"} if entry.static else {"learnt"}
+    return kinds | ({"sticky"} if entry.sticky else set())
+
+
+def _show(ref: str, mac: str) -> str:
+    return mac if ref == mac else f"{ref} ({mac})"
+
+
+def _apply(
+    change: Callable[[], None], rejected: bool, options: tuple[tuple[str, Any], ...]
+) -> None:
+    if not rejected:
+        change()
+        return
+    try:
+        change()
+    except LabError:
+        return
+    shown = ", ".join(f"{k}={v!r}" for k, v in options)
+    raise AssertionError(f"the change {shown} was accepted, but the scenario expects a refusal")
+
+
+def run_scenario(scenario: Scenario, lab: LabLike) -> None:
+    """Build ``scenario``'s topology on ``lab`` and run its steps, naming the first that fails."""
+    world = build_topology(scenario, lab)
+    player = Player(scenario, world)
+    for number, step in enumerate(scenario.steps, 1):
+        try:
+            player.play(step)
+        except AssertionError as exc:
+            note = f": {step.note}" if step.note else ""
+            raise AssertionError(f"{label(number, step)} failed{note}\n{exc}") from None
+        except LabError as exc:
+            exc.add_note(f"in {label(number, step)} of {scenario.name!r}")
+            raise
