@@ -74,7 +74,8 @@ class HubBridge:
     rows: list[Row] = field(default_factory=list)
 
     def fdb_entries(self) -> list[Row]:
-        return self.rows
+        ports = [Row(f"fe:00:00:00:00:{n:02x}", f"p{n}", local=True) for n in range(1, 4)]
+        return self.rows + ports
 
     def set(self, **options: Any) -> None:
         self.hub.log.append(f"bridge {options}")
@@ -112,8 +113,8 @@ class HubLab:
     def host(self, name: str, bridge: Any, mac: str | None = None) -> HubEndpoint:
         return self._add(name, mac)
 
-    def uplink(self, bridge: Any, mac: str | None = None) -> HubEndpoint:
-        return self._add("uplink", mac)
+    def uplink(self, bridge: Any, mac: str | None = None, name: str | None = None) -> HubEndpoint:
+        return self._add(name or "uplink", mac)
 
     def settle(self) -> None:
         pass

@@ -46,7 +46,7 @@ def test_wrong_expectation_names_step_line_and_note(hub: Any) -> None:
         )
     text = str(caught.value)
     assert text.startswith("step 2 (expect at vm2 only, line 10) failed: a hub floods")
-    assert "uplink received 1 unexpected frame" in text
+    assert "up received 1 unexpected frame" in text
 
 
 def test_expect_none_without_at_covers_every_endpoint(hub: Any) -> None:

@@ -80,16 +80,19 @@ class World:
         endpoint = self.endpoints[owner]
         if attribute == "mac":
             return endpoint.mac.lower()
-        return _port_mac(endpoint, ref)
+        return _port_mac(self, endpoint, ref)
 
 
-def _port_mac(endpoint: EndpointLike, ref: str) -> str:
-    """The MAC of the bridge-side device: a VM's tap, a host's or uplink's bridge-side veth."""
-    for name in ("port_mac", "tap_mac"):
-        value = getattr(endpoint, name, None)
-        if isinstance(value, str):
-            return value.lower()
-    raise LabError(f"{ref}: this lab does not expose the MAC of {endpoint.name}'s bridge port")
+def _port_mac(world: World, endpoint: EndpointLike, ref: str) -> str:
+    """The MAC of the bridge-side device: a VM's tap, a host's or uplink's bridge-side veth.
+
+    Every port's own MAC is a local fdb entry on that port, so the fdb answers for any endpoint.
+    """
+    bridge = world.bridges[world.bridge_of[endpoint.name]]
+    for entry in bridge.fdb_entries():
+        if entry.local and entry.port == endpoint.port:
+            return entry.mac.lower()
+    raise LabError(f"{ref}: {endpoint.port} has no local fdb entry to read its MAC from")
 
 
 def build_topology(scenario: Scenario, lab: LabLike) -> World:
@@ -107,14 +110,16 @@ def build_topology(scenario: Scenario, lab: LabLike) -> World:
 def _build_bridge(world: World, spec: BridgeSpec) -> None:
     bridge = world.lab.bridge(spec.name, **dict(spec.options))
     world.bridges[spec.name] = bridge
+    for ep in spec.endpoints():
+        world.bridge_of[ep.name] = spec.name
     for ep in spec.vms:
         world.endpoints[ep.name] = world.lab.vm(ep.name, bridge=bridge, mac=ep.mac)
     for ep in spec.hosts:
         world.endpoints[ep.name] = world.lab.host(ep.name, bridge=bridge, mac=ep.mac)
     if spec.uplink is not None:
-        world.endpoints[spec.uplink.name] = world.lab.uplink(bridge, mac=spec.uplink.mac)
+        uplink = world.lab.uplink(bridge, mac=spec.uplink.mac, name=spec.uplink.name)
+        world.endpoints[spec.uplink.name] = uplink
     for ep in spec.endpoints():
-        world.bridge_of[ep.name] = spec.name
         if ep.port:
             bridge.port(world.endpoints[ep.name]).set(**dict(ep.port))
 

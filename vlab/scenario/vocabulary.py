@@ -11,6 +11,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Literal
 
+from vlab.scenario.features import SYMBOLS
+
 U32 = 2**32 - 1
 
 
@@ -96,5 +98,5 @@ PORT_OPTIONS: dict[str, Kind] = {
     "fast_leave": BOOL,
 }
 
-FEATURES = ("vlan_filtering", "dummy", "8021q", "stp", "multicast_snooping", "netem")
+FEATURES = tuple(SYMBOLS)
 """Kernel features a scenario may declare under ``requires``; absent ones make it a skip."""
