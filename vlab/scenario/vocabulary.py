@@ -70,6 +70,7 @@ BRIDGE_OPTIONS: dict[str, Kind] = {
     "multicast_last_member_count": integer(0, U32),
     "multicast_igmp_version": integer(2, 3),
     "multicast_mld_version": integer(1, 2),
+    "vlan_filtering": BOOL,
     "fdb_max_learned": integer(0, U32),
     "no_linklocal_learn": BOOL,
     "mac": Kind("mac"),
