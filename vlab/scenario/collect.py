@@ -25,7 +25,12 @@ from vlab.scenario.model import Scenario
 from vlab.scenario.runner import run_scenario
 
 SUFFIXES = (".yaml", ".yml")
-UNSUPPORTED_HINTS = ("does not support", "EOPNOTSUPP", "lacks", "not available on this kernel")
+UNSUPPORTED_HINTS = (
+    "does not support",
+    "EOPNOTSUPP",
+    "Operation not supported",
+    "not available on this kernel",
+)
 
 
 def is_scenario_path(path: Path) -> bool:
@@ -55,7 +60,8 @@ def scenario_test(scenario: Scenario) -> Callable[[Any], None]:
             run_scenario(scenario, lab)
         except LabError as exc:
             if unsupported(exc):
-                pytest.skip(f"{exc}")
+                # reported at the scenario file, not at this line
+                raise pytest.skip.Exception(str(exc), _use_item_location=True) from None
             raise
 
     run.__doc__ = scenario.description or scenario.name
