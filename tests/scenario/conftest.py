@@ -86,6 +86,12 @@ class HubBridge:
     def fdb_add(self, mac: str, endpoint: Any, static: bool = True, sticky: bool = False) -> None:
         self.rows.append(Row(mac, endpoint.port, static, sticky))
 
+    def fdb_del(self, mac: str, endpoint: Any) -> None:
+        self.rows = [r for r in self.rows if (r.mac, r.port) != (mac, endpoint.port)]
+
+    def fdb_flush(self) -> None:
+        self.rows = [r for r in self.rows if r.static]
+
     def neigh_add(self, ip: str, mac: str) -> None:
         self.hub.log.append(f"neigh {ip} {mac}")
 

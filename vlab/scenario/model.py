@@ -306,6 +306,25 @@ class FdbAdd:
 
 
 @dataclass(frozen=True)
+class FdbDel:
+    """Remove the entry for ``mac`` behind an endpoint's port."""
+
+    mac: str
+    at: str
+    note: str | None = None
+    where: Where | None = field(default=None, compare=False, repr=False)
+
+
+@dataclass(frozen=True)
+class FdbFlush:
+    """Forget every dynamic entry of a bridge (static and local ones stay)."""
+
+    bridge: str
+    note: str | None = None
+    where: Where | None = field(default=None, compare=False, repr=False)
+
+
+@dataclass(frozen=True)
 class SetBridge:
     """Change bridge options; ``rejected`` means the kernel must refuse the change."""
 
@@ -358,7 +377,18 @@ class Neigh:
 
 
 Step: TypeAlias = (
-    Send | Expect | ExpectNone | Fdb | FdbAdd | SetBridge | SetPort | Carrier | Wait | Neigh
+    Send
+    | Expect
+    | ExpectNone
+    | Fdb
+    | FdbAdd
+    | FdbDel
+    | FdbFlush
+    | SetBridge
+    | SetPort
+    | Carrier
+    | Wait
+    | Neigh
 )
 
 

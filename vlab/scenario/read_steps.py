@@ -15,6 +15,8 @@ from vlab.scenario.model import (
     Fdb,
     FdbAdd,
     FdbCheckEntry,
+    FdbDel,
+    FdbFlush,
     FdbKind,
     FrameRef,
     Neigh,
@@ -40,6 +42,8 @@ STEP_KINDS = (
     "expect_none",
     "fdb",
     "fdb_add",
+    "fdb_del",
+    "fdb_flush",
     "set",
     "carrier",
     "wait",
@@ -171,6 +175,19 @@ def _neigh(node: Node, names: Names, note: str | None) -> Neigh:
     )
 
 
+def _fdb_del(node: Node, names: Names, note: str | None) -> FdbDel:
+    found = fields.keys(node, "fdb_del", ("mac", "at"), required=("mac", "at"))
+    mac = names.mac(found["mac"], "fdb_del mac")
+    return FdbDel(mac, names.endpoint(found["at"], "fdb_del at"), note, where(node))
+
+
+def _fdb_flush(node: Node, names: Names, note: str | None) -> FdbFlush:
+    if isinstance(node, ScalarNode) and node.tag == fields.NULL_TAG:
+        return FdbFlush(names.only_bridge(node, "fdb_flush"), note, where(node))
+    found = fields.keys(node, "fdb_flush", ("bridge",))
+    return FdbFlush(_bridge(found, node, "fdb_flush", names), note, where(node))
+
+
 def _fdb_add(node: Node, names: Names, note: str | None) -> FdbAdd:
     return FdbAdd(fdb_entry(node, names, "fdb_add"), note, where(node))
 
@@ -203,6 +220,8 @@ def step(node: Node, names: Names) -> Step:
         "expect_none": _expect_none,
         "fdb": _fdb,
         "fdb_add": _fdb_add,
+        "fdb_del": _fdb_del,
+        "fdb_flush": _fdb_flush,
         "set": _set,
         "carrier": _carrier,
         "neigh": _neigh,

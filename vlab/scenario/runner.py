@@ -21,7 +21,9 @@ from vlab.scenario.model import (
     Fdb,
     FdbAdd,
     FdbCheckEntry,
+    FdbDel,
     FdbEntrySpec,
+    FdbFlush,
     FrameRef,
     Neigh,
     Scenario,
@@ -46,6 +48,10 @@ def describe(step: Step) -> str:
         return f"fdb of {step.bridge}"
     if isinstance(step, FdbAdd):
         return f"fdb_add {step.entry.mac} at {step.entry.at}"
+    if isinstance(step, FdbDel):
+        return f"fdb_del {step.mac} at {step.at}"
+    if isinstance(step, FdbFlush):
+        return f"fdb_flush {step.bridge}"
     if isinstance(step, SetBridge):
         return f"set bridge {step.bridge}"
     if isinstance(step, SetPort):
@@ -222,6 +228,14 @@ class Player:
 
     def _fdbadd(self, step: FdbAdd) -> None:
         _fdb_add(self.world, self.world.bridge_of[step.entry.at], step.entry)
+
+    def _fdbdel(self, step: FdbDel) -> None:
+        mac = self.world.mac(step.mac) if "." in step.mac else step.mac
+        bridge = self.world.bridges[self.world.bridge_of[step.at]]
+        bridge.fdb_del(mac, self.world.endpoints[step.at])
+
+    def _fdbflush(self, step: FdbFlush) -> None:
+        self.world.bridges[step.bridge].fdb_flush()
 
     def _setbridge(self, step: SetBridge) -> None:
         bridge = self.world.bridges[step.bridge]

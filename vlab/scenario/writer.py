@@ -23,7 +23,9 @@ from vlab.scenario.model import (
     Fdb,
     FdbAdd,
     FdbCheckEntry,
+    FdbDel,
     FdbEntrySpec,
+    FdbFlush,
     FrameRef,
     FrameSpec,
     Helper,
@@ -257,6 +259,10 @@ def step(item: Step) -> dict[str, Any]:
         )
     elif isinstance(item, FdbAdd):
         kind, body = "fdb_add", _fdb_entry(item.entry)
+    elif isinstance(item, FdbDel):
+        kind, body = "fdb_del", Flow(mac=item.mac, at=item.at)
+    elif isinstance(item, FdbFlush):
+        kind, body = "fdb_flush", Flow(bridge=item.bridge)
     elif isinstance(item, (SetBridge, SetPort)):
         target = {"bridge": item.bridge} if isinstance(item, SetBridge) else {"port": item.at}
         body = Flow(target)
