@@ -1,0 +1,233 @@
+"""Endpoints: the places a test sends frames from and expects them at.
+
+All three kinds (a VM's vNIC on a tap, a host namespace on a veth, the uplink's far end) share
+one behaviour: frames are drained from the kernel on demand into a per-endpoint list, ``expect``
+consumes the first frame that matches (PTF semantics) and leaves the others for later checks, and
+everything sent or received is kept for the pcap written when a test fails.
+"""
+
+from __future__ import annotations
+
+import collections
+import select
+import subprocess
+import time
+from collections.abc import Sequence
+from typing import TYPE_CHECKING, Protocol
+
+from scapy.layers.l2 import Ether
+
+from vlab import tap as taplib
+from vlab.capture import Record
+from vlab.errors import LabError
+from vlab.frames import FrameLike, Mask, as_mask, parse, to_bytes
+
+if TYPE_CHECKING:
+    from vlab.bridge import Bridge
+    from vlab.lab import Lab
+    from vlab.netns import NetNS
+
+PCAP_KEEP = 50_000  # frames kept per endpoint for the failure pcap
+
+
+class FrameIO(Protocol):
+    ifname: str
+
+    def fileno(self) -> int: ...
+    def send(self, frame: bytes) -> None: ...
+    def drain(self) -> list[Record]: ...
+
+
+class Endpoint:
+    """What VMs, hosts and uplinks have in common; see DESIGN.md for the contract."""
+
+    kind = "endpoint"
+
+    def __init__(
+        self, lab: Lab, name: str, mac: str, port: str, bridge: Bridge, io: FrameIO
+    ) -> None:
+        self.lab = lab
+        self.name = name
+        self.mac = mac
+        self.port = port
+        self.bridge = bridge
+        self._io = io
+        self._pending: list[Record] = []
+        self._log: collections.deque[tuple[int, bool, bytes]] = collections.deque(maxlen=PCAP_KEEP)
+        self.carrier = True
+
+    # --- sending -------------------------------------------------------------------------
+
+    def send(self, frame: FrameLike) -> None:
+        """Put one frame on the wire here, as this endpoint would."""
+        data = to_bytes(frame)
+        self.lab._ready()
+        self._io.send(data)
+        self._log.append((time.time_ns(), True, data))
+
+    # --- receiving -----------------------------------------------------------------------
+
+    def _pull(self) -> int:
+        records = self._io.drain()
+        if records:
+            self._pending.extend(records)
+            self._log.extend((ts, False, data) for ts, data in records)
+        return len(records)
+
+    def _take(self, mask: Mask) -> Ether | None:
+        for i, (_ts, data) in enumerate(self._pending):
+            if mask.matches(data):
+                del self._pending[i]
+                return parse(data)
+        return None
+
+    def expect(
+        self,
+        frame: FrameLike | Mask,
+        timeout: float = 1.0,
+        mask: Mask | Sequence[str] | None = None,
+    ) -> Ether:
+        """Wait for a frame equal to ``frame`` (or matching ``mask``) here; consume and return it.
+
+        Fails with an AssertionError showing what did arrive, closest first, field by field.
+        """
+        m = _resolve_mask(frame, mask)
+        self._pull()
+        got = self._take(m)
+        deadline = time.monotonic() + timeout
+        fd = self._io.fileno()
+        while got is None:
+            remaining = deadline - time.monotonic()
+            if remaining <= 0:
+                self.lab._fail_expect(self, m, timeout)
+            select.select([fd], [], [], remaining)
+            if self._pull():
+                got = self._take(m)
+        return got
+
+    def expect_none(
+        self, frame: FrameLike | Mask | None = None, mask: Mask | Sequence[str] | None = None
+    ) -> None:
+        """Assert that no frame (or none matching ``frame``) arrived here and none is on its way.
+
+        "On its way" is decided from kernel queues, not a sleep: see :mod:`vlab.quiesce`.
+        """
+        self.lab.settle()
+        if frame is None:
+            unexpected = list(self._pending)
+            m = None
+        else:
+            m = _resolve_mask(frame, mask)
+            unexpected = [r for r in self._pending if m.matches(r[1])]
+        if unexpected:
+            self.lab._fail_none(self, m, unexpected)
+
+    def frames(self) -> list[Ether]:
+        """Every frame received here and not yet consumed, in arrival order; drains the list."""
+        self.lab.settle()
+        out = [parse(data) for _ts, data in self._pending]
+        self._pending.clear()
+        return out
+
+    def clear(self) -> None:
+        """Forget received frames without asserting anything about them (keeps the pcap)."""
+        self._pull()
+        self._pending.clear()
+
+    # --- link ----------------------------------------------------------------------------
+
+    def set_carrier(self, up: bool) -> None:
+        """Plug or unplug this endpoint's cable: the bridge port loses carrier when down."""
+        self._set_carrier(up)
+        self.carrier = up
+        self.lab._topology_changed()
+
+    def _set_carrier(self, up: bool) -> None:
+        raise NotImplementedError
+
+    def describe(self) -> str:
+        return f"{self.kind} {self.name} mac {self.mac} on {self.bridge.name} port {self.port}"
+
+    def __repr__(self) -> str:
+        return f"<{type(self).__name__} {self.name} {self.mac} port={self.port}>"
+
+
+def _resolve_mask(frame: FrameLike | Mask, mask: Mask | Sequence[str] | None) -> Mask:
+    if mask is None:
+        return as_mask(frame)
+    if isinstance(mask, Mask):
+        return mask
+    if isinstance(mask, str):
+        raise LabError("mask= takes a Mask or a list of field names such as ['IP.ttl']")
+    if isinstance(frame, Mask):
+        return frame.ignore(*mask)
+    return Mask(frame).ignore(*mask)
+
+
+class VM(Endpoint):
+    """An emulated VM: vlab holds the tap fd, exactly what QEMU's ``-netdev tap,fd=N`` holds."""
+
+    kind = "vm"
+
+    def __init__(
+        self,
+        lab: Lab,
+        name: str,
+        mac: str,
+        port: str,
+        bridge: Bridge,
+        io: FrameIO,
+        tap_fd: int,
+        tap_mac: str,
+    ) -> None:
+        super().__init__(lab, name, mac, port, bridge, io)
+        self.tap_fd = tap_fd
+        self.tap_mac = tap_mac
+        self.guest = None
+
+    def _set_carrier(self, up: bool) -> None:
+        taplib.set_carrier(self.tap_fd, up)
+
+    def describe(self) -> str:
+        return (
+            f"vm {self.name}: guest mac {self.mac} -> tap {self.port} (tap mac {self.tap_mac})"
+            f" on {self.bridge.name}"
+        )
+
+
+class _NamespacedEndpoint(Endpoint):
+    """An endpoint with a namespace of its own at the far end of a veth."""
+
+    ns: NetNS
+    ifname: str
+    ifindex: int
+
+    def run(
+        self, *argv: str, check: bool = True, timeout: float = 30.0
+    ) -> subprocess.CompletedProcess[str]:
+        """Run a program inside this endpoint's namespace (``ip``, ``ping``, ``tcpdump``...)."""
+        return self.lab._run_in(self.ns, list(argv), check=check, timeout=timeout)
+
+    def _set_carrier(self, up: bool) -> None:
+        self.lab._link_updown(self.ns, self.ifindex, up)
+
+
+class Host(_NamespacedEndpoint):
+    """A namespace cabled to the bridge by a veth: a container, a bare-metal box, a router."""
+
+    kind = "host"
+
+    def describe(self) -> str:
+        return f"host {self.name}: {self.ifname} {self.mac} == veth ==> {self.port} on {self.bridge.name}"
+
+
+class Uplink(_NamespacedEndpoint):
+    """The bridge's uplink: the pNIC port, its far end standing for the physical network."""
+
+    kind = "uplink"
+
+    def describe(self) -> str:
+        return (
+            f"uplink {self.name}: {self.bridge.name} port {self.port} == veth ==> "
+            f"{self.ifname} ({self.mac}) in namespace {self.ns.name}"
+        )

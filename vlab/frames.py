@@ -1,0 +1,163 @@
+"""Frames as tests see them: building bytes, matching with masks, and explaining mismatches.
+
+A failed ``expect`` is only useful if it says *how* the frames that did arrive differ from the one
+expected, so matching and the field-by-field diff live together here. Masks compare the frames
+after setting the ignored fields to the same value in both, so what is compared is exactly the
+wire bytes minus what the test said does not matter.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from typing import Any
+
+from scapy.layers.l2 import Ether
+from scapy.packet import NoPayload, Packet
+
+from vlab.errors import LabError
+
+FrameLike = Packet | bytes | bytearray | memoryview
+
+
+def to_bytes(frame: FrameLike) -> bytes:
+    if isinstance(frame, Packet):
+        return bytes(frame)
+    if isinstance(frame, bytes | bytearray | memoryview):
+        return bytes(frame)
+    raise LabError(f"a frame must be a scapy packet or bytes, not {type(frame).__name__}")
+
+
+def parse(data: bytes) -> Ether:
+    return Ether(data)
+
+
+def _layers(pkt: Packet) -> list[Packet]:
+    out = []
+    layer: Packet = pkt
+    while layer is not None and not isinstance(layer, NoPayload):
+        out.append(layer)
+        layer = layer.payload
+    return out
+
+
+def _find_layer(pkt: Packet, name: str) -> Packet | None:
+    for layer in _layers(pkt):
+        if name in (type(layer).__name__, layer.name):
+            return layer
+    return None
+
+
+class Mask:
+    """Compare only what matters: ``Mask(frame).ignore("IP.ttl", "IP.chksum")``.
+
+    Field names are ``Layer.field`` as scapy names them; naming one the frame does not have is a
+    LabError at once (a typo would otherwise silently compare *more* than intended... or less).
+    """
+
+    def __init__(self, frame: FrameLike) -> None:
+        self.expected: Packet = frame if isinstance(frame, Packet) else parse(to_bytes(frame))
+        self.expected_bytes = to_bytes(self.expected)
+        self.ignored: list[tuple[str, str]] = []
+        self._canon: bytes | None = None
+
+    def ignore(self, *fields: str) -> Mask:
+        template = parse(self.expected_bytes)
+        for spec in fields:
+            layer_name, _, field = spec.partition(".")
+            layer = _find_layer(template, layer_name)
+            if layer is None:
+                have = ", ".join(type(x).__name__ for x in _layers(template))
+                raise LabError(
+                    f"Mask.ignore({spec!r}): the frame has no {layer_name} layer (it has {have})"
+                )
+            names = [f.name for f in layer.fields_desc]
+            if field not in names:
+                raise LabError(
+                    f"Mask.ignore({spec!r}): {layer_name} has no field {field!r} "
+                    f"(fields: {', '.join(names)})"
+                )
+            self.ignored.append((layer_name, field))
+        self._canon = None
+        return self
+
+    def _canonical(self, data: bytes) -> bytes | None:
+        """The frame with every ignored field blanked, or None if it lacks an ignored layer."""
+        pkt = parse(data)
+        for layer_name, field in self.ignored:
+            layer = _find_layer(pkt, layer_name)
+            if layer is None:
+                return None
+            blank: Any = b"" if isinstance(layer.getfieldval(field), bytes) else 0
+            try:
+                layer.setfieldval(field, blank)
+            except Exception:  # a field scapy cannot blank to 0 (e.g. a MAC): use a fixed value
+                layer.setfieldval(field, layer.fields_desc[0].default)
+        try:
+            return bytes(pkt)
+        except Exception:
+            return None
+
+    def matches(self, data: bytes) -> bool:
+        if not self.ignored:
+            return data == self.expected_bytes
+        if self._canon is None:
+            self._canon = self._canonical(self.expected_bytes) or b""
+        return self._canonical(data) == self._canon
+
+    def describe(self) -> str:
+        ignored = ", ".join(f"{a}.{b}" for a, b in self.ignored)
+        return f"ignoring {ignored}" if ignored else "exact bytes"
+
+
+def as_mask(frame: FrameLike | Mask) -> Mask:
+    return frame if isinstance(frame, Mask) else Mask(frame)
+
+
+def _value(v: Any) -> str:
+    if isinstance(v, bytes):
+        return repr(v) if len(v) <= 24 else repr(v[:24])[:-1] + f"...' ({len(v)} bytes)"
+    if isinstance(v, int) and v > 9:
+        return f"{v} ({v:#x})"
+    return repr(v)
+
+
+def field_diff(expected: Packet, got: Packet, ignored: Iterable[tuple[str, str]] = ()) -> list[str]:
+    """Differences as ``Layer.field: expected X, got Y`` lines, in wire order."""
+    skip = set(ignored)
+    lines = []
+    exp_layers, got_layers = _layers(expected), _layers(got)
+    for i, exp in enumerate(exp_layers):
+        lname = type(exp).__name__
+        if i >= len(got_layers):
+            lines.append(f"{lname}: expected this layer, the frame ends before it")
+            continue
+        have = got_layers[i]
+        if type(have) is not type(exp):
+            lines.append(f"layer {i + 1}: expected {lname}, got {type(have).__name__}")
+            break
+        for f in exp.fields_desc:
+            if (lname, f.name) in skip:
+                continue
+            a, b = exp.getfieldval(f.name), have.getfieldval(f.name)
+            if a != b:
+                lines.append(f"{lname}.{f.name}: expected {_value(a)}, got {_value(b)}")
+    for extra in got_layers[len(exp_layers) :]:
+        lines.append(f"unexpected extra layer {type(extra).__name__}")
+    return lines
+
+
+def summary(data: bytes) -> str:
+    try:
+        text = parse(data).summary()
+    except Exception:
+        text = data[:32].hex()
+    return f"{text} [{len(data)} B]"
+
+
+def closeness(mask: Mask, data: bytes) -> tuple[int, int]:
+    """Sort key: fewer differing fields first, then closer length."""
+    try:
+        diff = len(field_diff(mask.expected, parse(data), mask.ignored))
+    except Exception:
+        diff = 1000
+    return diff, abs(len(data) - len(mask.expected_bytes))

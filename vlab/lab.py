@@ -1,0 +1,533 @@
+"""The lab: namespaces, a switch namespace with bridges, and the endpoints cabled to them.
+
+Layout of a lab (every namespace anonymous, held by an fd of this process):
+
+    switch   bridges; VM taps (vnetN) and the bridge-side ends of veths (vethN, ethN)
+    <host>   one per host: eth0, the far end of its veth
+    upstream the far ends of uplinks: the physical network beyond the pNIC
+
+Everything is built with one netlink request per link, and torn down by dropping namespaces
+rather than deleting links, which is what makes a lab cost milliseconds to build and nothing to
+leave behind.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import socket
+import subprocess
+import tempfile
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from vlab import quiesce
+from vlab import tap as taplib
+from vlab.bridge import Bridge
+from vlab.capture import PacketPort, TapPort, write_pcap
+from vlab.endpoints import VM, Endpoint, Host, Uplink
+from vlab.errors import LabError
+from vlab.frames import Mask, closeness, field_diff, parse, summary
+from vlab.netns import NetNS, _setns
+from vlab.options import BRIDGE_OPTIONS, encode_bridge, normalize_mac, pack_data
+from vlab.reaper import reap
+from vlab.rtnl import LinkRequests, Rtnl
+
+_NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,14}$")
+QUIET_SYSCTLS = (
+    # no link-local addresses, router solicitations, DAD or MLD reports on lab links
+    ("net/ipv6/conf/all/disable_ipv6", "1"),
+    ("net/ipv6/conf/default/disable_ipv6", "1"),
+    # the bridge device's own IGMP reports for 224.0.0.x (e.g. 224.0.0.106 MRD)
+    ("net/ipv4/igmp_link_local_mcast_reports", "0"),
+    # br_netfilter, where built in, would drop malformed IP frames a pure L2 bridge forwards
+    ("net/bridge/bridge-nf-call-iptables", "0"),
+    ("net/bridge/bridge-nf-call-ip6tables", "0"),
+    ("net/bridge/bridge-nf-call-arptables", "0"),
+)
+OPER_UP, OPER_UNKNOWN = 6, 0
+
+
+def random_mac(prefix: str) -> str:
+    """A random MAC under ``prefix`` (whose first octet must be locally administered unicast)."""
+    n = 6 - len(prefix.split(":"))
+    return prefix + "".join(f":{b:02x}" for b in os.urandom(n))
+
+
+@dataclass(frozen=True)
+class Where:
+    """Answer to "which VM NIC is behind which tap on which bridge" for one MAC."""
+
+    mac: str
+    bridge: str
+    port: str
+    endpoint: str | None  # the endpoint cabled to that port
+    owner: str | None  # the endpoint whose own MAC this is, if any
+    how: str  # learnt, static, static+sticky, local, locked
+
+    def __str__(self) -> str:
+        who = f" ({self.owner}'s NIC)" if self.owner else ""
+        behind = f" ({self.endpoint})" if self.endpoint else ""
+        return f"{self.mac}{who} is behind port {self.port}{behind} on bridge {self.bridge}, {self.how}"
+
+
+class _Namespace:
+    """A lab namespace with its raw netlink socket and ifindex allocator."""
+
+    def __init__(self, name: str) -> None:
+        self.ns = NetNS.create(name)
+        try:
+            with self.ns.entered():
+                for key, value in QUIET_SYSCTLS:
+                    try:
+                        with open("/proc/sys/" + key, "w") as fh:
+                            fh.write(value)
+                    except FileNotFoundError:
+                        pass  # kernel without IPv6: already quiet
+                self.rtnl = Rtnl()
+        except BaseException:
+            self.ns.close()
+            raise
+        self.links = LinkRequests(self.rtnl)
+        self.next_index = 2  # 1 is lo
+
+    def index(self) -> int:
+        self.next_index += 1
+        return self.next_index - 1
+
+    def close(self) -> None:
+        self.rtnl.close()
+        self.ns.close()
+
+
+class Lab:
+    """A throwaway network lab; use as a context manager or through the ``lab`` fixture."""
+
+    def __init__(self, name: str = "lab", artifacts: Path | str | None = None) -> None:
+        self.name = name
+        self.artifacts = Path(artifacts) if artifacts is not None else None
+        self.bridges: dict[str, Bridge] = {}
+        self.endpoints: dict[str, Endpoint] = {}
+        self._spaces: dict[str, _Namespace] = {}
+        self._taps: list[int] = []
+        self._sockets: list[PacketPort] = []
+        self._guests: list[Any] = []
+        self._counters = {"vnet": 0, "veth": 0, "eth": 0}
+        self._dirty = True
+        self._closed = False
+        self._artifact_dir: Path | None = None
+        self._switch = self._space("switch")
+        self._switch_rtnl = self._switch.rtnl
+
+    # --- lifecycle -------------------------------------------------------------------------
+
+    def __enter__(self) -> Lab:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def close(self) -> None:
+        """Tear the lab down: close every fd that keeps its namespaces alive.
+
+        Taps are made persistent first so closing them does not wait on an unregister, and
+        packet sockets are closed by a background thread (each close waits for an RCU grace
+        period); the kernel then destroys the namespaces and everything in them.
+        """
+        if self._closed:
+            return
+        self._closed = True
+        for guest in self._guests:
+            guest.close()
+        for fd in self._taps:
+            taplib.release_tap(fd)
+        reap([s.sock for s in self._sockets])
+        for space in self._spaces.values():
+            space.close()
+        self._taps.clear()
+        self._sockets.clear()
+
+    def _space(self, name: str) -> _Namespace:
+        if name in self._spaces:
+            return self._spaces[name]
+        space = _Namespace(name)
+        self._spaces[name] = space
+        return space
+
+    def _check_open(self) -> None:
+        if self._closed:
+            raise LabError(f"lab {self.name!r} is closed; build a new Lab()")
+
+    def _check_name(self, name: str, what: str) -> None:
+        if not isinstance(name, str) or not _NAME_RE.match(name):
+            raise LabError(
+                f"{what} name {name!r} is not usable: 1-15 characters, letters, digits, '_', '.', "
+                "'-', starting with a letter or digit"
+            )
+        if name in self.endpoints or name in self.bridges or name in ("switch", "upstream"):
+            raise LabError(f"{what} name {name!r} is already used in this lab; pick another")
+
+    def _bridge(self, bridge: Bridge | str) -> Bridge:
+        if isinstance(bridge, Bridge):
+            if bridge.lab is not self:
+                raise LabError(f"bridge {bridge.name} belongs to another lab")
+            return bridge
+        if isinstance(bridge, str) and bridge in self.bridges:
+            return self.bridges[bridge]
+        raise LabError(
+            f"unknown bridge {bridge!r}; bridges in this lab: {', '.join(self.bridges) or 'none'}"
+        )
+
+    def _topology_changed(self) -> None:
+        self._dirty = True
+
+    # --- building --------------------------------------------------------------------------
+
+    def bridge(self, name: str, **options: Any) -> Bridge:
+        """A Linux bridge in the switch namespace, with options in friendly names and units."""
+        self._check_open()
+        self._check_name(name, "bridge")
+        encoded = encode_bridge(options)  # everything validated before anything is built
+        mac = encoded.pop("mac", None) or random_mac("02")
+        mtu = encoded.pop("mtu", None)
+        # mcast_querier in the same message as the query intervals starts with the old ones.
+        querier = encoded.pop("multicast_querier", None) if len(encoded) > 1 else None
+        index = self._switch.index()
+        try:
+            self._switch.links.add_bridge(name, index, mac, pack_data(BRIDGE_OPTIONS, encoded), mtu)
+        except OSError as exc:
+            shown = ", ".join(f"{k}={v!r}" for k, v in options.items())
+            raise LabError(f"cannot create bridge {name} with {shown}: {exc.strerror}") from None
+        br = Bridge(self, name, index, mac)
+        br.stp = bool(encoded.get("stp"))
+        self.bridges[name] = br
+        if querier is not None:
+            br.set(multicast_querier=bool(querier))
+        return br
+
+    def vm(
+        self,
+        name: str,
+        bridge: Bridge | str,
+        mac: str | None = None,
+        mtu: int | None = None,
+        guest: str | None = None,
+    ) -> VM:
+        """A VM whose vNIC is a tap on ``bridge``; vlab holds the tap fd as QEMU would.
+
+        ``guest="qemu"`` boots a real Linux guest on that tap instead of emulating one.
+        """
+        self._check_open()
+        self._check_name(name, "vm")
+        br = self._bridge(bridge)
+        mac = normalize_mac(mac, f"vm {name} mac") if mac is not None else random_mac("52:54:00")
+        tap_mac = "fe" + mac[2:]  # libvirt's rule: never the guest's MAC, never the bridge's
+        if guest not in (None, "qemu"):
+            raise LabError(f"vm {name}: guest={guest!r} is not known; use guest='qemu' or None")
+        port = self._next("vnet")
+        with self._switch.ns.entered():
+            fd = taplib.open_tap(port)
+            index = socket.if_nametoindex(port)
+        self._taps.append(fd)
+        self._switch.next_index = max(self._switch.next_index, index + 1)
+        try:
+            self._switch.links.set_link(index, mac=tap_mac, master=br.index, mtu=mtu, txqlen=4096)
+        except OSError as exc:
+            raise LabError(
+                f"vm {name}: cannot attach {port} to {br.name}: {exc.strerror}"
+            ) from None
+        io: Any = TapPort(fd, port)
+        vm = VM(self, name, mac, port, br, io, fd, tap_mac)
+        self._register(vm, br, index)
+        if guest == "qemu":
+            from vlab.guests import attach_qemu
+
+            attach_qemu(self, vm)
+        return vm
+
+    def host(
+        self, name: str, bridge: Bridge | str, mac: str | None = None, mtu: int | None = None
+    ) -> Host:
+        """A namespace cabled to ``bridge`` by a veth; ``host.run(...)`` runs programs in it."""
+        self._check_open()
+        self._check_name(name, "host")
+        br = self._bridge(bridge)
+        mac = normalize_mac(mac, f"host {name} mac") if mac is not None else random_mac("02")
+        space = self._space(name)
+        port = self._next("veth")
+        ep = self._cable(Host, name, br, port, space, "eth0", mac, mtu)
+        return ep  # type: ignore[return-value]
+
+    def uplink(
+        self,
+        bridge: Bridge | str,
+        mac: str | None = None,
+        mtu: int | None = None,
+        name: str | None = None,
+        kind: str = "veth",
+    ) -> Uplink:
+        """The bridge's pNIC port; its far end, in the upstream namespace, is the network.
+
+        Only a veth carries frames both ways (a dummy link swallows what the bridge sends and
+        can inject nothing), so the uplink is a veth; ``kind="dummy"`` is refused where the
+        kernel lacks the dummy link type (as on the kernels vlab is developed on).
+        """
+        self._check_open()
+        br = self._bridge(bridge)
+        if kind != "veth":
+            raise LabError(f"uplink kind={kind!r}: only 'veth' can both receive and inject frames")
+        if name is None:
+            name = "uplink" if "uplink" not in self.endpoints else f"uplink-{br.name}"[:15]
+        self._check_name(name, "uplink")
+        mac = normalize_mac(mac, f"uplink {name} mac") if mac is not None else random_mac("02")
+        space = self._space("upstream")
+        port = self._next("eth")
+        ep = self._cable(Uplink, name, br, port, space, port, mac, mtu)
+        return ep  # type: ignore[return-value]
+
+    def _next(self, prefix: str) -> str:
+        n = self._counters[prefix]
+        self._counters[prefix] = n + 1
+        return f"{prefix}{n}"
+
+    def _cable(
+        self,
+        cls: type[Host] | type[Uplink],
+        name: str,
+        br: Bridge,
+        port: str,
+        space: _Namespace,
+        ifname: str,
+        mac: str,
+        mtu: int | None,
+    ) -> Endpoint:
+        index = self._switch.index()
+        far_index = space.index()
+        try:
+            self._switch.links.add_veth(
+                port, index, random_mac("fe"), br.index, ifname, mac, space.ns.fd, far_index, mtu
+            )
+            space.links.set_link(far_index)
+        except OSError as exc:
+            raise LabError(
+                f"{cls.kind} {name}: cannot cable {port} to {br.name}: {exc.strerror}"
+            ) from None
+        with space.ns.entered():
+            pp = PacketPort(ifname)
+        self._sockets.append(pp)
+        ep = cls(self, name, mac, port, br, pp)
+        ep.ns = space.ns
+        ep.ifname = ifname
+        ep.ifindex = far_index
+        self._register(ep, br, index)
+        return ep
+
+    def _register(self, ep: Endpoint, br: Bridge, index: int) -> None:
+        from vlab.bridge import Port
+
+        br.ports[ep.port] = Port(br, ep.port, index, ep)
+        self.endpoints[ep.name] = ep
+        self._dirty = True
+
+    # --- readiness -------------------------------------------------------------------------
+
+    def _ready(self, timeout: float = 5.0) -> None:
+        """Block until every link is up with its qdisc attached and every port forwards.
+
+        The kernel brings carrier, qdiscs and bridge ports up asynchronously; a frame sent in
+        the first milliseconds would otherwise be dropped (``TX dropped``) at random.
+        """
+        if not self._dirty:
+            return
+        self._check_open()
+        deadline = time.monotonic() + timeout
+        while True:
+            missing = self._not_ready()
+            if not missing:
+                self._dirty = False
+                return
+            if time.monotonic() > deadline:
+                raise LabError(
+                    f"lab links did not come up within {timeout:g} s: {'; '.join(missing)}"
+                )
+            time.sleep(0.0002)
+
+    def _not_ready(self) -> list[str]:
+        missing = []
+        states = self._switch.links.link_states()
+        ports = self._switch.links.port_states()
+        for br in self.bridges.values():
+            for port in br.ports.values():
+                ep = port.endpoint
+                if ep is not None and not ep.carrier:
+                    continue
+                _i, oper, qdisc = states.get(port.name, (0, -1, "noop"))
+                if oper not in (OPER_UP, OPER_UNKNOWN) or qdisc == "noop":
+                    missing.append(f"{port.name} is not up")
+                elif not (port.state_managed or br.stp) and ports.get(port.name) != 3:
+                    missing.append(f"{port.name} is not forwarding yet")
+        for ep in self.endpoints.values():
+            ns_ep = getattr(ep, "ns", None)
+            if ns_ep is None or not ep.carrier:
+                continue
+            space = self._spaces["upstream" if ep.kind == "uplink" else ep.name]
+            _i, oper, qdisc = space.links.link_states().get(ep.ifname, (0, -1, "noop"))  # type: ignore[attr-defined]
+            if oper not in (OPER_UP, OPER_UNKNOWN) or qdisc == "noop":
+                missing.append(f"{ep.name}'s {ep.ifname} is not up")  # type: ignore[attr-defined]
+        return missing
+
+    # --- observing -------------------------------------------------------------------------
+
+    def _drain_all(self) -> int:
+        return sum(ep._pull() for ep in self.endpoints.values())
+
+    def settle(self, timeout: float = 10.0) -> None:
+        """Return once every frame in flight has been delivered to an endpoint or dropped."""
+        self._check_open()
+        quiesce.settle(
+            [(name, s.rtnl) for name, s in self._spaces.items()],
+            self._drain_all,
+            [ep._io.fileno() for ep in self.endpoints.values()],
+            timeout,
+        )
+
+    def expect_quiet(self) -> None:
+        """Assert that no endpoint holds a frame the test has not consumed, and none is coming."""
+        self.settle()
+        noisy = {ep.name: list(ep._pending) for ep in self.endpoints.values() if ep._pending}
+        if noisy:
+            lines = ["the lab is not quiet: frames arrived that no expect() consumed"]
+            for name, records in noisy.items():
+                lines.append(f"  at {name} ({self.endpoints[name].port}): {len(records)} frame(s)")
+                lines.extend(f"    {summary(data)}" for _ts, data in records[:8])
+            lines.append(self._artifact_line())
+            raise AssertionError("\n".join(lines))
+
+    def where(self, mac: str) -> Where | None:
+        """Which port of which bridge ``mac`` sits behind, from the fdb; None if nowhere."""
+        mac = normalize_mac(mac)
+        owner = next((ep.name for ep in self.endpoints.values() if ep.mac == mac), None)
+        for br in self.bridges.values():
+            for entry in br.fdb_entries():
+                if entry.mac == mac:
+                    port = br.ports[entry.port]
+                    ep_name = port.endpoint.name if port.endpoint else None
+                    return Where(mac, br.name, entry.port, ep_name, owner, entry.how)
+        return None
+
+    def describe(self) -> str:
+        """The lab as text: bridges, their ports and what is cabled to each."""
+        lines = [f"lab {self.name}"]
+        for br in self.bridges.values():
+            lines.append(f"  bridge {br.name} mac {br.mac}")
+            for port in br.ports.values():
+                if port.endpoint is not None:
+                    lines.append(f"    {port.name:<8} {port.endpoint.describe()}")
+        return "\n".join(lines)
+
+    def fdb_text(self) -> str:
+        lines = []
+        for br in self.bridges.values():
+            lines.append(f"fdb of {br.name}:")
+            for e in br.fdb_entries():
+                lines.append(f"  {e.mac} {e.port} {e.how}")
+        return "\n".join(lines)
+
+    # --- failure reports -------------------------------------------------------------------
+
+    def write_artifacts(self, directory: Path | None = None) -> Path:
+        """One pcap per endpoint (ns timestamps), the topology and the fdb: for a failed test."""
+        if directory is None:
+            directory = self._artifact_dir or self.artifacts
+        if directory is None:
+            directory = Path(tempfile.mkdtemp(prefix=f"vlab-{self.name}-"))
+        directory.mkdir(parents=True, exist_ok=True)
+        for ep in self.endpoints.values():
+            records = [(ts, data) for ts, _sent, data in ep._log]
+            write_pcap(directory / f"{ep.name}-{ep.port}.pcap", records)
+        text = self.describe()
+        if not self._closed:
+            try:
+                text += "\n\n" + self.fdb_text()
+            except OSError:
+                pass
+        (directory / "topology.txt").write_text(text + "\n")
+        self._artifact_dir = directory
+        return directory
+
+    def _artifact_line(self) -> str:
+        directory = self.write_artifacts()
+        return f"pcaps (one per endpoint) and topology: {directory}"
+
+    def _fail_expect(self, ep: Endpoint, mask: Mask, timeout: float) -> None:
+        self._drain_all()
+        lines = [
+            f"{ep.name} (port {ep.port} on {ep.bridge.name}) did not receive the expected frame "
+            f"within {timeout:g} s",
+            f"expected ({mask.describe()}):",
+            f"  {summary(mask.expected_bytes)}",
+        ]
+        pending = sorted(ep._pending, key=lambda r: closeness(mask, r[1]))
+        if pending:
+            lines.append(f"arrived at {ep.name}, not consumed, closest first ({len(pending)}):")
+            for ts, data in pending[:5]:
+                lines.append(f"  {summary(data)}")
+                try:
+                    diff = field_diff(mask.expected, parse(data), mask.ignored)
+                except Exception:
+                    diff = ["(not parseable as Ethernet)"]
+                lines.extend(f"      {d}" for d in diff[:8])
+            if len(pending) > 5:
+                lines.append(f"  ... and {len(pending) - 5} more")
+        else:
+            lines.append(f"nothing else arrived at {ep.name}")
+        elsewhere = [
+            other.name
+            for other in self.endpoints.values()
+            if other is not ep and any(mask.matches(d) for _t, d in other._pending)
+        ]
+        if elsewhere:
+            lines.append(f"the expected frame did arrive at: {', '.join(elsewhere)}")
+        lines.append(self._artifact_line())
+        raise AssertionError("\n".join(lines))
+
+    def _fail_none(
+        self, ep: Endpoint, mask: Mask | None, unexpected: list[tuple[int, bytes]]
+    ) -> None:
+        what = "no frame" if mask is None else f"no frame like {summary(mask.expected_bytes)}"
+        lines = [f"expected {what} at {ep.name} (port {ep.port}), but {len(unexpected)} arrived:"]
+        lines.extend(f"  {summary(data)}" for _ts, data in unexpected[:8])
+        lines.append(self._artifact_line())
+        raise AssertionError("\n".join(lines))
+
+    # --- helpers for endpoints -------------------------------------------------------------
+
+    def _run_in(
+        self, ns: NetNS, argv: list[str], check: bool, timeout: float
+    ) -> subprocess.CompletedProcess[str]:
+        fd = ns.fd
+        try:
+            return subprocess.run(
+                argv,
+                preexec_fn=lambda: _setns(fd),
+                pass_fds=(fd,),
+                capture_output=True,
+                text=True,
+                check=check,
+                timeout=timeout,
+            )
+        except FileNotFoundError:
+            raise LabError(f"cannot run {argv[0]!r}: not installed") from None
+        except subprocess.CalledProcessError as exc:
+            raise LabError(
+                f"{' '.join(argv)} failed in {ns.name} (exit {exc.returncode}): {exc.stderr.strip()}"
+            ) from None
+
+    def _link_updown(self, ns: NetNS, ifindex: int, up: bool) -> None:
+        space = next(s for s in self._spaces.values() if s.ns is ns)
+        space.links.set_link(ifindex, up=up)
+
+    def __repr__(self) -> str:
+        return f"<Lab {self.name} bridges={list(self.bridges)} endpoints={list(self.endpoints)}>"
