@@ -7,7 +7,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 from vlab import rtnl as nl
-from vlab.errors import LabError
+from vlab.errors import LabError, Unsupported
 from vlab.options import (
     BRIDGE_OPTIONS,
     PORT_OPTIONS,
@@ -47,7 +47,7 @@ class FdbEntry:
 def _errno_hint(exc: OSError, what: str, options: dict[str, Any]) -> LabError:
     names = ", ".join(f"{k}={v!r}" for k, v in options.items())
     if exc.errno == 95:  # EOPNOTSUPP
-        return LabError(f"{what}: this kernel does not support {names} (EOPNOTSUPP)")
+        return Unsupported(f"{what}: this kernel does not support {names} (EOPNOTSUPP)")
     if exc.errno == 16:  # EBUSY
         return LabError(f"{what}: the kernel refused {names} (EBUSY: STP owns port states)")
     return LabError(f"{what}: the kernel refused {names} ({exc.strerror})")

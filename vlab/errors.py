@@ -8,3 +8,7 @@ ctypes traceback in place of the actual problem.
 
 class LabError(Exception):
     """A lab could not be built or used as asked; the message says why and how to fix it."""
+
+
+class Unsupported(LabError):
+    """The running kernel (or machine) lacks a feature the lab asked for: a skip, not a bug."""

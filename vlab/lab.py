@@ -28,7 +28,7 @@ from vlab import tap as taplib
 from vlab.bridge import Bridge
 from vlab.capture import PacketPort, TapPort, write_pcap
 from vlab.endpoints import VM, Endpoint, Host, Uplink
-from vlab.errors import LabError
+from vlab.errors import LabError, Unsupported
 from vlab.frames import Mask, closeness, field_diff, parse, summary
 from vlab.netns import NetNS, _setns
 from vlab.options import BRIDGE_OPTIONS, encode_bridge, normalize_mac, pack_data
@@ -199,6 +199,8 @@ class Lab:
             self._switch.links.add_bridge(name, index, mac, pack_data(BRIDGE_OPTIONS, encoded), mtu)
         except OSError as exc:
             shown = ", ".join(f"{k}={v!r}" for k, v in options.items())
+            if exc.errno == 95:  # EOPNOTSUPP: e.g. vlan_filtering without the config option
+                raise Unsupported(f"bridge {name}: this kernel does not support {shown}") from None
             raise LabError(f"cannot create bridge {name} with {shown}: {exc.strerror}") from None
         br = Bridge(self, name, index, mac)
         br.stp = bool(encoded.get("stp"))

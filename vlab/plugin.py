@@ -1,0 +1,127 @@
+"""The pytest plugin: ``pytest --vlab`` builds a fresh lab for every test that asks for one.
+
+Lab tests are opt-in because they need root (or a user namespace) and real kernel objects; without
+``--vlab`` they are skipped with the reason, so a plain ``pytest`` stays green on a laptop. With
+``--vlab`` on a machine that cannot build labs, the whole session stops with one message: a CI job
+must never go green having skipped every lab test.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Generator, Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from vlab.errors import LabError
+from vlab.lab import Lab
+from vlab.scenario.collect import pytest_collect_file  # noqa: F401  (scenarios/**/*.yaml)
+
+SKIP_REASON = "lab tests need --vlab"
+LAB_FIXTURES = frozenset({"lab"})
+_LAB_KEY = pytest.StashKey[Lab]()
+
+
+def pytest_addoption(parser: pytest.Parser) -> None:
+    group = parser.getgroup("vlab", "network namespace labs")
+    group.addoption(
+        "--vlab",
+        action="store_true",
+        default=False,
+        help="run lab tests (marked vlab or using the lab fixture): needs root or user namespaces",
+    )
+    group.addoption(
+        "--vlab-profile",
+        choices=("ci", "thorough"),
+        default="ci",
+        help="depth of vlab's property tests: ci (fast, bounded) or thorough (many examples)",
+    )
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    config.addinivalue_line("markers", "vlab: a test that builds a network lab (needs --vlab)")
+    config.addinivalue_line("markers", "qemu: a lab test that boots a real QEMU guest")
+    from vlab import profiles
+
+    profiles.register(config.getoption("--vlab-profile"))
+    if config.getoption("--vlab") and not hasattr(config, "workerinput"):
+        problem = capability_problem()
+        if problem:
+            raise pytest.UsageError(f"--vlab: cannot build labs on this machine: {problem}")
+
+
+def capability_problem() -> str | None:
+    """What keeps this process from building labs, or None; probed for real, not guessed."""
+    from vlab.netns import NetNS
+
+    try:
+        NetNS.create("probe").close()
+    except LabError as exc:
+        return str(exc)
+    if not os.access("/dev/net/tun", os.R_OK | os.W_OK):
+        return "/dev/net/tun is missing or not read-write for this user (VM endpoints need it)"
+    return None
+
+
+def _wants_lab(item: pytest.Item) -> bool:
+    if item.get_closest_marker("vlab") is not None:
+        return True
+    return bool(LAB_FIXTURES & set(getattr(item, "fixturenames", ())))
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    if config.getoption("--vlab"):
+        return
+    skip = pytest.mark.skip(reason=SKIP_REASON)
+    for item in items:
+        if _wants_lab(item):
+            item.add_marker(skip)
+
+
+@pytest.fixture
+def lab(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Lab]:
+    """A fresh lab for this test, torn down after it whatever happened.
+
+    On failure, the report gets the lab's topology and fdb and the path of one pcap per endpoint.
+    """
+    if not request.config.getoption("--vlab"):
+        pytest.skip(SKIP_REASON)
+    name = request.node.name[:40]
+    with Lab(name=name, artifacts=tmp_path / "vlab") as the_lab:
+        request.node.stash[_LAB_KEY] = the_lab
+        yield the_lab
+
+
+@pytest.hookimpl(wrapper=True)
+def pytest_runtest_makereport(
+    item: pytest.Item, call: pytest.CallInfo[None]
+) -> Generator[None, pytest.TestReport, pytest.TestReport]:
+    report = yield
+    the_lab = item.stash.get(_LAB_KEY, None)
+    if the_lab is not None and report.failed and call.when in ("call", "setup"):
+        try:
+            directory = the_lab.write_artifacts()
+            text = the_lab.describe()
+            try:
+                text += "\n" + the_lab.fdb_text()
+            except OSError:
+                pass
+            pcaps = sorted(p.name for p in directory.glob("*.pcap"))
+            text += f"\npcaps in {directory}: {', '.join(pcaps)}"
+        except Exception as exc:  # a broken report must not hide the test's own failure
+            text = f"(could not collect lab artifacts: {exc})"
+        report.sections.append(("vlab lab", text))
+    return report
+
+
+def pytest_report_header(config: pytest.Config) -> list[str]:
+    if not config.getoption("--vlab"):
+        return ["vlab: lab tests skipped (run with --vlab)"]
+    return [
+        f"vlab: labs on kernel {os.uname().release}, profile {config.getoption('--vlab-profile')}"
+    ]
+
+
+__all__ = ["capability_problem", "lab", "pytest_collect_file"]
