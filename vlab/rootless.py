@@ -6,6 +6,11 @@ namespaces, a normal user can unshare one, map itself to root inside it, and fro
 labs exactly as root does: the kernel objects belong to namespaces owned by that user and vanish
 with the process like any other lab.
 
+The process also moves to a network namespace of its own (empty but for ``lo``): a thread that
+enters a lab namespace must be able to return home, and ``setns`` back into the host's namespace
+needs CAP_SYS_ADMIN over the host's user namespace, which a rootless process never has. So a
+rootless vlab process has no host network; labs never use it anyway.
+
 ``unshare(CLONE_NEWUSER)`` is refused (EINVAL) once a process has a second thread, so
 :func:`ensure` has to run first thing: the pytest plugin calls it from ``pytest_configure`` and the
 CLI at startup, before xdist, execnet or a reaper thread exist. Child processes (xdist workers,
@@ -121,7 +126,7 @@ def ensure() -> bool:
             "`unshare --user --map-root-user`"
         )
     try:
-        _unshare(CLONE_NEWUSER)
+        _unshare(CLONE_NEWUSER | CLONE_NEWNET)
     except OSError as exc:
         blocked = userns_blocked()
         hint = f" ({blocked})" if blocked else ""
