@@ -10,6 +10,7 @@ from vlab import rtnl as nl
 from vlab.errors import LabError, Unsupported
 from vlab.options import (
     BRIDGE_OPTIONS,
+    IFLA_BR_FDB_N_LEARNED,
     PORT_OPTIONS,
     encode_bridge,
     encode_port,
@@ -117,7 +118,7 @@ class Bridge:
 
     def n_learned(self) -> int:
         """How many dynamically learnt entries count against fdb_max_learned."""
-        raw = self.lab._switch_rtnl.bridge_data(self.index).get(nl.IFLA_BR_FDB_N_LEARNED)
+        raw = self.lab._switch_rtnl.bridge_data(self.index).get(IFLA_BR_FDB_N_LEARNED)
         return int.from_bytes(raw[:4], "little") if raw else 0
 
     # --- ports -----------------------------------------------------------------------------

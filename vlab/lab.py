@@ -13,6 +13,7 @@ leave behind.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import re
 import socket
@@ -42,12 +43,21 @@ QUIET_SYSCTLS = (
     ("net/ipv6/conf/default/disable_ipv6", "1"),
     # the bridge device's own IGMP reports for 224.0.0.x (e.g. 224.0.0.106 MRD)
     ("net/ipv4/igmp_link_local_mcast_reports", "0"),
+)
+PURE_L2_SYSCTLS = (
     # br_netfilter, where built in, would drop malformed IP frames a pure L2 bridge forwards
     ("net/bridge/bridge-nf-call-iptables", "0"),
     ("net/bridge/bridge-nf-call-ip6tables", "0"),
     ("net/bridge/bridge-nf-call-arptables", "0"),
 )
 OPER_UP, OPER_UNKNOWN = 6, 0
+
+
+def _link_ready(links: LinkRequests, index: int, tap: bool) -> bool:
+    oper, qdisc, carrier = links.link_state(index)
+    if not carrier or qdisc in ("", "noop"):
+        return False
+    return oper == OPER_UP or (tap and oper == OPER_UNKNOWN)
 
 
 def random_mac(prefix: str) -> str:
@@ -70,17 +80,18 @@ class Where:
     def __str__(self) -> str:
         who = f" ({self.owner}'s NIC)" if self.owner else ""
         behind = f" ({self.endpoint})" if self.endpoint else ""
-        return f"{self.mac}{who} is behind port {self.port}{behind} on bridge {self.bridge}, {self.how}"
+        where = f"port {self.port}{behind} on bridge {self.bridge}"
+        return f"{self.mac}{who} is behind {where}, {self.how}"
 
 
 class _Namespace:
     """A lab namespace with its raw netlink socket and ifindex allocator."""
 
-    def __init__(self, name: str) -> None:
+    def __init__(self, name: str, quiet: bool = True) -> None:
         self.ns = NetNS.create(name)
         try:
             with self.ns.entered():
-                for key, value in QUIET_SYSCTLS:
+                for key, value in (QUIET_SYSCTLS if quiet else ()) + PURE_L2_SYSCTLS:
                     try:
                         with open("/proc/sys/" + key, "w") as fh:
                             fh.write(value)
@@ -105,8 +116,12 @@ class _Namespace:
 class Lab:
     """A throwaway network lab; use as a context manager or through the ``lab`` fixture."""
 
-    def __init__(self, name: str = "lab", artifacts: Path | str | None = None) -> None:
+    def __init__(
+        self, name: str = "lab", artifacts: Path | str | None = None, quiet: bool = True
+    ) -> None:
+        """``quiet=False`` keeps the kernel's IPv6/IGMP chatter, for tests that study it."""
         self.name = name
+        self.quiet = quiet
         self.artifacts = Path(artifacts) if artifacts is not None else None
         self.bridges: dict[str, Bridge] = {}
         self.endpoints: dict[str, Endpoint] = {}
@@ -152,7 +167,7 @@ class Lab:
     def _space(self, name: str) -> _Namespace:
         if name in self._spaces:
             return self._spaces[name]
-        space = _Namespace(name)
+        space = _Namespace(name, self.quiet)
         self._spaces[name] = space
         return space
 
@@ -358,26 +373,24 @@ class Lab:
 
     def _not_ready(self) -> list[str]:
         missing = []
-        states = self._switch.links.link_states()
         ports = self._switch.links.port_states()
         for br in self.bridges.values():
             for port in br.ports.values():
                 ep = port.endpoint
                 if ep is not None and not ep.carrier:
                     continue
-                _i, oper, qdisc = states.get(port.name, (0, -1, "noop"))
-                if oper not in (OPER_UP, OPER_UNKNOWN) or qdisc == "noop":
+                # a tap keeps operstate UNKNOWN: it had carrier from birth, so no link event
+                tap = isinstance(ep, VM)
+                if not _link_ready(self._switch.links, port.index, tap):
                     missing.append(f"{port.name} is not up")
                 elif not (port.state_managed or br.stp) and ports.get(port.name) != 3:
                     missing.append(f"{port.name} is not forwarding yet")
         for ep in self.endpoints.values():
-            ns_ep = getattr(ep, "ns", None)
-            if ns_ep is None or not ep.carrier:
+            if not isinstance(ep, Host | Uplink) or not ep.carrier:
                 continue
-            space = self._spaces["upstream" if ep.kind == "uplink" else ep.name]
-            _i, oper, qdisc = space.links.link_states().get(ep.ifname, (0, -1, "noop"))  # type: ignore[attr-defined]
-            if oper not in (OPER_UP, OPER_UNKNOWN) or qdisc == "noop":
-                missing.append(f"{ep.name}'s {ep.ifname} is not up")  # type: ignore[attr-defined]
+            space = self._spaces["upstream" if isinstance(ep, Uplink) else ep.name]
+            if not _link_ready(space.links, ep.ifindex, False):
+                missing.append(f"{ep.name}'s {ep.ifname} is not up")
         return missing
 
     # --- observing -------------------------------------------------------------------------
@@ -451,10 +464,8 @@ class Lab:
             write_pcap(directory / f"{ep.name}-{ep.port}.pcap", records)
         text = self.describe()
         if not self._closed:
-            try:
+            with contextlib.suppress(OSError):
                 text += "\n\n" + self.fdb_text()
-            except OSError:
-                pass
         (directory / "topology.txt").write_text(text + "\n")
         self._artifact_dir = directory
         return directory
@@ -474,7 +485,7 @@ class Lab:
         pending = sorted(ep._pending, key=lambda r: closeness(mask, r[1]))
         if pending:
             lines.append(f"arrived at {ep.name}, not consumed, closest first ({len(pending)}):")
-            for ts, data in pending[:5]:
+            for _ts, data in pending[:5]:
                 lines.append(f"  {summary(data)}")
                 try:
                     diff = field_diff(mask.expected, parse(data), mask.ignored)
@@ -504,6 +515,21 @@ class Lab:
         lines.append(self._artifact_line())
         raise AssertionError("\n".join(lines))
 
+    # --- running programs in the lab -------------------------------------------------------
+
+    def run(
+        self, node: str, *argv: str, check: bool = True, timeout: float = 30.0
+    ) -> subprocess.CompletedProcess[str]:
+        """Run a program in a lab namespace: ``"switch"``, ``"upstream"`` or a host's name.
+
+        ``lab.run("switch", "tc", "qdisc", "add", "dev", "eth0", "root", "tbf", ...)``
+        """
+        self._check_open()
+        space = self._spaces.get(node)
+        if space is None:
+            raise LabError(f"unknown node {node!r}; nodes of this lab: {', '.join(self._spaces)}")
+        return self._run_in(space.ns, list(argv), check=check, timeout=timeout)
+
     # --- helpers for endpoints -------------------------------------------------------------
 
     def _run_in(
@@ -524,7 +550,8 @@ class Lab:
             raise LabError(f"cannot run {argv[0]!r}: not installed") from None
         except subprocess.CalledProcessError as exc:
             raise LabError(
-                f"{' '.join(argv)} failed in {ns.name} (exit {exc.returncode}): {exc.stderr.strip()}"
+                f"{' '.join(argv)} failed in {ns.name} (exit {exc.returncode}): "
+                f"{exc.stderr.strip()}"
             ) from None
 
     def _link_updown(self, ns: NetNS, ifindex: int, up: bool) -> None:

@@ -166,6 +166,7 @@ IFLA_QDISC = 6
 IFLA_MASTER = 10
 IFLA_TXQLEN = 13
 IFLA_OPERSTATE = 16
+IFLA_CARRIER = 33
 IFLA_NET_NS_FD = 28
 VETH_INFO_PEER = 1
 RTM_NEWLINK_FLAGS = 0x400 | 0x200  # NLM_F_CREATE | NLM_F_EXCL
@@ -253,10 +254,7 @@ class LinkRequests:
         self._new(body, True)
 
     def set_link(self, index: int, up: bool | None = True, **kw: object) -> None:
-        if up is None:
-            head = _IFINFO.pack(0, 0, index, 0, 0)
-        else:
-            head = ifinfo(index, up)
+        head = _IFINFO.pack(0, 0, index, 0, 0) if up is None else ifinfo(index, up)
         self._new(head + link_attrs(**kw), False)  # type: ignore[arg-type]
 
     def link_states(self) -> dict[str, tuple[int, int, str]]:
@@ -270,6 +268,22 @@ class LinkRequests:
             qdisc = a.get(IFLA_QDISC, b"\0").rstrip(b"\0").decode()
             out[name] = (index, oper, qdisc)
         return out
+
+    def link_state(self, index: int) -> tuple[int, str, bool]:
+        """``(operstate, qdisc, carrier)`` of one link, *after* its pending link events ran.
+
+        A single-link RTM_GETLINK makes the kernel run that device's pending linkwatch work
+        first (rtnl_getlink -> linkwatch_sync_dev); only then has a carrier-on been acted on
+        (qdisc activated, operstate set). A dump does not do this, and reading a dump right
+        after a veth comes up shows a link that still drops what it is given.
+        """
+        for body in self.rtnl.get(RTM_GETLINK, _IFINFO.pack(0, 0, index, 0, 0)):
+            a = attrs(body, _IFINFO.size)
+            oper = a.get(IFLA_OPERSTATE, b"\0")[0]
+            qdisc = a.get(IFLA_QDISC, b"\0").rstrip(b"\0").decode()
+            carrier = a.get(IFLA_CARRIER, b"\0")[0] == 1
+            return oper, qdisc, carrier
+        return -1, "", False
 
     def port_states(self) -> dict[str, int]:
         """``{ifname: STP state}`` of every bridge port in the namespace (AF_BRIDGE dump)."""

@@ -1,0 +1,48 @@
+"""Sessions: tests (what CI runs), lint, types, bench, fuzz.
+
+Lab tests need root (or a user namespace) and real kernel objects; nox only provides the
+environment, the plugin's ``--vlab`` option turns them on.
+"""
+
+from __future__ import annotations
+
+import nox
+
+nox.options.sessions = ["lint", "types", "tests"]
+nox.options.reuse_existing_virtualenvs = True
+PY = "3.11"
+
+
+@nox.session(python=PY)
+def tests(session: nox.Session) -> None:
+    """Unit, lab, scenario and QEMU tests under --vlab, two workers."""
+    session.install("-e", ".[dev]")
+    args = session.posargs or ["-n", "2"]
+    session.run("pytest", "--vlab", "-ra", *args)
+
+
+@nox.session(python=PY)
+def lint(session: nox.Session) -> None:
+    session.install("ruff")
+    session.run("ruff", "check", "vlab", "tests", "benchmarks", "noxfile.py")
+    session.run("ruff", "format", "--check", "vlab", "tests", "benchmarks", "noxfile.py")
+
+
+@nox.session(python=PY)
+def types(session: nox.Session) -> None:
+    session.install("-e", ".[dev]")
+    session.run("mypy")
+
+
+@nox.session(python=PY)
+def bench(session: nox.Session) -> None:
+    """Benchmarks against baselines measured in the same run; writes benchmarks/RESULTS.md."""
+    session.install("-e", ".[dev]")
+    session.run("python", "-m", "benchmarks", *session.posargs)
+
+
+@nox.session(python=PY)
+def fuzz(session: nox.Session) -> None:
+    """Long fuzzing runs of the scenario loader and frame injection."""
+    session.install("-e", ".[dev]")
+    session.run("pytest", "--vlab", "tests/fuzz", "--vlab-profile=thorough", *session.posargs)
