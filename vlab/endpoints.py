@@ -218,7 +218,10 @@ class Host(_NamespacedEndpoint):
     kind = "host"
 
     def describe(self) -> str:
-        return f"host {self.name}: {self.ifname} {self.mac} == veth ==> {self.port} on {self.bridge.name}"
+        return (
+            f"host {self.name}: {self.ifname} {self.mac} == veth ==> {self.port}"
+            f" on {self.bridge.name}"
+        )
 
 
 class Uplink(_NamespacedEndpoint):

@@ -10,8 +10,8 @@ netlink attribute, its unit and the values the kernel accepts, and answers a mis
 from __future__ import annotations
 
 import difflib
-import struct
 import re
+import struct
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any

@@ -8,16 +8,16 @@ must never go green having skipped every lab test.
 
 from __future__ import annotations
 
+import contextlib
 import os
 from collections.abc import Generator, Iterator
 from pathlib import Path
-from typing import Any
 
 import pytest
 
 from vlab.errors import LabError
 from vlab.lab import Lab
-from vlab.scenario.collect import pytest_collect_file  # noqa: F401  (scenarios/**/*.yaml)
+from vlab.scenario.collect import pytest_collect_file
 
 SKIP_REASON = "lab tests need --vlab"
 LAB_FIXTURES = frozenset({"lab"})
@@ -124,10 +124,8 @@ def pytest_runtest_makereport(
         try:
             directory = the_lab.write_artifacts()
             text = the_lab.describe()
-            try:
+            with contextlib.suppress(OSError):
                 text += "\n" + the_lab.fdb_text()
-            except OSError:
-                pass
             pcaps = sorted(p.name for p in directory.glob("*.pcap"))
             text += f"\npcaps in {directory}: {', '.join(pcaps)}"
         except Exception as exc:  # a broken report must not hide the test's own failure

@@ -7,6 +7,7 @@ exits first, the kernel closes them anyway.
 
 from __future__ import annotations
 
+import contextlib
 import queue
 import socket
 import threading
@@ -22,10 +23,8 @@ def _run() -> None:
         sock = _queue.get()
         if sock is None:
             return
-        try:
+        with contextlib.suppress(OSError):
             sock.close()
-        except OSError:
-            pass
 
 
 def reap(sockets: Iterable[socket.socket]) -> None:

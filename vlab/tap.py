@@ -9,6 +9,7 @@ namespace.
 
 from __future__ import annotations
 
+import contextlib
 import fcntl
 import os
 import struct
@@ -46,8 +47,6 @@ def set_carrier(fd: int, up: bool) -> None:
 
 def release_tap(fd: int) -> None:
     """Close without waiting for an unregister; the namespace's death removes the device."""
-    try:
+    with contextlib.suppress(OSError):
         fcntl.ioctl(fd, TUNSETPERSIST, 1)
-    except OSError:
-        pass
     os.close(fd)

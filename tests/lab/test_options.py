@@ -3,7 +3,6 @@ really change forwarding (frames); bad options never reach the kernel."""
 
 from __future__ import annotations
 
-import os
 import socket
 from typing import Any
 
@@ -216,7 +215,7 @@ def test_bad_port_options_are_lab_errors(lab: Lab) -> None:
 def test_kernel_refusals_are_lab_errors(lab: Lab) -> None:
     br = lab.bridge("br0")
     vm = lab.vm("vm1", bridge=br)
-    with pytest.raises(LabError, match="EINVAL|Invalid argument"):
+    with pytest.raises(LabError, match=r"EINVAL|Invalid argument"):
         br.port(vm).set(mab=True)  # mab needs locked: the kernel says EINVAL
 
 
