@@ -13,45 +13,39 @@ import socket
 import threading
 from collections.abc import Iterable
 
-_queue: queue.SimpleQueue[socket.socket | None] = queue.SimpleQueue()
+_queue: queue.SimpleQueue[socket.socket | threading.Event] = queue.SimpleQueue()
 _thread: threading.Thread | None = None
 _lock = threading.Lock()
 
 
 def _run() -> None:
     while True:
-        sock = _queue.get()
-        if sock is None:
-            return
+        item = _queue.get()
+        if isinstance(item, threading.Event):
+            item.set()
+            continue
         with contextlib.suppress(OSError):
-            sock.close()
+            item.close()
 
 
-def reap(sockets: Iterable[socket.socket]) -> None:
+def _ensure_thread() -> None:
     global _thread
     with _lock:
         if _thread is None or not _thread.is_alive():
             _thread = threading.Thread(target=_run, name="vlab-reaper", daemon=True)
             _thread.start()
+
+
+def reap(sockets: Iterable[socket.socket]) -> None:
+    """Hand sockets over to be closed in the background, in order."""
+    _ensure_thread()
     for sock in sockets:
         _queue.put(sock)
 
 
-def drain() -> None:
-    """Wait until every socket handed over so far is closed (for leak checks in tests)."""
+def drain(timeout: float = 5.0) -> bool:
+    """Wait until every socket handed over so far is closed (leak checks need this)."""
+    _ensure_thread()
     done = threading.Event()
-
-    class _Marker(socket.socket):
-        pass
-
-    # A sentinel that sets the event when the reaper reaches it.
-    marker = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
-    original_close = marker.close
-
-    def close_and_signal() -> None:
-        original_close()
-        done.set()
-
-    marker.close = close_and_signal  # type: ignore[method-assign]
-    reap([marker])
-    done.wait(5)
+    _queue.put(done)
+    return done.wait(timeout)
