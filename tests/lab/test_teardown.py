@@ -1,0 +1,97 @@
+"""Teardown leaves nothing: no namespace, link, fd or thread, whatever happened in the lab."""
+
+from __future__ import annotations
+
+import glob
+import os
+import socket
+import threading
+
+import pytest
+from scapy.layers.l2 import Ether
+
+from vlab import Lab, LabError, reaper
+
+pytestmark = pytest.mark.vlab
+
+
+def net_namespaces_held() -> set[str]:
+    """Every network namespace some process of this machine references (fd or thread)."""
+    held = set()
+    for path in glob.glob("/proc/[0-9]*/fd/*") + glob.glob("/proc/[0-9]*/task/*/ns/net"):
+        try:
+            target = os.readlink(path)
+        except OSError:
+            continue
+        if target.startswith("net:["):
+            held.add(target)
+    return held
+
+
+def own_fds() -> set[str]:
+    return set(os.listdir("/proc/self/fd"))
+
+
+def build(lab: Lab) -> None:
+    br = lab.bridge("br0")
+    vms = [lab.vm(f"vm{i}", bridge=br) for i in range(3)]
+    lab.host("h1", bridge=br)
+    up = lab.uplink(br)
+    vms[0].send(Ether(src=vms[0].mac, dst="ff:ff:ff:ff:ff:ff", type=0x88B5) / b"x")
+    up.expect(Ether(src=vms[0].mac, dst="ff:ff:ff:ff:ff:ff", type=0x88B5) / b"x")
+
+
+def lab_namespaces(lab: Lab) -> set[str]:
+    return {f"net:[{space.ns.inode}]" for space in lab._spaces.values()}
+
+
+def test_closed_lab_leaves_no_namespace_fd_or_link() -> None:
+    links_before = set(socket.if_nameindex())
+    fds_before = own_fds()
+    threads_before = threading.active_count()
+    with Lab() as lab:
+        build(lab)
+        mine = lab_namespaces(lab)
+        assert len(mine) == 3  # switch, h1, upstream
+        assert mine <= net_namespaces_held()
+    assert reaper.drain()
+    assert not mine & net_namespaces_held()
+    assert own_fds() == fds_before
+    assert set(socket.if_nameindex()) == links_before
+    assert threading.active_count() <= threads_before + 1  # at most the reaper, once per process
+
+
+def test_exception_inside_the_lab_still_tears_down() -> None:
+    fds_before = own_fds()
+    with pytest.raises(RuntimeError), Lab() as lab:
+        build(lab)
+        mine = lab_namespaces(lab)
+        raise RuntimeError("boom")
+    assert reaper.drain()
+    assert not mine & net_namespaces_held()
+    assert own_fds() == fds_before
+
+
+def test_bad_input_midway_leaves_no_half_lab() -> None:
+    fds_before = own_fds()
+    with pytest.raises(LabError), Lab() as lab:
+        br = lab.bridge("br0")
+        lab.vm("vm1", bridge=br)
+        mine = lab_namespaces(lab)
+        lab.host("h1", bridge=br, mac="not-a-mac")
+    assert reaper.drain()
+    assert not mine & net_namespaces_held()
+    assert own_fds() == fds_before
+
+
+def test_many_labs_do_not_grow_fds() -> None:
+    for _ in range(3):  # warm-up: the reaper thread, scapy's lazy imports
+        with Lab() as lab:
+            build(lab)
+    reaper.drain()
+    fds_before = len(own_fds())
+    for _ in range(30):
+        with Lab() as lab:
+            build(lab)
+    assert reaper.drain()
+    assert len(own_fds()) == fds_before
