@@ -61,8 +61,8 @@ class HubPort:
     name: str
 
     def set(self, **options: Any) -> None:
-        if options.get("group_fwd_mask", 0) & 2:
-            raise LabError("the kernel refuses bit 1")
+        if options.get("priority") == 63:
+            raise LabError("the hub refuses priority 63")
         self.hub.log.append(f"port {self.name} {options}")
 
 

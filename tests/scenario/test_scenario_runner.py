@@ -101,14 +101,14 @@ def test_fdb_kind_mismatch_is_named(hub: Any) -> None:
 
 
 def test_rejected_change_must_be_refused(hub: Any) -> None:
-    run(hub, "  - set: {port: vm1, group_fwd_mask: 0x2, rejected: true}\n")
+    run(hub, "  - set: {port: vm1, priority: 63, rejected: true}\n")
     with pytest.raises(AssertionError, match="accepted, but the scenario expects a refusal"):
-        run(hub, "  - set: {port: vm1, group_fwd_mask: 0x4, rejected: true}\n")
+        run(hub, "  - set: {port: vm1, priority: 62, rejected: true}\n")
 
 
 def test_lab_errors_keep_their_type_and_gain_the_step(hub: Any) -> None:
     with pytest.raises(LabError) as caught:
-        run(hub, "  - set: {port: vm1, group_fwd_mask: 0x2}\n")
+        run(hub, "  - set: {port: vm1, priority: 63}\n")
     assert any("step 1 (set port vm1, line 8)" in note for note in caught.value.__notes__)
 
 

@@ -16,7 +16,7 @@ from typing import Any
 import pytest
 from _pytest._code.code import ExceptionInfo, TerminalRepr
 
-from vlab.errors import LabError
+from vlab.errors import LabError, Unsupported
 from vlab.scenario.errors import ScenarioError
 from vlab.scenario.features import missing
 from vlab.scenario.kernel import matches
@@ -25,12 +25,6 @@ from vlab.scenario.model import Scenario
 from vlab.scenario.runner import run_scenario
 
 SUFFIXES = (".yaml", ".yml")
-UNSUPPORTED_HINTS = (
-    "does not support",
-    "EOPNOTSUPP",
-    "Operation not supported",
-    "not available on this kernel",
-)
 
 
 def is_scenario_path(path: Path) -> bool:
@@ -45,24 +39,15 @@ def pytest_collect_file(file_path: Path, parent: pytest.Collector) -> ScenarioFi
     return None
 
 
-def unsupported(exc: LabError) -> bool:
-    """Whether a lab error says the kernel lacks something (a skip), not that the file is wrong."""
-    if type(exc).__name__ in ("Unsupported", "LabUnsupported", "MissingFeature"):
-        return True
-    return any(hint in str(exc) for hint in UNSUPPORTED_HINTS)
-
-
 def scenario_test(scenario: Scenario) -> Callable[[Any], None]:
     """The test function of one scenario; its ``lab`` parameter is the vlab fixture."""
 
     def run(lab: Any) -> None:
         try:
             run_scenario(scenario, lab)
-        except LabError as exc:
-            if unsupported(exc):
-                # reported at the scenario file, not at this line
-                raise pytest.skip.Exception(str(exc), _use_item_location=True) from None
-            raise
+        except Unsupported as exc:
+            # the kernel lacks what the scenario needs: a skip, reported at the scenario file
+            raise pytest.skip.Exception(str(exc), _use_item_location=True) from None
 
     run.__doc__ = scenario.description or scenario.name
     return run

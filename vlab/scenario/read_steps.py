@@ -30,7 +30,7 @@ from vlab.scenario.names import Names
 from vlab.scenario.read_frames import frame
 from vlab.scenario.read_topology import fdb_entry, options
 from vlab.scenario.source import where
-from vlab.scenario.vocabulary import BRIDGE_OPTIONS, PORT_OPTIONS
+from vlab.scenario.vocabulary import BRIDGE_OPTIONS, PORT_OPTIONS, check_bridge, check_port
 
 MAX_STEPS = 1000
 MAX_WAIT = 120
@@ -142,11 +142,13 @@ def _set(node: Node, names: Names, note: str | None) -> SetBridge | SetPort:
             "write `set: {bridge: br0, stp: true}` or `set: {port: vm1, learning: false}`",
         )
     if "bridge" in targets:
-        opts = options(node, "bridge option", BRIDGE_OPTIONS, skip=reserved)
+        check = None if rejected else check_bridge
+        opts = options(node, "bridge option", BRIDGE_OPTIONS, skip=reserved, check=check)
         bridge = names.bridge(targets["bridge"], "set bridge")
         result: SetBridge | SetPort = SetBridge(bridge, opts, rejected, note, where(node))
     else:
-        opts = options(node, "port option", PORT_OPTIONS, skip=reserved)
+        check = None if rejected else check_port
+        opts = options(node, "port option", PORT_OPTIONS, skip=reserved, check=check)
         at = names.endpoint(targets["port"], "set port")
         result = SetPort(at, opts, rejected, note, where(node))
     if not opts:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import replace
 
 from yaml.nodes import MappingNode, Node, ScalarNode, SequenceNode
@@ -11,7 +12,7 @@ from vlab.scenario.errors import ScenarioError, Where
 from vlab.scenario.model import BridgeSpec, EndpointSpec, FdbEntrySpec, Options, OptionValue
 from vlab.scenario.names import Names
 from vlab.scenario.source import where
-from vlab.scenario.vocabulary import BRIDGE_OPTIONS, PORT_OPTIONS, Kind
+from vlab.scenario.vocabulary import BRIDGE_OPTIONS, PORT_OPTIONS, Kind, check_bridge, check_port
 
 MAX_BRIDGES = 8
 MAX_ENDPOINTS = 64
@@ -33,8 +34,18 @@ def option_value(node: Node, name: str, kind: Kind) -> OptionValue:
     return fields.choice(node, name, kind.choices)
 
 
-def options(node: Node, what: str, table: dict[str, Kind], skip: tuple[str, ...] = ()) -> Options:
-    """``name: value`` pairs checked against ``table``; keys in ``skip`` belong to the caller."""
+def options(
+    node: Node,
+    what: str,
+    table: dict[str, Kind],
+    skip: tuple[str, ...] = (),
+    check: Callable[[dict[str, OptionValue]], str | None] | None = None,
+) -> Options:
+    """``name: value`` pairs checked against ``table``; keys in ``skip`` belong to the caller.
+
+    ``check`` is the lab's own validation of the whole set (kernel rules such as refused mask
+    bits), so a value the lab would refuse is reported here, at its line.
+    """
     result: list[tuple[str, OptionValue]] = []
     if isinstance(node, ScalarNode) and node.tag == fields.NULL_TAG:
         return ()
@@ -47,6 +58,9 @@ def options(node: Node, what: str, table: dict[str, Kind], skip: tuple[str, ...]
                 key, f"unknown {what} '{key.value}'", fields.suggest(key.value, list(table))
             )
         result.append((key.value, option_value(value, key.value, kind)))
+    problem = check(dict(result)) if check is not None and result else None
+    if problem is not None:
+        fields.fail(node, problem, "change the value, or mark a set step `rejected: true`")
     return tuple(result)
 
 
@@ -55,7 +69,9 @@ def _endpoint_from(name_node: Node, found: dict[str, Node], what: str) -> Endpoi
     return EndpointSpec(
         name=name,
         mac=fields.mac(found["mac"], f"{name} mac") if "mac" in found else None,
-        port=options(found["port"], "port option", PORT_OPTIONS) if "port" in found else (),
+        port=options(found["port"], "port option", PORT_OPTIONS, check=check_port)
+        if "port" in found
+        else (),
         where=where(name_node),
     )
 
@@ -129,7 +145,7 @@ def topology(node: Node, names: Names) -> tuple[BridgeSpec, ...]:
         found = fields.keys(value, f"bridge '{bridge_name}'", BRIDGE_KEYS)
         bridge = BridgeSpec(
             name=bridge_name,
-            options=options(found["options"], "bridge option", BRIDGE_OPTIONS)
+            options=options(found["options"], "bridge option", BRIDGE_OPTIONS, check=check_bridge)
             if "options" in found
             else (),
             vms=_endpoints(found["vms"], "vm") if "vms" in found else (),

@@ -1,19 +1,24 @@
 """The option names a scenario may use and the kind of value each takes.
 
-Names are the public API's friendly names (``lab.bridge(**options)``, ``port.set(**options)``), so
-a scenario reads like the Python test it replaces. Ranges here only stop absurd input at load time
-(a typo'd ``ageing_time: 3000000000``); the kernel stays the judge of what it accepts, and a
-scenario can assert a rejection with ``rejected: true``.
+They are the lab's own option tables (``vlab.options``) seen from a file: the same friendly names
+and units as ``lab.bridge(**options)`` and ``port.set(**options)``, the same ranges, and the same
+kernel rules the lab knows (bridge mask bits 0-2, port mask bit 1, group_address), so a value the
+lab would refuse is reported at its line when the file is loaded, unless the step says
+``rejected: true``.
 """
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Literal
+from typing import Any, Literal
 
+from vlab.errors import LabError
+from vlab.options import BRIDGE_OPTIONS as CORE_BRIDGE_OPTIONS
+from vlab.options import PORT_OPTIONS as CORE_PORT_OPTIONS
+from vlab.options import PORT_STATES, Option, encode_bridge, encode_port
 from vlab.scenario.features import SYMBOLS
-
-U32 = 2**32 - 1
+from vlab.scenario.model import OptionValue
 
 
 @dataclass(frozen=True)
@@ -41,63 +46,38 @@ class Kind:
 BOOL = Kind("bool")
 
 
-def seconds(hi: float) -> Kind:
-    """Seconds as in the public API (the kernel's centiseconds are the core's business)."""
-    return Kind("seconds", 0, hi)
+def _kind(option: Option) -> Kind:
+    """The scenario-side shape of one of the lab's options (same names, units and ranges)."""
+    if option.kind == "state":
+        return Kind("choice", choices=tuple(PORT_STATES))
+    if option.kind in ("bool", "mac"):
+        return Kind(option.kind)  # type: ignore[arg-type]
+    if option.kind == "seconds":
+        return Kind("seconds", option.lo, option.hi)
+    return Kind("int", option.lo, option.hi)
 
 
-def integer(lo: int, hi: int) -> Kind:
-    """An integer in [lo, hi]."""
-    return Kind("int", lo, hi)
+BRIDGE_OPTIONS: dict[str, Kind] = {name: _kind(o) for name, o in CORE_BRIDGE_OPTIONS.items()}
+PORT_OPTIONS: dict[str, Kind] = {name: _kind(o) for name, o in CORE_PORT_OPTIONS.items()}
 
 
-BRIDGE_OPTIONS: dict[str, Kind] = {
-    "ageing_time": seconds(1_000_000),
-    "stp": BOOL,
-    "forward_delay": seconds(1000),
-    "hello_time": seconds(1000),
-    "max_age": seconds(1000),
-    "priority": integer(0, 65535),
-    "group_fwd_mask": integer(0, 0xFFFF),
-    "group_address": Kind("mac"),
-    "multicast_snooping": BOOL,
-    "multicast_querier": BOOL,
-    "multicast_router": integer(0, 2),
-    "multicast_query_interval": seconds(86400),
-    "multicast_query_response_interval": seconds(86400),
-    "multicast_last_member_interval": seconds(86400),
-    "multicast_membership_interval": seconds(86400),
-    "multicast_last_member_count": integer(0, U32),
-    "multicast_igmp_version": integer(2, 3),
-    "multicast_mld_version": integer(1, 2),
-    "vlan_filtering": BOOL,
-    "fdb_max_learned": integer(0, U32),
-    "no_linklocal_learn": BOOL,
-    "mac": Kind("mac"),
-    "mtu": integer(68, 65535),
-}
+def check_bridge(options: dict[str, OptionValue]) -> str | None:
+    """The lab's own objection to a set of bridge options (a kernel rule it knows), if any."""
+    return _check(encode_bridge, options)
 
-PORT_STATES = ("disabled", "listening", "learning", "forwarding", "blocking")
 
-PORT_OPTIONS: dict[str, Kind] = {
-    "learning": BOOL,
-    "flood": BOOL,
-    "mcast_flood": BOOL,
-    "bcast_flood": BOOL,
-    "isolated": BOOL,
-    "hairpin": BOOL,
-    "locked": BOOL,
-    "mab": BOOL,
-    "group_fwd_mask": integer(0, 0xFFFF),
-    "neigh_suppress": BOOL,
-    "proxy_arp": BOOL,
-    "state": Kind("choice", choices=PORT_STATES),
-    "priority": integer(0, 63),
-    "cost": integer(1, 65535),
-    "multicast_router": integer(0, 3),
-    "mcast_to_unicast": BOOL,
-    "fast_leave": BOOL,
-}
+def check_port(options: dict[str, OptionValue]) -> str | None:
+    """The lab's own objection to a set of port options, if any."""
+    return _check(encode_port, options)
+
+
+def _check(encode: Callable[[dict[str, Any]], object], options: dict[str, Any]) -> str | None:
+    try:
+        encode(options)
+    except LabError as exc:
+        return str(exc)
+    return None
+
 
 FEATURES = tuple(SYMBOLS)
 """Kernel features a scenario may declare under ``requires``; absent ones make it a skip."""
