@@ -1,0 +1,140 @@
+"""``vlab show``: the table the seed asked for, read from the kernel of a running lab.
+
+VM / guest MAC / tap / tap MAC / bridge / port state / where the bridge learnt the MAC: the
+configuration comes from the ``vlab up`` state file, everything else is asked of the kernel
+through netlink inside the lab's namespaces at the moment ``show`` runs, so it shows what the
+bridge really does (a MAC learnt on the wrong port, a port disabled by a lost carrier).
+"""
+
+from __future__ import annotations
+
+import struct
+from dataclasses import dataclass
+
+from vlab.cli.enter import enter, join_owner, open_namespaces
+from vlab.cli.state import Node, RunningLab, find
+from vlab.cli.table import table
+from vlab.options import PORT_STATE_NAMES
+from vlab.rtnl import (
+    IFLA_ADDRESS,
+    IFLA_IFNAME,
+    IFLA_MASTER,
+    IFLA_OPERSTATE,
+    NTF_STICKY,
+    NUD_NOARP,
+    NUD_PERMANENT,
+    RTM_GETLINK,
+    LinkRequests,
+    Rtnl,
+    attrs,
+    fdb_dump,
+)
+
+_IFINFO = struct.Struct("=BxHiII")
+OPER = {0: "unknown", 1: "notpresent", 2: "down", 3: "lowerdown", 5: "dormant", 6: "up"}
+
+
+@dataclass
+class Link:
+    index: int
+    name: str
+    mac: str
+    master: int
+    oper: str
+
+
+def links(rtnl: Rtnl) -> dict[str, Link]:
+    """Every link of the namespace by name, with its MAC, master and operational state."""
+    out = {}
+    for body in rtnl.dump(RTM_GETLINK, _IFINFO.pack(0, 0, 0, 0, 0)):
+        (index,) = struct.unpack_from("=i", body, 4)
+        a = attrs(body, _IFINFO.size)
+        name = a.get(IFLA_IFNAME, b"\0").rstrip(b"\0").decode()
+        mac = ":".join(f"{b:02x}" for b in a.get(IFLA_ADDRESS, b""))
+        master = struct.unpack("=I", a[IFLA_MASTER])[0] if IFLA_MASTER in a else 0
+        oper = OPER.get(a.get(IFLA_OPERSTATE, b"\0")[0], "?")
+        out[name] = Link(index, name, mac, master, oper)
+    return out
+
+
+@dataclass
+class Learnt:
+    mac: str
+    port: str
+    how: str
+
+
+def fdb(rtnl: Rtnl, by_index: dict[int, str]) -> dict[str, list[Learnt]]:
+    """``{bridge name: entries}`` of every bridge in the namespace (own MACs left out)."""
+    out: dict[str, list[Learnt]] = {}
+    for mac, ifindex, master, nud, flags, _ext in fdb_dump(rtnl):
+        if nud & NUD_PERMANENT or master not in by_index:
+            continue
+        how = "static" if nud & NUD_NOARP else "learnt"
+        how += ", sticky" if flags & NTF_STICKY else ""
+        out.setdefault(by_index[master], []).append(
+            Learnt(mac, by_index.get(ifindex, str(ifindex)), how)
+        )
+    return out
+
+
+def _learnt_at(node: Node, entries: list[Learnt], owner_of_port: dict[str, str]) -> str:
+    for e in entries:
+        if e.mac == node.mac:
+            where = f"{e.port} ({owner_of_port.get(e.port, '?')}), {e.how}"
+            return where if e.port == node.port else where + "  <- not its port"
+    return "not learnt"
+
+
+def render(lab: RunningLab, sockets: dict[str, Rtnl]) -> str:
+    switch = sockets["switch"]
+    sw_links = links(switch)
+    by_index = {link.index: name for name, link in sw_links.items()}
+    states = LinkRequests(switch).port_states()
+    table_of = fdb(switch, by_index)
+    owner_of_port = {n.port: n.name for n in lab.nodes if n.port}
+    rows = []
+    for n in lab.nodes:
+        if n.kind == "bridge":
+            continue
+        port = sw_links.get(n.port or "")
+        mac = n.mac
+        if n.ifname and n.ns in sockets:  # hosts and uplinks: their NIC's MAC as it is now
+            own = links(sockets[n.ns]).get(n.ifname)
+            mac = own.mac if own else mac
+        if port is None:
+            state = "gone"
+        else:
+            state = PORT_STATE_NAMES.get(states.get(port.name, -1), "not a port")
+            if port.oper not in ("up", "unknown"):
+                state += f" (link {port.oper})"
+        learnt = _learnt_at(n, table_of.get(n.bridge or "", []), owner_of_port)
+        rows.append(
+            (n.name, n.kind, mac, n.port, port.mac if port else "-", n.bridge, state, learnt)
+        )
+    headers = ("NODE", "KIND", "MAC", "PORT", "PORT MAC", "BRIDGE", "PORT STATE", "LEARNT AT")
+    out = [f"lab {lab.name} (pid {lab.pid}, {lab.source})", "", table(headers, rows)]
+    for n in lab.nodes:
+        if n.kind != "bridge":
+            continue
+        entries = sorted(table_of.get(n.name, []), key=lambda e: (e.port, e.mac))
+        link = sw_links.get(n.name)
+        out += ["", f"fdb of {n.name} (bridge mac {link.mac if link else n.mac}):"]
+        if entries:
+            rows2 = [(e.mac, e.port, owner_of_port.get(e.port, "-"), e.how) for e in entries]
+            out.append(table(("MAC", "PORT", "NODE", "HOW"), rows2, indent="  "))
+        else:
+            out.append("  (empty: nothing learnt yet)")
+    return "\n".join(out)
+
+
+def show(pid: int | None, name: str | None) -> int:
+    lab = find(pid, name)
+    fds = open_namespaces(lab)
+    join_owner(lab)
+    sockets = {}
+    for ns, fd in fds.items():
+        enter(fd, f"namespace {ns} of lab {lab.name}")
+        sockets[ns] = Rtnl()  # stays bound to the namespace it was opened in
+    print(render(lab, sockets))
+    return 0
