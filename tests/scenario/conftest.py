@@ -33,6 +33,7 @@ class HubEndpoint:
     port: str
     tap_mac: str
     inbox: list[bytes] = field(default_factory=list)
+    up: bool = True
 
     def send(self, frame: Any) -> None:
         for other in self.hub.endpoints:
@@ -53,6 +54,7 @@ class HubEndpoint:
 
     def set_carrier(self, up: bool) -> None:
         self.hub.log.append(f"carrier {self.name} {up}")
+        self.up = up
 
 
 @dataclass
@@ -64,6 +66,10 @@ class HubPort:
         if options.get("priority") == 63:
             raise LabError("the hub refuses priority 63")
         self.hub.log.append(f"port {self.name} {options}")
+
+    def options(self) -> dict[str, Any]:
+        down = any(e.port == self.name and not e.up for e in self.hub.endpoints)
+        return {"state": "disabled" if down else "forwarding"}
 
 
 @dataclass

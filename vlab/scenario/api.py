@@ -48,6 +48,7 @@ class PortLike(Protocol):
     """``bridge.port(endpoint)``: the bridge port an endpoint is cabled to."""
 
     def set(self, **options: Any) -> Any: ...
+    def options(self) -> dict[str, Any]: ...
 
 
 class BridgeLike(Protocol):
