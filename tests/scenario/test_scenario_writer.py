@@ -225,3 +225,16 @@ def test_format_example_loads_and_round_trips() -> None:
     scenario = loads_scenario(example, "FORMAT.md")
     assert scenario.xfail and scenario.steps[-1].note
     assert loads_scenario(dump_scenario(scenario)) == scenario
+
+
+def test_format_lists_every_option_and_step() -> None:
+    from vlab.scenario.read_steps import STEP_KINDS
+    from vlab.scenario.vocabulary import BRIDGE_OPTIONS, PORT_OPTIONS
+
+    doc = (Path(__file__).parents[2] / "vlab" / "scenario" / "FORMAT.md").read_text()
+    undocumented = [
+        name
+        for name in (*BRIDGE_OPTIONS, *PORT_OPTIONS, *STEP_KINDS)
+        if f"`{name}`" not in doc and f"`{name}:" not in doc
+    ]
+    assert undocumented == []
