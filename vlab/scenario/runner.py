@@ -12,6 +12,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from vlab.errors import LabError
+from vlab.frames import Mask
 from vlab.scenario.api import BridgeLike, EndpointLike, FdbEntryLike, LabLike, PortLike
 from vlab.scenario.model import (
     BridgeSpec,
@@ -177,12 +178,8 @@ class Player:
         for name in step.at or tuple(self.world.endpoints):
             self.world.endpoints[name].expect_none(target)
 
-    def _target(self, data: bytes, ignore: tuple[str, ...]) -> Any:
-        if not ignore:
-            return data
-        from vlab.frames import Mask
-
-        return Mask(data).ignore(*ignore)
+    def _target(self, data: bytes, ignore: tuple[str, ...]) -> bytes | Mask:
+        return Mask(data).ignore(*ignore) if ignore else data
 
     def _fdb(self, step: Fdb) -> None:
         entries = {e.mac.lower(): e for e in self.world.bridges[step.bridge].fdb_entries()}
@@ -253,6 +250,8 @@ class Player:
         await_port(port, up=step.up)
 
     def _wait(self, step: Wait) -> None:
+        # The kernel's timers (ageing, STP, IGMP) run on real time: lab time is wall time here,
+        # which is why scenarios use short ageing and query intervals.
         time.sleep(step.seconds)
 
     def _neigh(self, step: Neigh) -> None:
