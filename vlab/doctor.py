@@ -245,8 +245,9 @@ def _privileges(entered: bool, problem: str | None) -> Check:
         return Check("access", "privileges", FAIL, problem, fatal=True)
     if entered or rootless.in_user_namespace():
         uid = rootless.host_uid()
-        return Check("access", "privileges", OK, f"rootless: uid {uid} is root of a user namespace")
-    return Check("access", "privileges", OK, "root")
+        detail = f"rootless: uid {uid} is root of a user namespace"
+        return Check("access", "privileges", OK, detail, fatal=True)
+    return Check("access", "privileges", OK, "root", fatal=True)
 
 
 def _userns_for_others() -> Check:
@@ -401,7 +402,9 @@ def diagnose() -> list[Check]:
         if isinstance(prober, str):
             checks.append(Check("access", "network namespaces", FAIL, prober, fatal=True))
         else:
-            checks.append(Check("access", "network namespaces", OK, "anonymous, held by fd"))
+            checks.append(
+                Check("access", "network namespaces", OK, "anonymous, held by fd", fatal=True)
+            )
             checks.extend(_kernel_checks(prober))
     checks.append(_qemu())
     checks.append(_xdist())

@@ -31,6 +31,8 @@ def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="vlab",
         description="Throwaway network labs: VM -> tap -> Linux bridge -> uplink.",
+        epilog="examples:\n" + "\n".join((__doc__ or "").splitlines()[2:8]),
+        formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     sub = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
 
