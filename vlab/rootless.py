@@ -27,6 +27,7 @@ from __future__ import annotations
 import ctypes
 import errno
 import os
+import pwd
 import stat
 from pathlib import Path
 
@@ -118,6 +119,7 @@ def ensure() -> bool:
     if os.geteuid() == 0:
         return False
     uid, gid = os.geteuid(), os.getegid()
+    _keep_user_name(uid)
     n = threads()
     if n > 1:
         raise LabError(
@@ -141,6 +143,21 @@ def ensure() -> bool:
     except OSError as exc:
         raise LabError(f"rootless labs: cannot map uid {uid} to root: {exc.strerror}") from None
     return True
+
+
+def _keep_user_name(uid: int) -> None:
+    """Pin $USER/$LOGNAME to the real user before becoming uid 0 of the namespace.
+
+    ``getpass.getuser()`` falls back to the uid's passwd entry, which would say "root" from then
+    on; pytest would then use /tmp/pytest-of-root, which belongs to the real root.
+    """
+    if os.environ.get("LOGNAME") or os.environ.get("USER"):
+        return
+    try:
+        name = pwd.getpwuid(uid).pw_name
+    except KeyError:
+        name = f"uid{uid}"
+    os.environ["USER"] = os.environ["LOGNAME"] = name
 
 
 def tun_problem() -> str | None:
