@@ -1,0 +1,1 @@
+"""vlab's benchmark suite (``nox -s bench`` / ``python -m benchmarks``); see __main__."""

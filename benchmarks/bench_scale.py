@@ -1,0 +1,180 @@
+"""Scale and soak: hundreds of labs in a row, one big lab, and parallel xdist workers.
+
+A leak that costs one fd or one thread per lab is invisible in a single test and fatal in a
+nightly run of thousands, so the soak builds and destroys labs back to back and compares the
+first 50 with the last 50: time per lab, open fds and threads must not grow.
+"""
+
+from __future__ import annotations
+
+import itertools
+import os
+import statistics
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+from scapy.layers.l2 import Ether
+
+from benchmarks.timing import Figure, Stats
+from vlab import Lab, reaper
+
+ROOT = Path(__file__).resolve().parents[1]
+COLLISION_LABS = ROOT / "tests" / "faults" / "collision_labs.py"
+
+
+@dataclass
+class Soak:
+    """Per-lab samples of a soak run, in build order."""
+
+    seconds: list[float]
+    fds: list[int]
+    threads: list[int]
+
+
+def _fds() -> int:
+    return len(os.listdir("/proc/self/fd"))
+
+
+def _threads() -> int:
+    return len(os.listdir("/proc/self/task"))
+
+
+def soak(labs: int) -> Soak:
+    result = Soak([], [], [])
+    for _ in range(labs):
+        start = time.perf_counter()
+        with Lab(name="soak") as lab:
+            br = lab.bridge("br0")
+            vms = [lab.vm(f"vm{i}", bridge=br) for i in range(3)]
+            up = lab.uplink(br)
+            frame = Ether(src=vms[0].mac, dst=up.mac, type=0x88B5) / b"soak"
+            vms[0].send(frame)
+            up.expect(frame)
+        result.seconds.append(time.perf_counter() - start)
+        result.fds.append(_fds())
+        result.threads.append(_threads())
+    reaper.drain()
+    return result
+
+
+def soak_figures(labs: int) -> tuple[list[Figure], Soak]:
+    baseline_fds, baseline_threads = _fds(), threading.active_count()
+    data = soak(labs)
+    window = min(50, labs // 2)
+    first = Stats.of(data.seconds[:window]).scaled(1e3)
+    last = Stats.of(data.seconds[-window:]).scaled(1e3)
+    fds_first = statistics.median(data.fds[:window])
+    fds_last = statistics.median(data.fds[-window:])
+    th_first = statistics.median(data.threads[:window])
+    th_last = statistics.median(data.threads[-window:])
+    after = _fds()
+    grows = last.median > 1.5 * first.median or fds_last > fds_first or th_last > th_first
+    return [
+        Figure(
+            f"soak: {labs} labs in a row, time per lab (last {window})",
+            last,
+            "ms",
+            f"first {window} labs of the same run",
+            first,
+            goal="no growth (last <= 1.5 x first; fds, threads flat)",
+            goal_met=not grows,
+            note=(
+                f"fds median first/last {fds_first:g}/{fds_last:g} (before {baseline_fds}, "
+                f"after drain {after}); threads {th_first:g}/{th_last:g} "
+                f"(before {baseline_threads})"
+            ),
+        )
+    ], data
+
+
+def big_lab(vms: int, trials: int) -> list[Figure]:
+    """A lab of ``vms`` VMs: build time, and one broadcast from the uplink reaching every VM."""
+    builds, floods = [], []
+    for _ in range(trials):
+        start = time.perf_counter()
+        with Lab(name="big") as lab:
+            br = lab.bridge("br0")
+            eps = [lab.vm(f"vm{i}", bridge=br) for i in range(vms)]
+            up = lab.uplink(br)
+            built = time.perf_counter()
+            frame = Ether(src=up.mac, dst="ff:ff:ff:ff:ff:ff", type=0x88B5) / b"to all"
+            up.send(frame)
+            for ep in eps:
+                ep.expect(frame)
+            flooded = time.perf_counter()
+            lab.expect_quiet()
+        builds.append(built - start)
+        floods.append(flooded - built)
+    reaper.drain()
+    return [
+        Figure(
+            f"lab of {vms} VMs: build",
+            Stats.of(builds).scaled(1e3),
+            "ms",
+            note="see the scaling rows for the `ip` baselines",
+        ),
+        Figure(
+            f"lab of {vms} VMs: broadcast from uplink expected at all {vms}",
+            Stats.of(floods).scaled(1e3),
+            "ms",
+            note="includes waiting for every port to forward (first send)",
+        ),
+    ]
+
+
+def _pytest_labs(workers: int, labs: int) -> tuple[float, int, int, list[float]]:
+    """Run the identical-labs module under xdist: wall time, passed, failed, per-lab seconds."""
+    with tempfile.TemporaryDirectory(prefix="vlab-bench-xdist-") as tmp:
+        env = dict(os.environ, VLAB_COLLISION_LABS=str(labs), VLAB_COLLISION_OUT=tmp)
+        argv = [sys.executable, "-m", "pytest", "--vlab", "-q", "-p", "no:cacheprovider"]
+        argv += ["-p", "no:benchmark", "--basetemp", os.path.join(tmp, "bt")]
+        argv += ["-n", str(workers)] if workers else ["-p", "no:xdist"]
+        start = time.perf_counter()
+        proc = subprocess.run(
+            [*argv, str(COLLISION_LABS)], cwd=ROOT, env=env, capture_output=True, text=True
+        )
+        wall = time.perf_counter() - start
+        per_lab = [
+            float(line.split()[1])
+            for f in Path(tmp).glob("*.txt")
+            for line in f.read_text().splitlines()
+        ]
+    tail = proc.stdout.strip().splitlines()[-1:] or [proc.stderr.strip()[-200:]]
+    passed = int(next((w for w, n in _pairs(tail[0]) if n == "passed"), 0))
+    failed = int(next((w for w, n in _pairs(tail[0]) if n in ("failed", "error")), 0))
+    if proc.returncode not in (0, 1):
+        print(f"bench: xdist run exited {proc.returncode}: {tail[0]}")
+    return wall, passed, failed, per_lab
+
+
+def _pairs(line: str) -> list[tuple[str, str]]:
+    words = line.replace(",", " ").split()
+    return list(itertools.pairwise(words))
+
+
+def parallel(workers: int, labs: int) -> list[Figure]:
+    wall, passed, failed, per_lab = _pytest_labs(workers, labs)
+    serial_wall, serial_passed, _f, serial_lab = _pytest_labs(0, labs)
+    collisions = labs - passed
+    return [
+        Figure(
+            f"xdist -n {workers}: {labs} identical labs (same names and MACs)",
+            Stats(wall, wall, wall, 1),
+            "s wall",
+            "same labs, one process",
+            Stats(serial_wall, serial_wall, serial_wall, 1),
+            goal="0 collisions",
+            goal_met=collisions == 0 and failed == 0,
+            note=(
+                f"{passed}/{labs} passed, {collisions} collisions; per-lab test median "
+                f"{statistics.median(per_lab) * 1e3 if per_lab else float('nan'):.1f} ms "
+                f"(serial {statistics.median(serial_lab) * 1e3 if serial_lab else 0:.1f} ms, "
+                f"{serial_passed} passed); wall includes starting pytest and workers"
+            ),
+        )
+    ]
