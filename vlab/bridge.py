@@ -57,11 +57,14 @@ def _errno_hint(exc: OSError, what: str, options: dict[str, Any]) -> LabError:
 class Port:
     """A bridge port, seen from the bridge: ``br.port(vm).set(learning=False)``."""
 
-    def __init__(self, bridge: Bridge, name: str, index: int, endpoint: Endpoint | None) -> None:
+    def __init__(
+        self, bridge: Bridge, name: str, index: int, endpoint: Endpoint | None, mac: str
+    ) -> None:
         self.bridge = bridge
         self.name = name
         self.index = index
         self.endpoint = endpoint
+        self.mac = mac  # the port device's own MAC (a local fdb entry), not the endpoint's
         self.state_managed = False  # the user set a state: readiness must not wait on it
 
     def set(self, **options: Any) -> Port:
@@ -92,6 +95,7 @@ class Bridge:
         self.mac = mac
         self.ports: dict[str, Port] = {}
         self.stp = False
+        self._ipv6 = False
 
     # --- options ---------------------------------------------------------------------------
 
@@ -185,12 +189,24 @@ class Bridge:
         self.lab._switch_rtnl.set_bridge_data(self.index, nl.nla(21, b""))  # IFLA_BR_FDB_FLUSH
 
     def neigh_add(self, ip: str, mac: str) -> None:
-        """An IPv4 neighbour on the bridge device: what neigh_suppress answers ARP from."""
+        """A neighbour entry on the bridge device: what neigh_suppress answers ARP/NS from.
+
+        An IPv6 entry needs IPv6 on the bridge device, which quiet labs keep off; it is turned
+        on for this device only, without a link-local address (so still no DAD, RS or MLD).
+        """
         try:
-            addr = ipaddress.IPv4Address(ip).packed
+            addr = ipaddress.ip_address(ip)
         except ValueError:
-            raise LabError(f"neigh_add: {ip!r} is not an IPv4 address") from None
-        nl.neigh_add(self.lab._switch_rtnl, self.index, addr, normalize_mac(mac))
+            raise LabError(f"neigh_add: {ip!r} is not an IPv4 or IPv6 address") from None
+        rtnl = self.lab._switch_rtnl
+        if addr.version == 6 and not self._ipv6:
+            nl.set_addrgenmode_none(rtnl, self.index)
+            self.lab._switch.ns.sysctl(f"net.ipv6.conf.{self.name}.disable_ipv6", 0)
+            self._ipv6 = True
+        try:
+            nl.neigh_add(rtnl, self.index, addr.packed, normalize_mac(mac))
+        except OSError as exc:
+            raise LabError(f"neigh_add {ip} lladdr {mac} on {self.name}: {exc.strerror}") from None
 
     def __repr__(self) -> str:
         return f"<Bridge {self.name} {self.mac} ports={list(self.ports)}>"

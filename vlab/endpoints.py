@@ -137,9 +137,15 @@ class Endpoint:
     # --- link ----------------------------------------------------------------------------
 
     def set_carrier(self, up: bool) -> None:
-        """Plug or unplug this endpoint's cable: the bridge port loses carrier when down."""
+        """Plug or unplug this endpoint's cable; returns once the bridge has acted on it.
+
+        The kernel handles carrier changes in deferred link-watch work (the bridge disables the
+        port and flushes its dynamic entries there, up to a second later); reading the port
+        back with a single-link request runs that work now.
+        """
         self._set_carrier(up)
         self.carrier = up
+        self.lab._sync_link(self.bridge.port(self).index)
         self.lab._topology_changed()
 
     def _set_carrier(self, up: bool) -> None:

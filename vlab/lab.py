@@ -257,7 +257,7 @@ class Lab:
             ) from None
         io: Any = TapPort(fd, port)
         vm = VM(self, name, mac, port, br, io, fd, tap_mac)
-        self._register(vm, br, index)
+        self._register(vm, br, index, tap_mac)
         if guest == "qemu":
             from vlab.guests import attach_qemu
 
@@ -322,9 +322,10 @@ class Lab:
     ) -> Endpoint:
         index = self._switch.index()
         far_index = space.index()
+        port_mac = random_mac("fe")
         try:
             self._switch.links.add_veth(
-                port, index, random_mac("fe"), br.index, ifname, mac, space.ns.fd, far_index, mtu
+                port, index, port_mac, br.index, ifname, mac, space.ns.fd, far_index, mtu
             )
             space.links.set_link(far_index)
         except OSError as exc:
@@ -338,13 +339,13 @@ class Lab:
         ep.ns = space.ns
         ep.ifname = ifname
         ep.ifindex = far_index
-        self._register(ep, br, index)
+        self._register(ep, br, index, port_mac)
         return ep
 
-    def _register(self, ep: Endpoint, br: Bridge, index: int) -> None:
+    def _register(self, ep: Endpoint, br: Bridge, index: int, port_mac: str) -> None:
         from vlab.bridge import Port
 
-        br.ports[ep.port] = Port(br, ep.port, index, ep)
+        br.ports[ep.port] = Port(br, ep.port, index, ep, port_mac)
         self.endpoints[ep.name] = ep
         self._dirty = True
 
@@ -553,6 +554,9 @@ class Lab:
                 f"{' '.join(argv)} failed in {ns.name} (exit {exc.returncode}): "
                 f"{exc.stderr.strip()}"
             ) from None
+
+    def _sync_link(self, index: int) -> None:
+        self._switch.links.link_state(index)
 
     def _link_updown(self, ns: NetNS, ifindex: int, up: bool) -> None:
         space = next(s for s in self._spaces.values() if s.ns is ns)

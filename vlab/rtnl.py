@@ -115,10 +115,13 @@ class Rtnl:
         self.request(RTM_NEWLINK, body)
 
     def set_port_data(self, index: int, data: bytes) -> None:
-        """Set bridge-port options (IFLA_INFO_SLAVE_DATA) of a bridge's port."""
-        info = nla(4, b"bridge\0") + nla(5 | NLA_F_NESTED, data)  # SLAVE_KIND, SLAVE_DATA
-        body = _IFINFO.pack(0, 0, index, 0, 0) + nla(IFLA_LINKINFO | NLA_F_NESTED, info)
-        self.request(RTM_NEWLINK, body)
+        """Set bridge-port options the way ``bridge link set`` does (AF_BRIDGE, IFLA_PROTINFO).
+
+        Not through IFLA_INFO_SLAVE_DATA: that RTM_NEWLINK also emits a link change event, on
+        which the bridge re-checks carrier and re-enables a port just set to ``disabled``.
+        """
+        body = _IFINFO.pack(7, 0, index, 0, 0) + nla(12 | NLA_F_NESTED, data)  # IFLA_PROTINFO
+        self.request(19, body)  # RTM_SETLINK
 
     def port_data(self, index: int) -> dict[int, bytes]:
         for body in self.get(RTM_GETLINK, _IFINFO.pack(0, 0, index, 0, 0)):
@@ -174,6 +177,13 @@ RTM_NEWLINK_FLAGS = 0x400 | 0x200  # NLM_F_CREATE | NLM_F_EXCL
 
 def mac_bytes(mac: str) -> bytes:
     return bytes.fromhex(mac.replace(":", ""))
+
+
+def set_addrgenmode_none(rtnl: Rtnl, index: int) -> None:
+    """No IPv6 link-local address on a device: IPv6 can be on without DAD, RS or MLD chatter."""
+    inet6 = nla(8, b"\x01")  # IFLA_INET6_ADDR_GEN_MODE = IN6_ADDR_GEN_MODE_NONE
+    spec = nla(10 | NLA_F_NESTED, inet6)  # AF_INET6
+    rtnl.request(RTM_NEWLINK, _IFINFO.pack(0, 0, index, 0, 0) + nla(26 | NLA_F_NESTED, spec))
 
 
 def link_attrs(
@@ -343,9 +353,10 @@ def fdb_request(
 
 
 def neigh_add(rtnl: Rtnl, index: int, ip: bytes, mac: str) -> None:
-    """A permanent IPv4 neighbour on a device (what neigh_suppress answers ARP from)."""
+    """A permanent neighbour on a device (what neigh_suppress answers ARP and NS from)."""
+    family = 2 if len(ip) == 4 else 10  # AF_INET, AF_INET6
     body = (
-        _NDMSG.pack(2, index, NUD_PERMANENT, 0, 0)
+        _NDMSG.pack(family, index, NUD_PERMANENT, 0, 0)
         + nla(NDA_DST, ip)
         + nla(NDA_LLADDR, mac_bytes(mac))
     )

@@ -29,6 +29,7 @@ def net_namespaces_held() -> set[str]:
 
 
 def own_fds() -> set[str]:
+    reaper.drain()  # sockets of earlier labs may still be on their way to being closed
     return set(os.listdir("/proc/self/fd"))
 
 
