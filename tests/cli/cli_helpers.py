@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
 import subprocess
 import sys
@@ -118,3 +119,14 @@ def host_links() -> list[str]:
     """The host's links by name and kind: what a leaking lab would change."""
     out = subprocess.run(["ip", "-o", "link", "show"], capture_output=True, text=True, check=True)
     return sorted(line.split(":")[1].strip() for line in out.stdout.splitlines())
+
+
+def named_netns() -> set[str]:
+    """``net:[inode]`` of every namespace ``ip netns`` knows by name."""
+    found = set()
+    for directory in ("/run/netns", "/var/run/netns"):
+        if os.path.isdir(directory):
+            for name in os.listdir(directory):
+                with contextlib.suppress(OSError):
+                    found.add(f"net:[{os.stat(os.path.join(directory, name)).st_ino}]")
+    return found

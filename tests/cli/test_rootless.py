@@ -209,16 +209,20 @@ def test_up_exec_show_as_nobody(venv: Path, nobody_dir: Path) -> None:
             assert up.poll() is None, up.communicate()
             assert time.monotonic() < deadline, "vlab up did not publish its lab"
             time.sleep(0.05)
+        (state,) = (nobody_dir / "state").glob("*.json")
         done = run_as_nobody(venv, nobody_dir, "vlab", "exec", "br0", "--", "bridge", "link")
         assert done.returncode == 0, done.stderr
         assert "vnet0" in done.stdout and "master br0" in done.stdout
         shown = run_as_nobody(venv, nobody_dir, "vlab", "show")
         assert shown.returncode == 0, shown.stderr
         assert "vm1" in shown.stdout and "forwarding" in shown.stdout
-    finally:
-        # runuser forwards the signal to the vlab process, as a terminal's Ctrl-C would reach it
-        up.send_signal(signal.SIGINT)
+        # Ctrl-C in a terminal reaches vlab itself (runuser does not forward SIGINT)
+        os.kill(int(state.stem), signal.SIGINT)
         out, err = up.communicate(timeout=20)
+    finally:
+        if up.poll() is None:
+            up.kill()
+            up.communicate()
     assert up.returncode == 0, err
     assert "torn down" in out
     assert list((nobody_dir / "state").glob("*.json")) == []

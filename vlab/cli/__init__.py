@@ -16,6 +16,7 @@ Every failure is one line on stderr and a non-zero exit code; no tracebacks for 
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 from collections.abc import Sequence
 
@@ -82,6 +83,11 @@ def main(argv: Sequence[str] | None = None) -> int:
         return _error("interrupted", 130)
     except BrokenPipeError:  # `vlab show | head`
         return 0
+    except OSError as exc:  # the kernel refused something vlab did not expect to be refused
+        if os.environ.get("VLAB_DEBUG"):
+            raise
+        where = f" ({exc.filename})" if exc.filename else ""
+        return _error(f"{exc.strerror or exc}{where}; VLAB_DEBUG=1 shows the traceback")
 
 
 def _dispatch(args: argparse.Namespace) -> int:
