@@ -38,6 +38,22 @@ def restore_vlan(frame: bytes, tci: int, tpid: int) -> bytes:
     return frame[:12] + struct.pack("!HH", tpid, tci) + frame[12:]
 
 
+def _from_ancillary(data: bytes, ancillary: list[tuple[int, int, bytes]]) -> Record:
+    """The frame as it was on the wire (tag restored) and its kernel receive time."""
+    ts = 0
+    for level, kind, payload in ancillary:
+        if level == SOL_PACKET and kind == PACKET_AUXDATA:
+            status, _len, _snap, _mac, _net, tci, tpid = _AUX.unpack_from(payload)
+            if status & TP_STATUS_VLAN_VALID:
+                if not status & TP_STATUS_VLAN_TPID_VALID:
+                    tpid = 0x8100
+                data = restore_vlan(data, tci, tpid)
+        elif level == socket.SOL_SOCKET and kind == SO_TIMESTAMPNS:
+            sec, nsec = struct.unpack_from("=qq", payload)
+            ts = sec * 1_000_000_000 + nsec
+    return ts or time.time_ns(), data
+
+
 class PacketPort:
     """A raw socket on one interface: what arrives there and a way to send from there."""
 
@@ -80,18 +96,7 @@ class PacketPort:
                 data, anc, _flags, _addr = recvmsg(_SNAP, _CMSG_SPACE)
             except BlockingIOError:
                 return out
-            ts = 0
-            for level, kind, payload in anc:
-                if level == SOL_PACKET and kind == PACKET_AUXDATA:
-                    status, _len, _snap, _mac, _net, tci, tpid = _AUX.unpack_from(payload)
-                    if status & TP_STATUS_VLAN_VALID:
-                        if not status & TP_STATUS_VLAN_TPID_VALID:
-                            tpid = 0x8100
-                        data = restore_vlan(data, tci, tpid)
-                elif level == socket.SOL_SOCKET and kind == SO_TIMESTAMPNS:
-                    sec, nsec = struct.unpack_from("=qq", payload)
-                    ts = sec * 1_000_000_000 + nsec
-            out.append((ts or time.time_ns(), data))
+            out.append(_from_ancillary(data, anc))
 
     def close(self) -> None:
         self.sock.close()
@@ -148,3 +153,51 @@ def write_pcap(path: Path, records: Iterable[Record]) -> Path:
             fh.write(struct.pack("=IIII", sec, nsec, len(data), len(data)))
             fh.write(data)
     return path
+
+
+PACKET_OUTGOING = 4
+
+
+class GuestTapPort:
+    """A tap whose fd belongs to a real guest: watched from the bridge side, never read.
+
+    Reading the tap fd would steal frames from QEMU, so a packet socket on the tap (in the
+    switch namespace) watches both directions instead: frames the tap *transmits* are what the
+    guest receives; frames it receives are what the guest sent (kept for the pcap only).
+    Writing to vlab's copy of the fd still injects frames "as the guest".
+    """
+
+    def __init__(self, fd: int, ifname: str) -> None:
+        self.fd = fd
+        self.ifname = ifname
+        self.guest_sent: list[Record] = []
+        sock = socket.socket(socket.AF_PACKET, socket.SOCK_RAW | socket.SOCK_CLOEXEC, 0)
+        try:
+            sock.setsockopt(SOL_PACKET, PACKET_AUXDATA, 1)
+            sock.setsockopt(socket.SOL_SOCKET, SO_TIMESTAMPNS, 1)
+            sock.setsockopt(socket.SOL_SOCKET, SO_RCVBUFFORCE, 8 << 20)
+            sock.bind((ifname, ETH_P_ALL))
+            sock.setblocking(False)
+        except OSError:
+            sock.close()
+            raise
+        self.sock = sock
+
+    def fileno(self) -> int:
+        return self.sock.fileno()
+
+    def send(self, frame: bytes) -> None:
+        TapPort(self.fd, self.ifname).send(frame)
+
+    def drain(self) -> list[Record]:
+        out: list[Record] = []
+        while True:
+            try:
+                data, anc, _flags, addr = self.sock.recvmsg(_SNAP, _CMSG_SPACE)
+            except BlockingIOError:
+                return out
+            record = _from_ancillary(data, anc)
+            if addr[2] == PACKET_OUTGOING:
+                out.append(record)
+            else:
+                self.guest_sent.append(record)

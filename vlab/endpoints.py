@@ -26,6 +26,7 @@ if TYPE_CHECKING:
     from vlab.bridge import Bridge
     from vlab.lab import Lab
     from vlab.netns import NetNS
+    from vlab.qemu import GuestResult, QemuGuest
 
 PCAP_KEEP = 50_000  # frames kept per endpoint for the failure pcap
 
@@ -55,6 +56,7 @@ class Endpoint:
         self._pending: list[Record] = []
         self._log: collections.deque[tuple[int, bool, bytes]] = collections.deque(maxlen=PCAP_KEEP)
         self.carrier = True
+        self._log_sends = True
 
     # --- sending -------------------------------------------------------------------------
 
@@ -63,12 +65,17 @@ class Endpoint:
         data = to_bytes(frame)
         self.lab._ready()
         self._io.send(data)
-        self._log.append((time.time_ns(), True, data))
+        if self._log_sends:
+            self._log.append((time.time_ns(), True, data))
 
     # --- receiving -----------------------------------------------------------------------
 
     def _pull(self) -> int:
         records = self._io.drain()
+        sent = getattr(self._io, "guest_sent", None)
+        if sent:
+            self._log.extend((ts, True, data) for ts, data in sent)
+            sent.clear()
         if records:
             self._pending.extend(records)
             self._log.extend((ts, False, data) for ts, data in records)
@@ -189,14 +196,32 @@ class VM(Endpoint):
         super().__init__(lab, name, mac, port, bridge, io)
         self.tap_fd = tap_fd
         self.tap_mac = tap_mac
-        self.guest = None
+        self.guest: QemuGuest | None = None
+
+    def wait_ready(self, timeout: float | None = None) -> None:
+        """Block until the guest's kernel is up and its shell answers (no-op when emulated)."""
+        if self.guest is not None:
+            from vlab.guests import BOOT_TIMEOUT
+
+            self.guest.wait_ready(BOOT_TIMEOUT if timeout is None else timeout)
+
+    def run(self, cmd: str, timeout: float = 10.0) -> GuestResult:
+        """Run a shell command in the guest: ``vm.run("ip -o link show eth0")``."""
+        if self.guest is None:
+            raise LabError(
+                f"vm {self.name} is emulated (vlab holds its tap): there is no guest to run "
+                "commands in; build it with lab.vm(..., guest='qemu')"
+            )
+        self.wait_ready()
+        return self.guest.run(cmd, timeout)
 
     def _set_carrier(self, up: bool) -> None:
         taplib.set_carrier(self.tap_fd, up)
 
     def describe(self) -> str:
+        kind = "qemu guest" if self.guest is not None else "guest"
         return (
-            f"vm {self.name}: guest mac {self.mac} -> tap {self.port} (tap mac {self.tap_mac})"
+            f"vm {self.name}: {kind} mac {self.mac} -> tap {self.port} (tap mac {self.tap_mac})"
             f" on {self.bridge.name}"
         )
 

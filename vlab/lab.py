@@ -16,6 +16,7 @@ from __future__ import annotations
 import contextlib
 import os
 import re
+import shutil
 import socket
 import subprocess
 import tempfile
@@ -133,6 +134,8 @@ class Lab:
         self._dirty = True
         self._closed = False
         self._artifact_dir: Path | None = None
+        self._guest_dir: Path | None = None
+        self._guest_dir_is_temp = False
         self._switch = self._space("switch")
         self._switch_rtnl = self._switch.rtnl
 
@@ -156,6 +159,8 @@ class Lab:
         self._closed = True
         for guest in self._guests:
             guest.close()
+        if self._guest_dir is not None and self._guest_dir_is_temp:
+            shutil.rmtree(self._guest_dir, ignore_errors=True)
         for fd in self._taps:
             taplib.release_tap(fd)
         reap([s.sock for s in self._sockets])
@@ -163,6 +168,17 @@ class Lab:
             space.close()
         self._taps.clear()
         self._sockets.clear()
+
+    def guest_dir(self) -> Path:
+        """Where QEMU guests keep their boot logs: beside the pcaps, or a temporary dir."""
+        if self._guest_dir is None:
+            if self.artifacts is not None:
+                self._guest_dir = self.artifacts / "guests"
+                self._guest_dir.mkdir(parents=True, exist_ok=True)
+            else:
+                self._guest_dir = Path(tempfile.mkdtemp(prefix=f"vlab-{self.name[:20]}-guests-"))
+                self._guest_dir_is_temp = True
+        return self._guest_dir
 
     def _space(self, name: str) -> _Namespace:
         if name in self._spaces:
@@ -360,6 +376,9 @@ class Lab:
         if not self._dirty:
             return
         self._check_open()
+        for ep in self.endpoints.values():
+            if isinstance(ep, VM):
+                ep.wait_ready()  # guests boot in parallel; this waits for the slowest
         deadline = time.monotonic() + timeout
         while True:
             missing = self._not_ready()

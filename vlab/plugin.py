@@ -15,7 +15,7 @@ from pathlib import Path
 
 import pytest
 
-from vlab.errors import LabError
+from vlab.errors import LabError, Unsupported
 from vlab.lab import Lab
 from vlab.scenario.collect import pytest_collect_file
 
@@ -71,18 +71,26 @@ def capability_problem() -> str | None:
     return None
 
 
-@pytest.hookimpl(wrapper=True)
-def pytest_runtest_call(item: pytest.Item) -> Generator[None, None, None]:
-    """A test that needs a tap where /dev/net/tun cannot be opened is skipped with the reason.
+def _skip_unsupported() -> Generator[None, None, None]:
+    """A lab that needs what this machine lacks is a skip with the reason, not a failure.
 
-    Rootless labs are the usual case: the device node must be 0666 for a user namespace's root.
+    The kernel without a feature (vlan_filtering), a rootless lab where /dev/net/tun cannot be
+    opened, a machine without QEMU: all raise :class:`vlab.errors.Unsupported`.
     """
     try:
         return (yield)
-    except LabError as exc:
-        if "/dev/net/tun" in str(exc):  # reported at the test, not at this hook
-            raise pytest.skip.Exception(str(exc), _use_item_location=True) from None
-        raise
+    except Unsupported as exc:  # reported at the test, not at this hook
+        raise pytest.skip.Exception(str(exc), _use_item_location=True) from None
+
+
+@pytest.hookimpl(wrapper=True)
+def pytest_runtest_setup(item: pytest.Item) -> Generator[None, None, None]:
+    return (yield from _skip_unsupported())
+
+
+@pytest.hookimpl(wrapper=True)
+def pytest_runtest_call(item: pytest.Item) -> Generator[None, None, None]:
+    return (yield from _skip_unsupported())
 
 
 def _wants_lab(item: pytest.Item) -> bool:
@@ -128,6 +136,9 @@ def pytest_runtest_makereport(
                 text += "\n" + the_lab.fdb_text()
             pcaps = sorted(p.name for p in directory.glob("*.pcap"))
             text += f"\npcaps in {directory}: {', '.join(pcaps)}"
+            for guest in the_lab._guests:
+                tail = "\n".join(guest.boot_log.splitlines()[-40:])
+                text += f"\n\nboot log of {guest.name} ({guest.boot_log_path}), last lines:\n{tail}"
         except Exception as exc:  # a broken report must not hide the test's own failure
             text = f"(could not collect lab artifacts: {exc})"
         report.sections.append(("vlab lab", text))

@@ -14,7 +14,7 @@ import fcntl
 import os
 import struct
 
-from vlab.errors import LabError
+from vlab.errors import LabError, Unsupported
 
 TUNSETIFF = 0x400454CA
 TUNSETPERSIST = 0x400454CB
@@ -28,7 +28,7 @@ def open_tap(name: str) -> int:
     try:
         fd = os.open("/dev/net/tun", os.O_RDWR | os.O_NONBLOCK | os.O_CLOEXEC)
     except OSError as exc:
-        raise LabError(
+        raise Unsupported(
             f"cannot open /dev/net/tun ({exc.strerror}): VM endpoints need the tun module and "
             "read-write access to /dev/net/tun (root, or chmod 0666 /dev/net/tun)"
         ) from None
