@@ -38,6 +38,18 @@ def restore_vlan(frame: bytes, tci: int, tpid: int) -> bytes:
     return frame[:12] + struct.pack("!HH", tpid, tci) + frame[12:]
 
 
+def _big_receive_buffer(sock: socket.socket) -> None:
+    """Room for a burst of frames between two drains.
+
+    SO_RCVBUFFORCE goes past net.core.rmem_max but needs CAP_NET_ADMIN in the initial user
+    namespace; a rootless lab gets what rmem_max allows.
+    """
+    try:
+        sock.setsockopt(socket.SOL_SOCKET, SO_RCVBUFFORCE, 8 << 20)
+    except PermissionError:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 8 << 20)
+
+
 def _from_ancillary(data: bytes, ancillary: list[tuple[int, int, bytes]]) -> Record:
     """The frame as it was on the wire (tag restored) and its kernel receive time."""
     ts = 0
@@ -69,7 +81,7 @@ class PacketPort:
             sock.setsockopt(SOL_PACKET, PACKET_IGNORE_OUTGOING, 1)
             sock.setsockopt(SOL_PACKET, PACKET_QDISC_BYPASS, 1)
             sock.setsockopt(socket.SOL_SOCKET, SO_TIMESTAMPNS, 1)
-            sock.setsockopt(socket.SOL_SOCKET, SO_RCVBUFFORCE, 8 << 20)
+            _big_receive_buffer(sock)
             sock.bind((ifname, ETH_P_ALL))
             sock.setblocking(False)
         except OSError:
@@ -175,7 +187,7 @@ class GuestTapPort:
         try:
             sock.setsockopt(SOL_PACKET, PACKET_AUXDATA, 1)
             sock.setsockopt(socket.SOL_SOCKET, SO_TIMESTAMPNS, 1)
-            sock.setsockopt(socket.SOL_SOCKET, SO_RCVBUFFORCE, 8 << 20)
+            _big_receive_buffer(sock)
             sock.bind((ifname, ETH_P_ALL))
             sock.setblocking(False)
         except OSError:
