@@ -125,7 +125,7 @@ def ensure() -> bool:
         raise LabError(
             f"rootless labs: this process already has {n} threads, and a user namespace can only "
             "be entered by a single-threaded process; run it as root, or start it under "
-            "`unshare --user --map-root-user`"
+            "`unshare --user --map-root-user --net`"
         )
     try:
         _unshare(CLONE_NEWUSER | CLONE_NEWNET)
