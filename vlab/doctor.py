@@ -275,7 +275,12 @@ def _userns_for_others() -> Check:
             f"unprivileged user namespaces are disabled{f' ({blocked})' if blocked else ''}: "
             "non-root users cannot run labs",
         )
-    return Check("access", name, OK, "in use: this process runs rootless")
+    if rootless.in_user_namespace():
+        return Check("access", name, OK, "in use: this process runs in a user namespace")
+    blocked = rootless.userns_blocked()
+    return Check(
+        "access", name, MISSING, f"cannot be created here{f' ({blocked})' if blocked else ''}"
+    )
 
 
 def _tun_checks() -> list[Check]:

@@ -11,6 +11,7 @@ from __future__ import annotations
 import fcntl
 import hashlib
 import os
+import pwd
 import shutil
 import signal
 import subprocess
@@ -226,3 +227,24 @@ def test_up_exec_show_as_nobody(venv: Path, nobody_dir: Path) -> None:
     assert up.returncode == 0, err
     assert "torn down" in out
     assert list((nobody_dir / "state").glob("*.json")) == []
+
+
+def test_entering_needs_a_single_thread_and_keeps_the_user_name(
+    venv: Path, nobody_dir: Path
+) -> None:
+    python = str(venv / "bin" / "python")
+    threaded = (
+        "import threading, time; threading.Thread(target=time.sleep, args=(9,), daemon=True)"
+        ".start(); from vlab import rootless; rootless.ensure()"
+    )
+    done = run_as_nobody(venv, nobody_dir, python, "-c", threaded)
+    assert done.returncode == 1 and "single-threaded" in done.stderr
+    assert "unshare --user --map-root-user --net" in done.stderr
+    single = (
+        "import os, getpass; from vlab import rootless; print(rootless.ensure(), os.geteuid(), "
+        "rootless.host_uid(), getpass.getuser(), rootless.ensure())"
+    )
+    done = run_as_nobody(venv, nobody_dir, python, "-c", single)
+    assert done.returncode == 0, done.stderr
+    uid = pwd.getpwnam(NOBODY).pw_uid
+    assert done.stdout.split() == ["True", "0", str(uid), NOBODY, "False"]
