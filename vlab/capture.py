@@ -114,17 +114,30 @@ class PacketPort:
         self.sock.close()
 
 
-class TapPort:
-    """The VM's side of a tap: frames written here enter the bridge as if the guest sent them."""
+def max_frame(mtu: int, frame: bytes) -> int:
+    """Largest frame a NIC with this MTU puts on the wire: MTU + 14, + 4 more when tagged."""
+    tagged = frame[12:14] in (b"\x81\x00", b"\x88\xa8", b"\x91\x00")
+    return mtu + 14 + (4 if tagged else 0)
 
-    def __init__(self, fd: int, ifname: str) -> None:
+
+class TapPort:
+    """The VM's side of a tap: frames written here enter the bridge as if the guest sent them.
+
+    A tap would take frames of any size, but no guest NIC can send more than its MTU allows,
+    and the bridge would drop such a frame silently at egress: refuse it here, as a veth does.
+    """
+
+    def __init__(self, fd: int, ifname: str, mtu: int = 1500) -> None:
         self.fd = fd
         self.ifname = ifname
+        self.mtu = mtu
 
     def fileno(self) -> int:
         return self.fd
 
     def send(self, frame: bytes) -> None:
+        if len(frame) > max_frame(self.mtu, frame) or len(frame) < 14:
+            raise _send_error(self.ifname, frame, OSError(90, "Message too long"))
         try:
             os.write(self.fd, frame)
         except OSError as exc:
@@ -142,13 +155,13 @@ class TapPort:
 
 
 def _send_error(ifname: str, frame: bytes, exc: OSError) -> LabError:
+    if len(frame) < 14:
+        return LabError(f"frame of {len(frame)} bytes is shorter than an Ethernet header (14)")
     if exc.errno == 90:  # EMSGSIZE
         return LabError(
             f"frame of {len(frame)} bytes is larger than {ifname}'s MTU allows "
             f"(MTU + 14, or + 18 when tagged): give that endpoint a larger mtu="
         )
-    if len(frame) < 14:
-        return LabError(f"frame of {len(frame)} bytes is shorter than an Ethernet header (14)")
     return LabError(f"cannot send a {len(frame)}-byte frame on {ifname}: {exc.strerror}")
 
 
@@ -179,9 +192,10 @@ class GuestTapPort:
     Writing to vlab's copy of the fd still injects frames "as the guest".
     """
 
-    def __init__(self, fd: int, ifname: str) -> None:
+    def __init__(self, fd: int, ifname: str, mtu: int = 1500) -> None:
         self.fd = fd
         self.ifname = ifname
+        self.mtu = mtu
         self.guest_sent: list[Record] = []
         sock = socket.socket(socket.AF_PACKET, socket.SOCK_RAW | socket.SOCK_CLOEXEC, 0)
         try:
@@ -199,7 +213,7 @@ class GuestTapPort:
         return self.sock.fileno()
 
     def send(self, frame: bytes) -> None:
-        TapPort(self.fd, self.ifname).send(frame)
+        TapPort(self.fd, self.ifname, self.mtu).send(frame)
 
     def drain(self) -> list[Record]:
         out: list[Record] = []

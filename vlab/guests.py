@@ -28,7 +28,7 @@ def attach_qemu(lab: Lab, vm: VM) -> None:
         raise Unsupported(f"vm {vm.name}: cannot boot a QEMU guest: {reason}")
     workdir = lab.guest_dir()
     with lab._switch.ns.entered():
-        io = GuestTapPort(vm.tap_fd, vm.port)
+        io = GuestTapPort(vm.tap_fd, vm.port, vm._io.mtu)  # type: ignore[attr-defined]
     lab._sockets.append(io)  # type: ignore[arg-type]
     vm._io = io
     vm._log_sends = False  # the tap socket sees the guest's frames, ours included

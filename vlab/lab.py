@@ -271,7 +271,7 @@ class Lab:
             raise LabError(
                 f"vm {name}: cannot attach {port} to {br.name}: {exc.strerror}"
             ) from None
-        io: Any = TapPort(fd, port)
+        io: Any = TapPort(fd, port, mtu or 1500)
         vm = VM(self, name, mac, port, br, io, fd, tap_mac)
         self._register(vm, br, index, tap_mac)
         if guest == "qemu":
