@@ -19,7 +19,7 @@ from vlab.properties import ForwardingMachine, run_state_machine_as_test
 
 RUNS = 5
 SETTINGS = settings(
-    max_examples=20,
+    max_examples=200,  # per call: hypothesis digests the machine source on every call
     stateful_step_count=50,
     deadline=None,
     database=None,

@@ -280,6 +280,14 @@ def _normalize(kind: str, table: Mapping[str, _Opt], name: str, value: object) -
     return out
 
 
+PORT_FLAGS = frozenset(
+    {"hairpin", "bpdu_guard", "fast_leave", "root_block", "learning", "flood", "mcast_flood",
+     "mcast_to_unicast", "bcast_flood", "proxy_arp", "proxy_arp_wifi", "isolated", "locked",
+     "mab", "neigh_suppress"}
+)  # fmt: skip
+"""Port options ``br_setport`` applies first, all together, before any other attribute."""
+
+
 # --- the forwarding database ----------------------------------------------------------------
 
 
@@ -373,32 +381,43 @@ class BridgeModel:
         self._age()
 
     def set_port(self, name: str, **port_options: OptionValue) -> None:
-        """Change a port's options (validated as one message, like ``br_setport``).
+        """Change a port's options in ``br_setport``'s order, which is not atomic.
 
-        ``mab`` needs ``locked`` and ``learning`` in the resulting state (EINVAL otherwise, fact
-        24); switching MAB off flushes the port's locked entries. ``state`` is refused while STP
-        runs (EBUSY, fact 10) and, other than "disabled", without carrier (ENETDOWN); "blocking"
-        becomes "forwarding" at once with STP off (fact 11).
+        The flags (learning, flood..., hairpin, isolated, locked, mab) are applied together
+        first; ``mab`` needs ``locked`` and ``learning`` in the result (EINVAL, nothing changed,
+        fact 24), and switching MAB off flushes the port's locked entries. Then ``state``: refused
+        while STP runs (EBUSY, fact 10) and, other than "disabled", without carrier (ENETDOWN),
+        "blocking" becoming "forwarding" at once with STP off (fact 11). A refused state leaves
+        the flags applied and the later attributes (``group_fwd_mask``) not, as the kernel does
+        (measured: ``isolated=True`` sticks when the state in the same message is refused for
+        lack of carrier). Values themselves are checked first: vlab refuses a port mask with bit
+        1 before sending it, although the kernel would only check it after the state.
         """
         port = self._port(name)
-        new = dict(port.options)
-        for key, value in port_options.items():
-            new[key] = _normalize("port", PORT_OPTIONS, key, value)
-        if new["mab"] and not (new["locked"] and new["learning"]):
+        values = {k: _normalize("port", PORT_OPTIONS, k, v) for k, v in port_options.items()}
+        staged = dict(port.options)
+        staged.update((k, v) for k, v in values.items() if k in PORT_FLAGS)
+        if staged["mab"] and not (staged["locked"] and staged["learning"]):
             raise LabError(
                 f"port {name}: mab needs locked=True and learning=True (the kernel says EINVAL)"
             )
-        if "state" in port_options:
+        if port.options["mab"] and not staged["mab"]:
+            self._drop_entries(lambda m, e: e.port == name and e.locked)
+        port.options = staged
+        for key in ("cost", "priority"):
+            if key in values:
+                port.options[key] = values[key]
+        if "state" in values:
+            state = values["state"]
             if self._options["stp"]:
                 raise LabError(f"port {name}: state cannot be set while STP runs (EBUSY)")
-            if not port.carrier and new["state"] != "disabled":
+            if not port.carrier and state != "disabled":
                 raise LabError(f"port {name}: no carrier, only state='disabled' is allowed")
-            if new["state"] == "blocking":
-                new["state"] = "forwarding"
+            port.options["state"] = "forwarding" if state == "blocking" else state
             port.stp_since = None
-        if port.options["mab"] and not new["mab"]:
-            self._drop_entries(lambda m, e: e.port == name and e.locked)
-        port.options = new
+        port.options.update(
+            (k, v) for k, v in values.items() if k not in PORT_FLAGS and k != "state"
+        )
 
     def set_carrier(self, name: str, up: bool) -> None:
         """Link carrier of a port (fact 26, ``br_port_carrier_check``).

@@ -293,6 +293,25 @@ def test_fact26_carrier_down_flushes_dynamic_keeps_static(br: BridgeModel) -> No
     assert br.deliver("vm1", frame(A, C)) == {"vm2"}
 
 
+def test_refused_state_leaves_the_flags_of_the_same_change_applied(br: BridgeModel) -> None:
+    """br_setport applies the flags, then the state, then the mask (measured on 6.18)."""
+    br.set_carrier("vm2", False)
+    with pytest.raises(LabError, match="carrier"):
+        br.set_port("vm2", isolated=True, bcast_flood=False, state="listening", group_fwd_mask=8)
+    assert br.port_option("vm2", "isolated") is True
+    assert br.port_option("vm2", "bcast_flood") is False
+    assert br.port_option("vm2", "group_fwd_mask") == 0
+    br.set_carrier("vm2", True)
+    assert br.deliver("vm1", frame(A, BCAST)) == others("vm1", "vm2")
+
+
+def test_refused_mab_changes_nothing(br: BridgeModel) -> None:
+    with pytest.raises(LabError, match="EINVAL"):
+        br.set_port("vm1", learning=False, locked=True, mab=True)
+    assert br.port_option("vm1", "learning") is True
+    assert br.port_option("vm1", "locked") is False
+
+
 # --- fact 12, 13: ageing -------------------------------------------------------------------------
 
 
