@@ -69,6 +69,34 @@ def _pip(venv: Path, *args: str) -> None:
     assert done.returncode == 0, f"pip {' '.join(args)} failed: {done.stderr[-2000:]}"
 
 
+def _source_hash() -> str:
+    digest = hashlib.sha256()
+    for name in SOURCES:
+        base = ROOT / name
+        files = sorted(base.rglob("*")) if base.is_dir() else [base]
+        for file in files:
+            if file.is_file() and "__pycache__" not in file.parts:
+                digest.update(str(file.relative_to(ROOT)).encode() + file.read_bytes())
+    return digest.hexdigest()[:16]
+
+
+def _install_checkout(venv: Path) -> None:
+    """Install vlab (not editable) from a copy: nobody cannot read a checkout under /root."""
+    source = Path(tempfile.mkdtemp(prefix="vlab-rootless-src-"))
+    try:
+        for name in SOURCES:
+            if (ROOT / name).is_dir():
+                ignore = shutil.ignore_patterns("__pycache__")
+                shutil.copytree(ROOT / name, source / name, ignore=ignore)
+            elif (ROOT / name).exists():
+                shutil.copy(ROOT / name, source / name)
+            else:
+                (source / name).write_text("")
+        _pip(venv, "install", "--no-deps", "--no-build-isolation", "--force-reinstall", str(source))
+    finally:
+        shutil.rmtree(source, ignore_errors=True)
+
+
 @pytest.fixture(scope="module")
 def venv() -> Iterator[Path]:
     """A world-readable venv with the pinned dependencies and this checkout's vlab installed."""
@@ -85,27 +113,12 @@ def venv() -> Iterator[Path]:
             subprocess.run([SYSTEM_PYTHON, "-m", "venv", str(path)], check=True, timeout=300)
             _pip(path, "install", *pins)
             (path / ".complete").touch()
-        source = Path(tempfile.mkdtemp(prefix="vlab-rootless-src-"))
-        try:
-            for name in SOURCES:
-                if (ROOT / name).is_dir():
-                    shutil.copytree(
-                        ROOT / name, source / name, ignore=shutil.ignore_patterns("__pycache__")
-                    )
-                elif (ROOT / name).exists():
-                    shutil.copy(ROOT / name, source / name)
-                else:
-                    (source / name).write_text("")
-            _pip(
-                path,
-                "install",
-                "--no-deps",
-                "--no-build-isolation",
-                "--force-reinstall",
-                str(source),
-            )
-        finally:
-            shutil.rmtree(source, ignore_errors=True)
+        installed = path / f".vlab-{_source_hash()}"
+        if not installed.exists():  # reinstall only when this checkout's code changed
+            _install_checkout(path)
+            for old in path.glob(".vlab-*"):
+                old.unlink()
+            installed.touch()
     subprocess.run(["chmod", "-R", "a+rX", str(path)], check=True)
     yield path
 
@@ -134,9 +147,10 @@ def as_nobody(venv: Path, cwd: Path, *argv: str, blocked_tun: bool = False) -> l
     if not blocked_tun:
         return command
     # a private mount namespace where /dev/net/tun is a 0600 node, as on stricter distributions
+    node = cwd / "tun-0600"  # removed with cwd
     shell = (
-        'mount --make-rprivate / && node="$(mktemp -d)/tun" && mknod "$node" c 10 200 '
-        '&& chmod 0600 "$node" && mount --bind "$node" /dev/net/tun && exec "$@"'
+        f'mount --make-rprivate / && rm -f "{node}" && mknod "{node}" c 10 200 '
+        f'&& chmod 0600 "{node}" && mount --bind "{node}" /dev/net/tun && exec "$@"'
     )
     return ["unshare", "--mount", "sh", "-c", shell, "sh", *command]
 
