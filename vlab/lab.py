@@ -169,6 +169,11 @@ class Lab:
         self._taps.clear()
         self._sockets.clear()
 
+    def namespaces(self) -> dict[str, NetNS]:
+        """The lab's namespaces by name (``switch``, ``upstream``, one per host), for tools
+        that enter them (``vlab up``/``exec``) — their fds stay owned by the lab."""
+        return {name: space.ns for name, space in self._spaces.items()}
+
     def guest_dir(self) -> Path:
         """Where QEMU guests keep their boot logs: beside the pcaps, or a temporary dir."""
         if self._guest_dir is None:

@@ -38,8 +38,7 @@ def _on_signal(signum: int, _frame: FrameType | None) -> None:
 
 def lab_namespaces(lab: Lab) -> dict[str, int]:
     """``{namespace name: fd}`` of every namespace the lab holds (switch, upstream, hosts)."""
-    spaces: dict[str, Any] = getattr(lab, "_spaces", {})
-    return {name: space.ns.fd for name, space in spaces.items()}
+    return {name: ns.fd for name, ns in lab.namespaces().items()}
 
 
 def nodes_of(lab: Lab) -> list[state.Node]:

@@ -9,13 +9,14 @@ files). The format is described in FORMAT.md next to this module; the pure-data 
 from vlab.scenario.errors import ScenarioError, Where
 from vlab.scenario.load import load_scenario, loads_scenario
 from vlab.scenario.model import Scenario
-from vlab.scenario.runner import run_scenario
+from vlab.scenario.runner import build_topology, run_scenario
 from vlab.scenario.writer import dump_scenario
 
 __all__ = [
     "Scenario",
     "ScenarioError",
     "Where",
+    "build_topology",
     "dump_scenario",
     "load_scenario",
     "loads_scenario",
