@@ -30,17 +30,25 @@ def properties(seconds: float) -> list[Figure]:
     except ImportError as exc:
         return [Figure("property-test steps/s", None, "steps/s", note=f"skipped: {exc}")]
     result = module.run(seconds)
-    rate = result.get("steps_per_s", result.get("steps/s"))
-    base = result.get("baseline_steps_per_s", result.get("baseline"))
-    extra = ", ".join(f"{k}={v}" for k, v in result.items() if not isinstance(v, dict | list))
+    rate = result.get("steps_per_s")
+    runs = [float(r) for r in result.get("steps_per_s_runs", [])] or (
+        [float(rate)] if isinstance(rate, int | float) else []
+    )
+    goal = result.get("goal")
+    skip = {"name", "unit", "steps_per_s", "steps_per_s_runs", "goal"}
+    extra = ", ".join(
+        f"{k} {v:.3g}" if isinstance(v, float) else f"{k} {v}"
+        for k, v in result.items()
+        if k not in skip
+    )
     return [
         Figure(
-            "property-test steps/s (model + lab)",
-            Stats(rate, rate, rate, 1) if isinstance(rate, int | float) else None,
-            "steps/s",
-            str(result.get("baseline_name", "baseline" if base is not None else "")),
-            Stats(base, base, base, 1) if isinstance(base, int | float) else None,
+            f"property-test steps/s: {result.get('name', 'property machine')}",
+            Stats.of(runs) if runs else None,
+            str(result.get("unit", "steps/s")),
             higher_is_better=True,
+            goal=f">= {goal:g} /s" if isinstance(goal, int | float) else "",
+            goal_met=(rate >= goal) if isinstance(goal, int | float) and runs else None,
             note=extra,
         )
     ]

@@ -169,6 +169,8 @@ def _collect(ns_inode: int) -> Snapshot:
     addresses = set()
     for link in _ip_json("addr", "show"):
         for addr in link.get("addr_info", []):
+            if addr.get("temporary"):  # IPv6 privacy addresses rotate on their own
+                continue
             addresses.add(
                 f"{link.get('ifname')}: {addr.get('family')} {addr.get('local')}/"
                 f"{addr.get('prefixlen')} scope {addr.get('scope')}"
