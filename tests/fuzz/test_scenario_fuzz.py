@@ -323,7 +323,7 @@ def test_loaded_scenarios_run_on_real_labs_and_leave_nothing(
         assume(sum(s.seconds for s in scenario.steps if isinstance(s, Wait)) <= 0.3)
         try:
             with Lab(name="fuzz") as lab:
-                run_scenario(scenario, lab)  # type: ignore[arg-type]  # api.LabLike.uplink order
+                run_scenario(scenario, lab)
             outcome = "passed"
         except AssertionError:
             outcome = "failed"
