@@ -119,13 +119,23 @@ class HubLab:
         self.endpoints.append(ep)
         return ep
 
-    def vm(self, name: str, bridge: Any, mac: str | None = None) -> HubEndpoint:
+    def vm(
+        self, name: str, bridge: Any, mac: str | None = None, mtu: int | None = None
+    ) -> HubEndpoint:
         return self._add(name, mac)
 
-    def host(self, name: str, bridge: Any, mac: str | None = None) -> HubEndpoint:
+    def host(
+        self, name: str, bridge: Any, mac: str | None = None, mtu: int | None = None
+    ) -> HubEndpoint:
         return self._add(name, mac)
 
-    def uplink(self, bridge: Any, mac: str | None = None, name: str | None = None) -> HubEndpoint:
+    def uplink(
+        self,
+        bridge: Any,
+        mac: str | None = None,
+        mtu: int | None = None,
+        name: str | None = None,
+    ) -> HubEndpoint:
         return self._add(name or "uplink", mac)
 
     def settle(self) -> None:

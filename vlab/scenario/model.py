@@ -203,6 +203,7 @@ class EndpointSpec:
     name: str
     mac: str | None = None
     port: Options = ()
+    mtu: int | None = None  # of the cable/tap; frames up to mtu + 14 (+ 4 tagged) can be sent
     where: Where | None = field(default=None, compare=False, repr=False)
 
 

@@ -17,7 +17,7 @@ from vlab.scenario.vocabulary import BRIDGE_OPTIONS, PORT_OPTIONS, Kind, check_b
 MAX_BRIDGES = 8
 MAX_ENDPOINTS = 64
 BRIDGE_KEYS = ("options", "vms", "hosts", "uplink", "fdb")
-ENDPOINT_KEYS = ("mac", "port")
+ENDPOINT_KEYS = ("mac", "port", "mtu")
 FDB_KEYS = ("mac", "at", "sticky", "static")
 
 
@@ -69,6 +69,7 @@ def _endpoint_from(name_node: Node, found: dict[str, Node], what: str) -> Endpoi
     return EndpointSpec(
         name=name,
         mac=fields.mac(found["mac"], f"{name} mac") if "mac" in found else None,
+        mtu=fields.integer(found["mtu"], f"{name} mtu", 68, 65535) if "mtu" in found else None,
         port=options(found["port"], "port option", PORT_OPTIONS, check=check_port)
         if "port" in found
         else (),

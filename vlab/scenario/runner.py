@@ -120,11 +120,13 @@ def _build_bridge(world: World, spec: BridgeSpec) -> None:
     for ep in spec.endpoints():
         world.bridge_of[ep.name] = spec.name
     for ep in spec.vms:
-        world.endpoints[ep.name] = world.lab.vm(ep.name, bridge=bridge, mac=ep.mac)
+        world.endpoints[ep.name] = world.lab.vm(ep.name, bridge=bridge, mac=ep.mac, mtu=ep.mtu)
     for ep in spec.hosts:
-        world.endpoints[ep.name] = world.lab.host(ep.name, bridge=bridge, mac=ep.mac)
+        world.endpoints[ep.name] = world.lab.host(ep.name, bridge=bridge, mac=ep.mac, mtu=ep.mtu)
     if spec.uplink is not None:
-        uplink = world.lab.uplink(bridge, mac=spec.uplink.mac, name=spec.uplink.name)
+        uplink = world.lab.uplink(
+            bridge, mac=spec.uplink.mac, mtu=spec.uplink.mtu, name=spec.uplink.name
+        )
         world.endpoints[spec.uplink.name] = uplink
     for ep in spec.endpoints():
         if ep.port:
