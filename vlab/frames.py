@@ -56,11 +56,20 @@ class Mask:
 
     def __init__(self, frame: FrameLike) -> None:
         self.expected_bytes = to_bytes(frame)
-        # diffs compare against the frame as built (lengths and checksums filled in), not the
-        # template the test wrote, whose automatic fields are still None
-        self.expected: Packet = parse(self.expected_bytes)
+        self._expected: Packet | None = None
         self.ignored: list[tuple[str, str]] = []
         self._canon: bytes | None = None
+
+    @property
+    def expected(self) -> Packet:
+        """The frame as built (lengths, checksums filled in), for diffs; parsed on demand.
+
+        Not the template the test wrote, whose automatic fields are still None; and not at
+        construction, since an exact match needs only the bytes.
+        """
+        if self._expected is None:
+            self._expected = parse(self.expected_bytes)
+        return self._expected
 
     def ignore(self, *fields: str) -> Mask:
         template = parse(self.expected_bytes)
