@@ -154,20 +154,24 @@ class Lab:
         packet sockets are closed by a background thread (each close waits for an RCU grace
         period); the kernel then destroys the namespaces and everything in them.
         """
-        if self._closed:
-            return
         self._closed = True
-        for guest in self._guests:
-            guest.close()
-        if self._guest_dir is not None and self._guest_dir_is_temp:
-            shutil.rmtree(self._guest_dir, ignore_errors=True)
-        for fd in self._taps:
-            taplib.release_tap(fd)
-        reap([s.sock for s in self._sockets])
-        for space in self._spaces.values():
-            space.close()
-        self._taps.clear()
-        self._sockets.clear()
+        try:
+            while self._guests:
+                self._guests.pop().close()
+            if self._guest_dir is not None and self._guest_dir_is_temp:
+                shutil.rmtree(self._guest_dir, ignore_errors=True)
+            while self._taps:
+                taplib.release_tap(self._taps.pop())
+        finally:
+            # Resumable: whatever an interrupt (Ctrl-C) cut short, a second close() finishes;
+            # the namespaces go in every case, so nothing outlives the lab.
+            try:
+                reap([s.sock for s in self._sockets])
+                self._sockets.clear()
+            finally:
+                while self._spaces:
+                    _name, space = self._spaces.popitem()
+                    space.close()
 
     def namespaces(self) -> dict[str, NetNS]:
         """The lab's namespaces by name (``switch``, ``upstream``, one per host), for tools

@@ -53,8 +53,13 @@ class NetNS:
 
     @classmethod
     def create(cls, name: str) -> NetNS:
-        """Make a namespace without leaving the calling thread in it."""
+        """Make a namespace without leaving the calling thread in it.
+
+        The way back is in a ``finally`` that covers the unshare itself: a Ctrl-C landing just
+        after the syscall must not strand the thread (and everything it opens later) inside.
+        """
         home = os.open(_NS_PATH, os.O_RDONLY | os.O_CLOEXEC)
+        fd = -1
         try:
             try:
                 _unshare()
@@ -63,13 +68,15 @@ class NetNS:
                     f"cannot create a network namespace ({exc.strerror}): vlab needs root or "
                     "CAP_NET_ADMIN/CAP_SYS_ADMIN (or an unprivileged user namespace)"
                 ) from None
-            try:
-                fd = os.open(_NS_PATH, os.O_RDONLY | os.O_CLOEXEC)
-            finally:
-                _setns(home)
+            fd = os.open(_NS_PATH, os.O_RDONLY | os.O_CLOEXEC)
+            return cls(name, fd)
+        except BaseException:
+            if fd >= 0:
+                os.close(fd)
+            raise
         finally:
+            _setns(home)
             os.close(home)
-        return cls(name, fd)
 
     @contextmanager
     def entered(self) -> Iterator[None]:
@@ -77,12 +84,12 @@ class NetNS:
         home = os.open(_NS_PATH, os.O_RDONLY | os.O_CLOEXEC)
         try:
             _setns(self.fd)
-            try:
-                yield
-            finally:
-                _setns(home)
+            yield
         finally:
-            os.close(home)
+            try:
+                _setns(home)  # also when an interrupt hit just after entering
+            finally:
+                os.close(home)
 
     def sysctl(self, key: str, value: str | int) -> None:
         """Write a net sysctl of this namespace (``/proc/sys/net`` is resolved per thread)."""
