@@ -14,12 +14,12 @@ import time
 from typing import Any
 
 from hypothesis import HealthCheck, Phase, settings
+from hypothesis.stateful import run_state_machine_as_test
 
-from vlab.properties import ForwardingMachine, run_state_machine_as_test
+from vlab.properties import ForwardingMachine
 
 RUNS = 5
 SETTINGS = settings(
-    max_examples=200,  # per call: hypothesis digests the machine source on every call
     stateful_step_count=50,
     deadline=None,
     database=None,
@@ -28,12 +28,13 @@ SETTINGS = settings(
 )
 
 
-def _one_run(seconds: float) -> dict[str, float]:
+def _one_run(examples: int) -> dict[str, float]:
+    """One hypothesis run of ``examples`` examples (a run cannot be stopped on a deadline)."""
     stats = ForwardingMachine.stats
     before = dict(stats)
     started = time.perf_counter()
-    while time.perf_counter() - started < seconds:
-        run_state_machine_as_test(ForwardingMachine, settings=SETTINGS)
+    chosen = settings(SETTINGS, max_examples=examples)
+    run_state_machine_as_test(ForwardingMachine, settings=chosen)  # type: ignore[no-untyped-call]
     elapsed = time.perf_counter() - started
     sends = stats["sends"] - before["sends"]
     return {
@@ -42,15 +43,21 @@ def _one_run(seconds: float) -> dict[str, float]:
         "send_share": (stats["send_s"] - before["send_s"]) / elapsed,
         "settle_us": 1e6 * (stats["settle_s"] - before["settle_s"]) / max(sends, 1),
         "sends": sends,
+        "seconds": elapsed,
     }
 
 
 def run(seconds: float = 10.0) -> dict[str, Any]:
-    """Median of five runs of ``seconds / 5`` each, on one lab built before the first."""
-    per_run = max(seconds / RUNS, 0.5)
+    """Median of five runs of about ``seconds / 5`` each, on one lab built before the first.
+
+    Two short runs first: one builds the lab and warms caches, one sizes the five in examples.
+    """
     try:
-        _one_run(min(per_run, 0.5))  # build the lab, warm imports and caches
-        runs = [_one_run(per_run) for _ in range(RUNS)]
+        _one_run(5)  # builds the lab
+        warm = _one_run(20)
+        per_example = max(warm["seconds"] / 20, 1e-3)
+        examples = max(10, round(seconds / RUNS / per_example))
+        runs = [_one_run(examples) for _ in range(RUNS)]
     finally:
         ForwardingMachine.close_labs()
     rates = [r["steps_per_s"] for r in runs]
@@ -63,6 +70,7 @@ def run(seconds: float = 10.0) -> dict[str, Any]:
         "settle_us_median": statistics.median(r["settle_us"] for r in runs),
         "settle_share": statistics.median(r["settle_share"] for r in runs),
         "send_share": statistics.median(r["send_share"] for r in runs),
+        "examples_per_run": examples,
         "sends": int(sum(r["sends"] for r in runs)),
     }
 

@@ -64,14 +64,14 @@ def write_results(path: Path, figures: Sequence[Figure], args: str, seconds: flo
         "# vlab benchmark results",
         "",
         f"Measured {time.strftime('%Y-%m-%d %H:%M')} on Linux {platform.release()}, {cpus} CPUs, "
-        f"Python {platform.python_version()} (`python -m benchmarks {args}`, {seconds:.0f} s); "
+        f"Python {platform.python_version()} (`{f'python -m benchmarks {args}'.strip()}`, {seconds:.0f} s); "
         f"load average at the end {load}: other work on the machine widens the spreads.",
         "Medians over repeated trials with the 10th–90th percentile in brackets; each baseline "
         "is measured in the same run, except PTF's and the selftests' fixed negative-check "
         'sleeps. "vlab is" compares medians.',
         "",
     ]
-    path.write_text("\n".join(header) + table(figures) + "\n")
+    path.write_text("\n".join(header) + "\n" + table(figures) + "\n")
 
 
 def plot(
