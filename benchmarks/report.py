@@ -60,11 +60,12 @@ def table(figures: Sequence[Figure]) -> str:
 def write_results(path: Path, figures: Sequence[Figure], args: str, seconds: float) -> None:
     cpus = len(os.sched_getaffinity(0))
     load = ", ".join(f"{x:.1f}" for x in os.getloadavg())
+    command = f"python -m benchmarks {args}".strip()
     header = [
         "# vlab benchmark results",
         "",
         f"Measured {time.strftime('%Y-%m-%d %H:%M')} on Linux {platform.release()}, {cpus} CPUs, "
-        f"Python {platform.python_version()} (`{f'python -m benchmarks {args}'.strip()}`, {seconds:.0f} s); "
+        f"Python {platform.python_version()} (`{command}`, {seconds:.0f} s); "
         f"load average at the end {load}: other work on the machine widens the spreads.",
         "Medians over repeated trials with the 10th–90th percentile in brackets; each baseline "
         "is measured in the same run, except PTF's and the selftests' fixed negative-check "
