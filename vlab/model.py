@@ -422,16 +422,19 @@ class BridgeModel:
     def set_carrier(self, name: str, up: bool) -> None:
         """Link carrier of a port (fact 26, ``br_port_carrier_check``).
 
-        Down: the port is disabled and its non-static entries go (``br_fdb_delete_by_port``).
-        Up: forwarding at once with STP off; with STP on it starts listening and forwards after
-        2 x forward_delay of model time.
+        Down: the port is disabled and its non-static entries go (``br_stp_disable_port``) —
+        unless the port was already disabled by hand, which the kernel leaves alone, entries
+        and all (measured). Up: forwarding at once with STP off, whatever state was set by hand;
+        with STP on it starts listening and forwards after 2 x forward_delay of model time.
         """
         port = self._port(name)
         if up == port.carrier:
             return
+        was_disabled = self.port_state(name) == "disabled"
         port.carrier = up
         if not up:
-            self._drop_entries(lambda m, e: e.port == name and not e.static)
+            if not was_disabled:
+                self._drop_entries(lambda m, e: e.port == name and not e.static)
             return
         port.options["state"] = "forwarding"
         port.stp_since = self._now if self._options["stp"] else None

@@ -25,8 +25,6 @@ step where the machine failed. Not exercised: ageing (see :meth:`ForwardingMachi
 from __future__ import annotations
 
 import atexit
-import contextlib
-import fcntl
 import hashlib
 import os
 import socket
@@ -58,6 +56,7 @@ from vlab import profiles
 from vlab.bridge import Bridge
 from vlab.endpoints import Endpoint
 from vlab.errors import LabError
+from vlab.frames import summary
 from vlab.lab import Lab
 from vlab.model import LINK_LOCAL, PARSED_ETHERTYPES, BridgeModel, OptionValue
 from vlab.model import FdbEntry as ModelEntry
@@ -94,8 +93,6 @@ BRIDGE_DEFAULTS: dict[str, OptionValue] = {
     "multicast_snooping": True,
 }
 """Bridge options the machine changes at run time, with the values a reset restores."""
-SIOCETHTOOL = 0x8946
-ETHTOOL_GLINK = 0x0000000A
 
 Options: TypeAlias = dict[str, OptionValue]
 
@@ -279,9 +276,7 @@ class LiveLab:
         if stp:  # after every port forwards: they stay forwarding (fact 10)
             self.br.set(stp=True)
         by_port = {ep.port: name for name, ep in self.endpoints.items()}
-        self.port_macs = {
-            by_port[e.port]: e.mac for e in self.br.fdb_entries() if e.local and e.port in by_port
-        }
+        self.port_macs = {name: self.br.port(ep).mac for name, ep in self.endpoints.items()}
         self.refs: dict[str, str] = {f"{BRIDGE}.mac": BRIDGE_MAC}
         for name, ep in self.endpoints.items():
             self.refs[f"{name}.mac"] = ep.mac
@@ -296,8 +291,6 @@ class LiveLab:
         self.dirty_ports: set[str] = set()
         self.dirty_bridge = False
         self.down: set[str] = set()
-        with self.lab._switch.ns.entered():
-            self._ethtool = socket.socket(socket.AF_INET, socket.SOCK_DGRAM | socket.SOCK_CLOEXEC)
 
     def resolve(self, ref: str) -> bytes:
         found = self._bytes.get(ref)
@@ -313,34 +306,18 @@ class LiveLab:
         return data[12:14] < b"\x06\x00" and data[6:12] in self.local_macs
 
     def set_carrier(self, name: str, up: bool) -> None:
-        """Change a cable and return once the bridge port has seen it.
-
-        A tap's carrier change reaches the bridge through the kernel's link-watch work, which
-        runs up to a second later for devices without a lower link; ETHTOOL_GLINK runs it now.
-        """
+        """Change a cable; the lab returns once the bridge port has acted on it."""
         ep = self.endpoints[name]
         ep.set_carrier(up)
         if up:
             self.down.discard(name)
-        else:
-            self.down.add(name)
-        if self.topology.kind(name) != "vm":
-            # the far end's packet socket gets ENETDOWN queued as a socket error when its link
-            # goes down; reading SO_ERROR clears it without touching queued frames
-            sock = getattr(ep._io, "sock", None)
-            if sock is not None:
-                sock.getsockopt(socket.SOL_SOCKET, socket.SO_ERROR)
-        else:
-            buf = bytearray(struct.pack("=II", ETHTOOL_GLINK, 0))
-            addr = memoryview(buf)
-            with contextlib.suppress(OSError):
-                _ethtool_glink(self._ethtool.fileno(), ep.port, addr)
-        want = 3 if up else 0
-        deadline = time.monotonic() + 3.0
-        while self.lab._switch.links.port_states().get(ep.port) != want:
-            if time.monotonic() > deadline:
-                raise LabError(f"port {ep.port} did not follow carrier {'up' if up else 'down'}")
-            time.sleep(0.0002)
+            return
+        self.down.add(name)
+        # a packet socket whose link goes down gets ENETDOWN queued as its error, which the next
+        # drain would raise; reading SO_ERROR clears it without touching queued frames
+        sock = getattr(ep._io, "sock", None)
+        if sock is not None:
+            sock.getsockopt(socket.SOL_SOCKET, socket.SO_ERROR)
 
     def reset(self) -> None:
         """Back to the state every example starts from; the model is simply made anew."""
@@ -372,17 +349,7 @@ class LiveLab:
         }
 
     def close(self) -> None:
-        self._ethtool.close()
         self.lab.close()
-
-
-def _ethtool_glink(fd: int, ifname: str, buf: memoryview) -> None:
-    """``SIOCETHTOOL ETHTOOL_GLINK``: reading the link state flushes pending link-watch work."""
-    import ctypes
-
-    cbuf = (ctypes.c_char * len(buf)).from_buffer(buf)
-    ifreq = struct.pack("16sP", ifname.encode(), ctypes.addressof(cbuf))
-    fcntl.ioctl(fd, SIOCETHTOOL, ifreq)
 
 
 def _model_how(entry: ModelEntry) -> str:
@@ -414,9 +381,8 @@ def _port_changes(stp: bool) -> list[dict[str, OptionValue]]:
     changes += [{"locked": True, "mab": True}, {"mab": False}]
     changes += [{"group_fwd_mask": m} for m in (0x1, 0x4, 0x8, 0x4000, 0xFFFD, 0)]
     if not stp:
-        # no "disabled": Port.set sends it in RTM_NEWLINK, whose NETDEV_CHANGE makes the bridge
-        # re-enable the port at once (only the AF_BRIDGE path of `bridge link set` keeps it)
-        changes += [{"state": s} for s in ("learning", "listening", "blocking", "forwarding")]
+        states = ("disabled", "learning", "listening", "blocking", "forwarding")
+        changes += [{"state": s} for s in states]
     return changes
 
 
@@ -456,7 +422,6 @@ class StepDecoder:
         own = [f"{n}.mac" for n in names]
         ports = [f"{BRIDGE}.mac", *(f"{n}.port_mac" for n in names)]
         self.names = names
-        self.veths = [n for n in names if topology.kind(n) != "vm"]
         self.stp = topology.stp
         self.sources = _weighted((4, own), (3, list(OTHER_MACS)), (1, ports))
         self.targets = _weighted(
@@ -473,7 +438,7 @@ class StepDecoder:
 
     def __call__(self, blob: bytes) -> Action:
         kind, a, b, c = blob[:4]
-        if kind < _SEND or (kind >= _FLUSH and (self.stp or not self.veths)):
+        if kind < _SEND or (kind >= _FLUSH and self.stp):
             return self._send(blob)
         if kind < _PORT:
             changes = self.port_changes
@@ -492,7 +457,7 @@ class StepDecoder:
             return Action("fdb_del", (("mac", self._pick(self.fdb_macs, a)), ("at", at)))
         if kind < _FLUSH:
             return Action("fdb_flush", ())
-        return Action("carrier", (("at", self._pick(self.veths, a)), ("up", bool(b & 1))))
+        return Action("carrier", (("at", self._pick(self.names, a)), ("up", bool(b & 1))))
 
     def _send(self, blob: bytes) -> Action:
         _kind, a, b, c, d, e, f, g, h = blob[:9]
@@ -645,9 +610,7 @@ class ForwardingMachine(RuleBasedStateMachine):
             steps = st.binary(min_size=size, max_size=size + MTU_PAYLOAD).map(decoder)
             initial: st.SearchStrategy[dict[str, dict[str, object]]] = st.just({})
             if cls.generated_port_options:
-                options = port_options(state=not cls.topology.stp).filter(
-                    lambda o: o.get("state") != "disabled"  # see _port_changes
-                )
+                options = port_options(state=not cls.topology.stp)
                 initial = st.fixed_dictionaries({n: options for n in cls.topology.names()})
             found = ForwardingMachine._strategy_cache[key] = (steps, initial)
         return found  # type: ignore[no-any-return]
@@ -732,7 +695,7 @@ class ForwardingMachine(RuleBasedStateMachine):
         stats["send_s"] += time.perf_counter() - started
         if wrong:
             self._fail(
-                f"{sender} sent {data[:14].hex(' ')}... ({len(data)} B); model receivers: "
+                f"{sender} sent {summary(data)}; model receivers: "
                 f"{', '.join(sorted(expected)) or 'none'}\n  " + "\n  ".join(wrong)
             )
         if self.model.fdb() != self._fdb_seen:
@@ -794,9 +757,8 @@ class ForwardingMachine(RuleBasedStateMachine):
         self._check_fdb()
 
     def carrier(self, at: str, up: bool) -> None:
-        """Pull or plug a host's or the uplink's cable (never drawn with STP on: a returning port
-        then walks listening -> learning for seconds). VM taps are left out: their carrier change
-        reaches the bridge only through link-watch work (see :meth:`LiveLab.set_carrier`)."""
+        """Pull or plug an endpoint's cable (never drawn with STP on: a returning port then walks
+        listening -> learning for seconds, which the machine cannot wait for cheaply)."""
         if (at in self.live.down) != up:
             return
         self._record(Carrier(at, up))
@@ -853,7 +815,7 @@ class ForwardingMachine(RuleBasedStateMachine):
             m, k = model.get(mac), kernel.get(mac)
             if m != k:
                 lines.append(f"{mac}: model {m or 'absent'}, kernel {k or 'absent'}")
-        self._fail("fdb differs from the model's:\n  " + "\n  ".join(lines), "fdb")
+        self._fail("fdb differs from the model's at " + "; ".join(lines), "fdb")
 
     def _fail(self, message: str, kind: str = "delivery") -> None:
         """Raise the failure; on the final example also print and save its reproducer."""
@@ -903,36 +865,35 @@ class _Writer:
         owner, _, attribute = ref.partition(".")
         if owner == BRIDGE:
             return "br.mac"
-        if attribute == "mac":
-            return f"{owner}.mac"
-        if self.topology.kind(owner) == "vm":
-            return f"{owner}.tap_mac"
-        self.needs.add("port_mac")
-        return f"port_mac[{owner}.port]"
+        return f"{owner}.mac" if attribute == "mac" else f"br.port({owner}).mac"
 
     def frame_code(self, data: bytes) -> str:
-        """``Ether(...) / Dot1Q(...) / payload`` when that rebuilds ``data`` exactly, else hex."""
-        built: Packet | None = None
-        text = ""
-        if len(data) >= 14:
-            dst, src = _mac_str(data[0:6]), _mac_str(data[6:12])
-            etype = int.from_bytes(data[12:14], "big")
-            head = f"Ether(dst={self.mac_code(dst)}, src={self.mac_code(src)}"
-            if etype == 0x8100 and len(data) >= 18:
-                tci, inner = struct.unpack("!HH", data[14:18])
-                prio, dei, vid = tci >> 13, (tci >> 12) & 1, tci & 0xFFF
-                built = Ether(dst=dst, src=src) / Dot1Q(prio=prio, dei=dei, vlan=vid, type=inner)
-                text = f"{head}) / Dot1Q(prio={prio}, dei={dei}, vlan={vid}, type={inner:#06x})"
-                payload = data[18:]
-            else:
-                built = Ether(dst=dst, src=src, type=etype)
-                text = f"{head}, type={etype:#06x})"
-                payload = data[14:]
-            if payload:
-                built = built / Raw(payload)
-                text += " / " + _bytes_code(payload, "Raw(", ")")
-        if built is None or bytes(built) != data:
+        """``Ether(...) / Dot1Q(...) / Raw(...)`` when that rebuilds ``data`` exactly, else hex."""
+        if len(data) < 14:
             return _bytes_code(data, "", "")
+        dst, src = _mac_str(data[0:6]), _mac_str(data[6:12])
+        etype = int.from_bytes(data[12:14], "big")
+        head = f"Ether(dst={self.mac_code(dst)}, src={self.mac_code(src)}"
+        used = {"Ether"}
+        built: Packet
+        if etype == 0x8100 and len(data) >= 18:
+            tci, inner = struct.unpack("!HH", data[14:18])
+            prio, dei, vid = tci >> 13, (tci >> 12) & 1, tci & 0xFFF
+            built = Ether(dst=dst, src=src) / Dot1Q(prio=prio, dei=dei, vlan=vid, type=inner)
+            text = f"{head}) / Dot1Q(prio={prio}, dei={dei}, vlan={vid}, type={inner:#06x})"
+            used.add("Dot1Q")
+            payload = data[18:]
+        else:
+            built = Ether(dst=dst, src=src, type=etype)
+            text = f"{head}, type={etype:#06x})"
+            payload = data[14:]
+        if payload:
+            built = built / Raw(payload)
+            text += " / " + _bytes_code(payload, "Raw(", ")")
+            used.add("Raw")
+        if bytes(built) != data:
+            return _bytes_code(data, "", "")
+        self.needs |= used
         return text
 
     def emit(self, line: str) -> None:
@@ -952,7 +913,6 @@ class _Writer:
             else:
                 self.emit(f'{name} = lab.{kind}("{name}", bridge=br, mac="{mac}")')
         self.emit(f"everyone = ({', '.join(names)})")
-        body_start = len(self.code)
         if stp:
             self.emit("br.set(stp=True)  # once every port forwards, as the machine does")
         for name, opts in self.machine.initial.items():
@@ -989,15 +949,14 @@ class _Writer:
                 for mac, e in sorted(self.machine.model.entries().items())
             ]
             self.emit("assert fdb == {" + ", ".join(rows) + "}" if rows else "assert fdb == set()")
-        if "port_mac" in self.needs:
-            self.code.insert(
-                body_start, "    port_mac = {e.port: e.mac for e in br.fdb_entries() if e.local}"
-            )
-        imports = ["from scapy.layers.l2 import Dot1Q, Ether", "from scapy.packet import Raw", ""]
-        if "raises" in self.needs:
-            imports = ["import pytest", *imports, "from vlab import Lab, LabError"]
-        else:
-            imports.append("from vlab import Lab")
+        imports = ["import pytest", ""] if "raises" in self.needs else []
+        layers = ", ".join(sorted(self.needs & {"Dot1Q", "Ether"}))
+        imports += [f"from scapy.layers.l2 import {layers}"] if layers else []
+        imports += ["from scapy.packet import Raw"] if "Raw" in self.needs else []
+        imports += [
+            "",
+            "from vlab import Lab, LabError" if "raises" in self.needs else "from vlab import Lab",
+        ]
         first = self.message.splitlines()[0].replace('"""', "'''")
         head = [
             *imports,

@@ -293,6 +293,15 @@ def test_fact26_carrier_down_flushes_dynamic_keeps_static(br: BridgeModel) -> No
     assert br.deliver("vm1", frame(A, C)) == {"vm2"}
 
 
+def test_fact26_carrier_down_on_a_port_disabled_by_hand_keeps_its_entries(br: BridgeModel) -> None:
+    br.deliver("vm2", frame(B, UNKNOWN))
+    br.set_port("vm2", state="disabled")
+    br.set_carrier("vm2", False)
+    assert br.fdb() == {B: "vm2"}  # br_port_carrier_check skips an already disabled port
+    br.set_carrier("vm2", True)
+    assert br.port_state("vm2") == "forwarding"
+
+
 def test_refused_state_leaves_the_flags_of_the_same_change_applied(br: BridgeModel) -> None:
     """br_setport applies the flags, then the state, then the mask (measured on 6.18)."""
     br.set_carrier("vm2", False)
