@@ -106,7 +106,6 @@ class FrameDraw:
 
     References keep draws meaningful across labs and readable in the printed steps; the payload
     is shown by length only, since the reproducer (not this repr) is what gets replayed.
-
     """
 
     src: str
@@ -133,6 +132,12 @@ class FrameDraw:
 
 @dataclass(frozen=True)
 class Sent:
+    """A send as it happened: the exact bytes and the endpoints the model said receive them.
+
+    These records (and the ones below) carry the model's verdicts, so a reproducer can assert
+    the model's expectations without re-running the model.
+    """
+
     sender: str
     data: bytes
     expected: frozenset[str]
@@ -395,8 +400,16 @@ BRIDGE_CHANGES: list[dict[str, OptionValue]] = [
     {"multicast_snooping": True},
 ]
 _UNMODELLED = frozenset({*TAG_ETHERTYPES, *PARSED_ETHERTYPES})
-_SEND, _PORT, _BRIDGE, _ADD, _DEL, _FLUSH = 160, 192, 204, 222, 234, 242
-"""Upper bounds of the first byte's ranges: 5/8 of steps send, the rest reconfigure."""
+STEP_KINDS = (
+    (160, "send"),
+    (192, "set_port"),
+    (204, "set_bridge"),
+    (222, "fdb_add"),
+    (234, "fdb_del"),
+    (242, "fdb_flush"),
+    (256, "carrier"),
+)
+"""What the first byte of a step chooses (below each bound): 5 steps in 8 send."""
 
 
 def _weighted(*groups: tuple[int, list[str]]) -> list[str]:
@@ -437,27 +450,28 @@ class StepDecoder:
         self.port_changes = _port_changes(topology.stp)
 
     def __call__(self, blob: bytes) -> Action:
-        kind, a, b, c = blob[:4]
-        if kind < _SEND or (kind >= _FLUSH and self.stp):
+        kind = next(name for bound, name in STEP_KINDS if blob[0] < bound)
+        if kind == "carrier" and self.stp:
+            kind = "send"
+        a, b, c = blob[1:4]
+        if kind == "send":
             return self._send(blob)
-        if kind < _PORT:
+        if kind == "set_port":
             changes = self.port_changes
             options = {**changes[b % len(changes)], **changes[c % len(changes)]}
-            return Action("set_port", (("at", self._pick(self.names, a)), ("options", options)))
-        if kind < _BRIDGE:
-            return Action("set_bridge", (("options", dict(self._pick(BRIDGE_CHANGES, a))),))
-        if kind < _ADD:
+            return Action(kind, (("at", self._pick(self.names, a)), ("options", options)))
+        if kind == "set_bridge":
+            return Action(kind, (("options", dict(self._pick(BRIDGE_CHANGES, a))),))
+        if kind == "fdb_add":
             mac, at = self._pick(self.fdb_macs, a), self._pick(self.names, b)
-            return Action(
-                "fdb_add",
-                (("mac", mac), ("at", at), ("static", not c & 1), ("sticky", bool(c & 2))),
-            )
-        if kind < _DEL:
+            flags = (("static", not c & 1), ("sticky", bool(c & 2)))
+            return Action(kind, (("mac", mac), ("at", at), *flags))
+        if kind == "fdb_del":
             at = None if b < 128 else self._pick(self.names, b)
-            return Action("fdb_del", (("mac", self._pick(self.fdb_macs, a)), ("at", at)))
-        if kind < _FLUSH:
-            return Action("fdb_flush", ())
-        return Action("carrier", (("at", self._pick(self.names, a)), ("up", bool(b & 1))))
+            return Action(kind, (("mac", self._pick(self.fdb_macs, a)), ("at", at)))
+        if kind == "fdb_flush":
+            return Action(kind, ())
+        return Action(kind, (("at", self._pick(self.names, a)), ("up", bool(b & 1))))
 
     def _send(self, blob: bytes) -> Action:
         _kind, a, b, c, d, e, f, g, h = blob[:9]
@@ -568,8 +582,12 @@ class ForwardingMachine(RuleBasedStateMachine):
     def __init__(self) -> None:
         super().__init__()
         self._affinity = _pin_to_one_cpu()
-        self.live = self.live_lab()
-        self.live.reset()
+        try:
+            self.live = self.live_lab()
+            self.live.reset()
+        except BaseException:
+            self.teardown()
+            raise
         self.model = self.model_class(BRIDGE_MAC, self.live.port_macs, **dict(self.topology.bridge))
         self.initial: dict[str, Options] = {}
         self.ops: list[Op] = []
@@ -577,6 +595,7 @@ class ForwardingMachine(RuleBasedStateMachine):
         self._fdb_seen = self.model.fdb()
 
     def teardown(self) -> None:
+        """Give the thread its CPUs back (hypothesis calls this after every example)."""
         if self._affinity is not None:
             os.sched_setaffinity(0, self._affinity)
 
