@@ -37,7 +37,7 @@ def types(session: nox.Session) -> None:
 @nox.session(python=PY)
 def bench(session: nox.Session) -> None:
     """Benchmarks against baselines measured in the same run; writes benchmarks/RESULTS.md."""
-    session.install("-e", ".[dev]")
+    session.install("-e", ".[dev]", "matplotlib")
     session.run("python", "-m", "benchmarks", *session.posargs)
 
 

@@ -77,8 +77,10 @@ class Endpoint:
             self._log.extend((ts, True, data) for ts, data in sent)
             sent.clear()
         if records:
-            self._pending.extend(records)
             self._log.extend((ts, False, data) for ts, data in records)
+            for noise in self.lab._noise:
+                records = [r for r in records if not noise(r[1])]
+            self._pending.extend(records)
         return len(records)
 
     def _take(self, mask: Mask) -> Ether | None:

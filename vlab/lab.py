@@ -21,6 +21,7 @@ import socket
 import subprocess
 import tempfile
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -130,6 +131,7 @@ class Lab:
         self._taps: list[int] = []
         self._sockets: list[PacketPort] = []
         self._guests: list[Any] = []
+        self._noise: list[Callable[[bytes], bool]] = []  # frames the lab itself causes
         self._counters = {"vnet": 0, "veth": 0, "eth": 0}
         self._dirty = True
         self._closed = False

@@ -4,6 +4,7 @@ really change forwarding (frames); bad options never reach the kernel."""
 from __future__ import annotations
 
 import socket
+import time
 from typing import Any
 
 import pytest
@@ -238,3 +239,21 @@ def test_nothing_touches_the_host_namespace(lab: Lab) -> None:
     lab.host("h1", bridge=br)
     lab.uplink(br)
     assert set(socket.if_nameindex()) == before
+
+
+def test_ipv6_neighbour_keeps_the_lab_quiet(lab: Lab) -> None:
+    """IPv6 goes on for the bridge device alone; its MLD reports stay in the pcap only."""
+    br = lab.bridge("br0")
+    up = lab.uplink(br)
+    br.neigh_add("2001:db8::1", "52:54:00:00:00:aa")
+    br.neigh_add("192.0.2.1", "52:54:00:00:00:bb")
+    with pytest.raises(LabError, match="not an IPv4 or IPv6 address"):
+        br.neigh_add("2001:db8::zz", "52:54:00:00:00:aa")
+    deadline = time.monotonic() + 1.5
+    while time.monotonic() < deadline and not any(
+        not sent and data[12:14] == b"\x86\xdd" for _t, sent, data in up._log
+    ):
+        time.sleep(0.05)
+    lab.expect_quiet()
+    reports = [data for _t, sent, data in up._log if not sent and data[12:14] == b"\x86\xdd"]
+    assert reports, "the bridge sent no MLD report: this test no longer shows the filter works"
