@@ -68,8 +68,9 @@ KERNEL_CMDLINE = (
 #: A request line (base64 command) must fit the guest tty's input buffer: the emulated UART has no
 #: flow control, so a longer line could be silently truncated.
 MAX_REQUEST = 3072
-#: The guest's ``timeout`` works in whole seconds; allow for that and for the reply's transfer.
-REPLY_GRACE = 2.0
+#: The guest's ``timeout`` works in whole seconds; allow for that, for the reply's transfer, and
+#: for a TCG guest crawling on a loaded 2-core CI machine.
+REPLY_GRACE = 10.0
 #: SIGKILL from the guest's ``timeout``.
 TIMED_OUT_STATUS = 137
 

@@ -77,7 +77,7 @@ def test_timeout_kills_the_command_and_the_guest_stays_usable(guest: QemuGuest) 
     started = time.monotonic()
     with pytest.raises(GuestError, match="timed out after 1s"):
         guest.run("echo started; sleep 30", timeout=1)
-    assert time.monotonic() - started < 5
+    assert time.monotonic() - started < 15  # killed at ~1 s, not after the 30 s sleep
     assert guest.run("echo still here").output == "still here\n"
 
 
