@@ -9,6 +9,8 @@ they assert what the wrong model expected where the kernel does something else.
 from __future__ import annotations
 
 import re
+import shutil
+import subprocess
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -100,6 +102,21 @@ def replay_test(source: str) -> None:
         test(lab)  # type: ignore[operator]
 
 
+def assert_lint_clean(source: str, directory: Path) -> None:
+    """The printed test is meant to be pasted into a suite: it must pass the project's linter."""
+    ruff = shutil.which("ruff")
+    if ruff is None:
+        return
+    path = directory / "test_reproducer.py"
+    path.write_text(source)
+    checked = subprocess.run(
+        [ruff, "check", "--isolated", "--line-length", "100", "--select", "E,F,W,I", str(path)],
+        capture_output=True,
+        text=True,
+    )
+    assert checked.returncode == 0, checked.stdout + source
+
+
 def replay_scenario(path: Path) -> str:
     scenario = load_scenario(path)
     with Lab(name="replay") as lab, pytest.raises(AssertionError) as failed:
@@ -148,6 +165,7 @@ def test_wrong_model_fails_and_shrinks_to_a_replayable_example(
     assert_fails_after_last_send(failure)
     with pytest.raises(AssertionError):
         replay_test(failure.test_source)
+    assert_lint_clean(failure.test_source, repro_dir)
 
 
 def test_fdb_disagreement_is_reproduced_with_the_models_table(repro_dir: Path) -> None:
@@ -159,6 +177,7 @@ def test_fdb_disagreement_is_reproduced_with_the_models_table(repro_dir: Path) -
     assert_fails_after_last_send(failure)
     with pytest.raises(AssertionError):
         replay_test(failure.test_source)
+    assert_lint_clean(failure.test_source, repro_dir)
 
 
 def test_testcase_uses_the_vlab_profile_and_is_marked() -> None:
