@@ -38,6 +38,29 @@ def restore_vlan(frame: bytes, tci: int, tpid: int) -> bytes:
     return frame[:12] + struct.pack("!HH", tpid, tci) + frame[12:]
 
 
+def packet_socket(ifname: str, outgoing: bool) -> socket.socket:
+    """A non-blocking AF_PACKET socket on ``ifname`` in the calling thread's namespace.
+
+    Protocol 0 first and ETH_P_ALL at bind: creating the socket with ETH_P_ALL registers a
+    global hook and then re-registers it on bind, a synchronize_net() (~3 ms) for nothing.
+    ``outgoing=False`` leaves out what the interface transmits (what the port sends itself).
+    """
+    sock = socket.socket(socket.AF_PACKET, socket.SOCK_RAW | socket.SOCK_CLOEXEC, 0)
+    try:
+        sock.setsockopt(SOL_PACKET, PACKET_AUXDATA, 1)
+        if not outgoing:
+            sock.setsockopt(SOL_PACKET, PACKET_IGNORE_OUTGOING, 1)
+            sock.setsockopt(SOL_PACKET, PACKET_QDISC_BYPASS, 1)
+        sock.setsockopt(socket.SOL_SOCKET, SO_TIMESTAMPNS, 1)
+        _big_receive_buffer(sock)
+        sock.bind((ifname, ETH_P_ALL))
+        sock.setblocking(False)
+    except OSError:
+        sock.close()
+        raise
+    return sock
+
+
 def _big_receive_buffer(sock: socket.socket) -> None:
     """Room for a burst of frames between two drains.
 
@@ -70,24 +93,8 @@ class PacketPort:
     """A raw socket on one interface: what arrives there and a way to send from there."""
 
     def __init__(self, ifname: str) -> None:
-        """Open in the calling thread's namespace (the socket stays bound to it afterwards).
-
-        Protocol 0 first and ETH_P_ALL at bind: creating the socket with ETH_P_ALL registers a
-        global hook and then re-registers it on bind, a synchronize_net() (~3 ms) for nothing.
-        """
-        sock = socket.socket(socket.AF_PACKET, socket.SOCK_RAW | socket.SOCK_CLOEXEC, 0)
-        try:
-            sock.setsockopt(SOL_PACKET, PACKET_AUXDATA, 1)
-            sock.setsockopt(SOL_PACKET, PACKET_IGNORE_OUTGOING, 1)
-            sock.setsockopt(SOL_PACKET, PACKET_QDISC_BYPASS, 1)
-            sock.setsockopt(socket.SOL_SOCKET, SO_TIMESTAMPNS, 1)
-            _big_receive_buffer(sock)
-            sock.bind((ifname, ETH_P_ALL))
-            sock.setblocking(False)
-        except OSError:
-            sock.close()
-            raise
-        self.sock = sock
+        """Open in the calling thread's namespace (the socket stays bound to it afterwards)."""
+        self.sock = packet_socket(ifname, outgoing=False)
         self.ifname = ifname
 
     def fileno(self) -> int:
@@ -197,17 +204,7 @@ class GuestTapPort:
         self.ifname = ifname
         self.mtu = mtu
         self.guest_sent: list[Record] = []
-        sock = socket.socket(socket.AF_PACKET, socket.SOCK_RAW | socket.SOCK_CLOEXEC, 0)
-        try:
-            sock.setsockopt(SOL_PACKET, PACKET_AUXDATA, 1)
-            sock.setsockopt(socket.SOL_SOCKET, SO_TIMESTAMPNS, 1)
-            _big_receive_buffer(sock)
-            sock.bind((ifname, ETH_P_ALL))
-            sock.setblocking(False)
-        except OSError:
-            sock.close()
-            raise
-        self.sock = sock
+        self.sock = packet_socket(ifname, outgoing=True)
 
     def fileno(self) -> int:
         return self.sock.fileno()
