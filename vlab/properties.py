@@ -583,6 +583,7 @@ class ForwardingMachine(RuleBasedStateMachine):
 
     def __init__(self) -> None:
         super().__init__()
+        self.failure: Failure | None = None  # set on the final example only
         self._affinity = _pin_to_one_cpu()
         try:
             self.live = self.live_lab()
@@ -593,13 +594,17 @@ class ForwardingMachine(RuleBasedStateMachine):
         self.model = self.model_class(BRIDGE_MAC, self.live.port_macs, **dict(self.topology.bridge))
         self.initial: dict[str, Options] = {}
         self.ops: list[Op] = []
-        self.failed = False
         self._fdb_seen = self.model.fdb()
 
     def teardown(self) -> None:
-        """Give the thread its CPUs back (hypothesis calls this after every example)."""
+        """Give the thread its CPUs back (hypothesis calls this after every example), and print
+        the reproducer of a final failing example here, after hypothesis has listed its steps."""
         if self._affinity is not None:
             os.sched_setaffinity(0, self._affinity)
+        failure = self.failure
+        if failure is not None:
+            where = f"\nscenario file: {failure.scenario_path}" if failure.scenario_path else ""
+            note(f"reproducer ({failure.steps} steps):\n\n{failure.test_source}{where}")
 
     # --- class-level plumbing ----------------------------------------------------------------
 
@@ -840,12 +845,9 @@ class ForwardingMachine(RuleBasedStateMachine):
 
     def _fail(self, message: str, kind: str = "delivery") -> None:
         """Raise the failure; on the final example also print and save its reproducer."""
-        if not self.failed and _is_final():
-            self.failed = True
-            failure = reproduce(self, message, kind)
-            type(self).last_failure = failure
-            where = f"\nscenario file: {failure.scenario_path}" if failure.scenario_path else ""
-            note(f"reproducer ({failure.steps} steps):\n\n{failure.test_source}{where}")
+        if self.failure is None and _is_final():
+            self.failure = reproduce(self, message, kind)
+            type(self).last_failure = self.failure
         raise AssertionError(message)
 
 
