@@ -76,6 +76,7 @@ UNKNOWN_MAC = "02:00:00:00:bb:01"
 MULTICAST_MACS = ("01:00:5e:00:00:01", "33:33:00:00:00:01", "01:80:c2:00:00:10")
 BROADCAST = "ff:ff:ff:ff:ff:ff"
 MTU_PAYLOAD = 1500
+FDB_CHECK_EVERY = 8
 DEFAULT_PORT: dict[str, OptionValue] = {
     "learning": True,
     "flood": True,
@@ -724,7 +725,9 @@ class ForwardingMachine(RuleBasedStateMachine):
                 f"{sender} sent {summary(data)}; model receivers: "
                 f"{', '.join(sorted(expected)) or 'none'}\n  " + "\n  ".join(wrong)
             )
-        if self.model.fdb() != self._fdb_seen:
+        # the fdb is dumped when the model says this send changed it, and every few sends for
+        # what the kernel learnt on its own (a dump costs about half a settle)
+        if len(self.ops) % FDB_CHECK_EVERY == 0 or self.model.fdb() != self._fdb_seen:
             self._check_fdb()
 
     def set_port(self, at: str, options: Options) -> None:
