@@ -8,6 +8,7 @@ and a capture that ignored it would show a tagged frame as untagged.
 
 from __future__ import annotations
 
+import errno
 import os
 import socket
 import struct
@@ -115,6 +116,10 @@ class PacketPort:
                 data, anc, _flags, _addr = recvmsg(_SNAP, _CMSG_SPACE)
             except BlockingIOError:
                 return out
+            except OSError as exc:
+                if exc.errno != errno.ENETDOWN:
+                    raise
+                continue  # reported once after the link went down (set_carrier): not an error
             out.append(_from_ancillary(data, anc))
 
     def close(self) -> None:
@@ -219,6 +224,10 @@ class GuestTapPort:
                 data, anc, _flags, addr = self.sock.recvmsg(_SNAP, _CMSG_SPACE)
             except BlockingIOError:
                 return out
+            except OSError as exc:
+                if exc.errno != errno.ENETDOWN:
+                    raise
+                continue
             record = _from_ancillary(data, anc)
             if addr[2] == PACKET_OUTGOING:
                 out.append(record)

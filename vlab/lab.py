@@ -378,12 +378,17 @@ class Lab:
 
     # --- readiness -------------------------------------------------------------------------
 
-    def _ready(self, timeout: float = 5.0) -> None:
+    def ready(self, timeout: float = 5.0) -> None:
         """Block until every link is up with its qdisc attached and every port forwards.
 
         The kernel brings carrier, qdiscs and bridge ports up asynchronously; a frame sent in
-        the first milliseconds would otherwise be dropped (``TX dropped``) at random.
+        the first milliseconds would otherwise be dropped (``TX dropped``) at random. Sending
+        calls this by itself; call it before changing what depends on ports being up (turning
+        STP on after the ports forward, say). Guests are waited for too.
         """
+        self._ready(timeout)
+
+    def _ready(self, timeout: float = 5.0) -> None:
         if not self._dirty:
             return
         self._check_open()
@@ -432,6 +437,7 @@ class Lab:
     def settle(self, timeout: float = 10.0) -> None:
         """Return once every frame in flight has been delivered to an endpoint or dropped."""
         self._check_open()
+        self._ready()
         quiesce.settle(
             [(name, s.rtnl) for name, s in self._spaces.items()],
             self._drain_all,

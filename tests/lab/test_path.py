@@ -159,3 +159,21 @@ def test_lab_as_context_manager_outside_pytest() -> None:
         up.expect(probe(vm.mac, up.mac))
     with pytest.raises(Exception, match="closed"):
         lab.bridge("br1")
+
+
+@pytest.mark.parametrize("kind", ["vm", "host"])
+def test_unplugged_cable_disables_the_port_and_flushes_it(lab: Lab, kind: str) -> None:
+    br = lab.bridge("br0")
+    ep = lab.vm("a", bridge=br) if kind == "vm" else lab.host("a", bridge=br)
+    other = lab.vm("b", bridge=br)
+    ep.send(probe(ep.mac, "ff:ff:ff:ff:ff:ff"))
+    other.expect(probe(ep.mac, "ff:ff:ff:ff:ff:ff"))
+    assert ep.mac in br.fdb()
+    ep.set_carrier(False)  # returns once the bridge has acted on it
+    assert ep.mac not in br.fdb()  # dynamic entries of a port that lost carrier are flushed
+    assert br.port(ep).options()["state"] == "disabled"
+    other.send(probe(other.mac, "ff:ff:ff:ff:ff:ff"))
+    ep.expect_none()
+    ep.set_carrier(True)
+    other.send(probe(other.mac, "ff:ff:ff:ff:ff:ff", b"again"))
+    ep.expect(probe(other.mac, "ff:ff:ff:ff:ff:ff", b"again"))
