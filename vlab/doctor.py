@@ -24,7 +24,7 @@ from collections.abc import Callable, Iterator
 from dataclasses import asdict, dataclass
 from importlib import metadata
 
-from vlab import rootless
+from vlab import netns, rootless
 from vlab import tap as taplib
 from vlab.errors import LabError
 from vlab.netns import NetNS
@@ -226,7 +226,7 @@ def _run_in(ns: NetNS, argv: list[str]) -> tuple[str, str]:
     fd = ns.fd
     proc = subprocess.run(
         argv,
-        preexec_fn=lambda: rootless.setns(fd, rootless.CLONE_NEWNET),
+        preexec_fn=lambda: netns.setns(fd, rootless.CLONE_NEWNET),
         pass_fds=(fd,),
         capture_output=True,
         text=True,
@@ -261,7 +261,7 @@ def _userns_for_others() -> Check:
                 os.setgroups([])
                 os.setgid(65534)
                 os.setuid(65534)
-                rootless._unshare(rootless.CLONE_NEWUSER | rootless.CLONE_NEWNET)
+                netns.unshare(rootless.CLONE_NEWUSER | rootless.CLONE_NEWNET)
                 code = 0
             os._exit(code)
         _pid, status = os.waitpid(pid, 0)

@@ -24,7 +24,7 @@ from dataclasses import dataclass, field
 from typing import Any, TypeVar
 
 from vlab.errors import LabError
-from vlab.netns import _setns
+from vlab.netns import setns
 
 _T = TypeVar("_T")
 
@@ -116,7 +116,7 @@ def _in_namespace(ref: Reference, work: Callable[[], _T]) -> _T:
         try:
             here = os.stat("/proc/thread-self/ns/net").st_ino
             if here != ref.inode:  # entering even one's own namespace needs CAP_SYS_ADMIN
-                _setns(ref.fd)
+                setns(ref.fd)
             if os.stat("/proc/thread-self/ns/net").st_ino != ref.inode:
                 raise LabError("host check: could not enter the reference namespace")
             results.append(work())

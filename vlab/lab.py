@@ -33,7 +33,7 @@ from vlab.capture import PacketPort, TapPort, write_pcap
 from vlab.endpoints import VM, Endpoint, Host, Uplink
 from vlab.errors import LabError, Unsupported
 from vlab.frames import Mask, closeness, field_diff, parse, summary
-from vlab.netns import NetNS, _setns
+from vlab.netns import NetNS, setns
 from vlab.options import BRIDGE_OPTIONS, encode_bridge, normalize_mac, pack_data
 from vlab.reaper import reap
 from vlab.rtnl import LinkRequests, Rtnl
@@ -576,7 +576,7 @@ class Lab:
         try:
             return subprocess.run(
                 argv,
-                preexec_fn=lambda: _setns(fd),
+                preexec_fn=lambda: setns(fd),
                 pass_fds=(fd,),
                 capture_output=True,
                 text=True,

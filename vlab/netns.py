@@ -22,22 +22,24 @@ _NS_PATH = "/proc/thread-self/ns/net"
 _libc = ctypes.CDLL(None, use_errno=True)
 
 
-def _setns(fd: int) -> None:
-    setns = getattr(os, "setns", None)
-    if setns is not None:  # Python >= 3.12
-        setns(fd, CLONE_NEWNET)
+def setns(fd: int, nstype: int = CLONE_NEWNET) -> None:
+    """``setns(2)`` for the calling thread (``os.setns`` where Python has it, 3.12+)."""
+    native = getattr(os, "setns", None)
+    if native is not None:
+        native(fd, nstype)
         return
-    if _libc.setns(fd, CLONE_NEWNET) != 0:
+    if _libc.setns(fd, nstype) != 0:
         err = ctypes.get_errno()
         raise OSError(err, os.strerror(err))
 
 
-def _unshare() -> None:
-    unshare = getattr(os, "unshare", None)
-    if unshare is not None:
-        unshare(CLONE_NEWNET)
+def unshare(flags: int = CLONE_NEWNET) -> None:
+    """``unshare(2)`` for the calling thread (``os.unshare`` where Python has it, 3.12+)."""
+    native = getattr(os, "unshare", None)
+    if native is not None:
+        native(flags)
         return
-    if _libc.unshare(CLONE_NEWNET) != 0:
+    if _libc.unshare(flags) != 0:
         err = ctypes.get_errno()
         raise OSError(err, os.strerror(err))
 
@@ -62,7 +64,7 @@ class NetNS:
         fd = -1
         try:
             try:
-                _unshare()
+                unshare()
             except OSError as exc:
                 raise LabError(
                     f"cannot create a network namespace ({exc.strerror}): vlab needs root or "
@@ -75,7 +77,7 @@ class NetNS:
                 os.close(fd)
             raise
         finally:
-            _setns(home)
+            setns(home)
             os.close(home)
 
     @contextmanager
@@ -83,11 +85,11 @@ class NetNS:
         """Run a block with this thread inside the namespace, then return where it was."""
         home = os.open(_NS_PATH, os.O_RDONLY | os.O_CLOEXEC)
         try:
-            _setns(self.fd)
+            setns(self.fd)
             yield
         finally:
             try:
-                _setns(home)  # also when an interrupt hit just after entering
+                setns(home)  # also when an interrupt hit just after entering
             finally:
                 os.close(home)
 

@@ -24,7 +24,6 @@ not, and VM endpoints are then skipped with that reason.
 
 from __future__ import annotations
 
-import ctypes
 import errno
 import os
 import pwd
@@ -32,6 +31,7 @@ import stat
 from pathlib import Path
 
 from vlab.errors import LabError
+from vlab.netns import unshare
 
 CLONE_NEWUSER = 0x10000000
 CLONE_NEWNET = 0x40000000
@@ -44,29 +44,6 @@ USERNS_SYSCTLS = (
     ("/proc/sys/user/max_user_namespaces", "0"),
     ("/proc/sys/kernel/apparmor_restrict_unprivileged_userns", "1"),  # Ubuntu 24.04+
 )
-
-_libc = ctypes.CDLL(None, use_errno=True)
-
-
-def _unshare(flags: int) -> None:
-    unshare = getattr(os, "unshare", None)
-    if unshare is not None:  # Python >= 3.12
-        unshare(flags)
-        return
-    if _libc.unshare(flags) != 0:
-        err = ctypes.get_errno()
-        raise OSError(err, os.strerror(err))
-
-
-def setns(fd: int, nstype: int = 0) -> None:
-    """``setns(2)``: join the namespace ``fd`` refers to (user namespaces need one thread)."""
-    native = getattr(os, "setns", None)
-    if native is not None:
-        native(fd, nstype)
-        return
-    if _libc.setns(fd, nstype) != 0:
-        err = ctypes.get_errno()
-        raise OSError(err, os.strerror(err))
 
 
 def _uid_map(pid: int | str = "self") -> list[tuple[int, int, int]]:
@@ -128,7 +105,7 @@ def ensure() -> bool:
             "`unshare --user --map-root-user --net`"
         )
     try:
-        _unshare(CLONE_NEWUSER | CLONE_NEWNET)
+        unshare(CLONE_NEWUSER | CLONE_NEWNET)
     except OSError as exc:
         blocked = userns_blocked()
         hint = f" ({blocked})" if blocked else ""

@@ -240,14 +240,14 @@ def test_parallel_workers_never_collide(tmp_path: Path) -> None:
 LEAKS_ON_PURPOSE = """
 import subprocess
 
-from vlab.netns import _setns
+from vlab.netns import setns
 
 
 def test_leaks_a_process_into_its_lab(lab):
     build(lab)
     record("leak")
     fd = lab._switch.ns.fd
-    subprocess.Popen(["sleep", "60"], preexec_fn=lambda: _setns(fd), start_new_session=True)
+    subprocess.Popen(["sleep", "60"], preexec_fn=lambda: setns(fd), start_new_session=True)
     (Path(os.environ["TMPDIR"]) / "stray.pcap").write_bytes(b"")
 """
 

@@ -16,7 +16,7 @@ from pathlib import Path
 import pytest
 
 from vlab import Lab, hostcheck
-from vlab.netns import _setns
+from vlab.netns import setns
 
 pytestmark = pytest.mark.vlab
 TESTS = Path(__file__).resolve().parents[1]
@@ -75,12 +75,12 @@ def test_snapshot_reads_the_host_even_from_a_thread_inside_a_lab(
         lab.bridge("br0")
 
         def from_inside() -> None:
-            _setns(lab._switch.ns.fd)
+            setns(lab._switch.ns.fd)
             try:
                 seen.append(ref.snapshot())
                 stray.extend(ref.stray_threads())
             finally:
-                _setns(ref.fd)
+                setns(ref.fd)
 
         worker = threading.Thread(target=from_inside)
         worker.start()

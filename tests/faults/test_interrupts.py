@@ -61,7 +61,7 @@ def test_interrupt_right_after_unshare_leaves_the_thread_at_home(
     home = netns.current_inode()
     home_fd = os.open("/proc/thread-self/ns/net", os.O_RDONLY)
     fds = net_fds()
-    monkeypatch.setattr(netns, "_unshare", interrupting(netns._unshare))
+    monkeypatch.setattr(netns, "unshare", interrupting(netns.unshare))
     try:
         with pytest.raises(KeyboardInterrupt):
             Lab(name="interrupted")
@@ -69,7 +69,7 @@ def test_interrupt_right_after_unshare_leaves_the_thread_at_home(
         assert net_fds() == fds
     finally:
         if netns.current_inode() != home:  # put the test process back where it belongs
-            netns._setns(home_fd)
+            netns.setns(home_fd)
         os.close(home_fd)
 
 

@@ -14,7 +14,7 @@ from __future__ import annotations
 import os
 import sys
 
-from vlab import rootless
+from vlab import netns, rootless
 from vlab.cli.state import RunningLab, find
 from vlab.errors import LabError
 
@@ -34,7 +34,7 @@ def join_owner(lab: RunningLab) -> None:
         return
     fd = _open(f"/proc/{lab.pid}/ns/user", f"lab {lab.name}")
     try:
-        rootless.setns(fd, rootless.CLONE_NEWUSER)
+        netns.setns(fd, rootless.CLONE_NEWUSER)
     except OSError as exc:
         raise LabError(
             f"cannot join the user namespace of lab {lab.name} (pid {lab.pid}): {exc.strerror}"
@@ -50,7 +50,7 @@ def open_namespaces(lab: RunningLab) -> dict[str, int]:
 
 def enter(fd: int, what: str) -> None:
     try:
-        rootless.setns(fd, rootless.CLONE_NEWNET)
+        netns.setns(fd, rootless.CLONE_NEWNET)
     except OSError as exc:
         raise LabError(f"cannot enter {what}: {exc.strerror}") from None
 
