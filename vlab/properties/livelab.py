@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import socket
-
 from vlab.bridge import Bridge
 from vlab.endpoints import Endpoint
 from vlab.lab import Lab
@@ -52,7 +50,7 @@ class LiveLab:
             else:
                 ep = self.lab.uplink(self.br, mac=mac, name=name)
             self.endpoints[name] = ep
-        self.lab._ready()
+        self.lab.ready()
         if stp:  # after every port forwards: they stay forwarding (fact 10)
             self.br.set(stp=True)
         by_port = {ep.port: name for name, ep in self.endpoints.items()}
@@ -87,17 +85,11 @@ class LiveLab:
 
     def set_carrier(self, name: str, up: bool) -> None:
         """Change a cable; the lab returns once the bridge port has acted on it."""
-        ep = self.endpoints[name]
-        ep.set_carrier(up)
+        self.endpoints[name].set_carrier(up)
         if up:
             self.down.discard(name)
-            return
-        self.down.add(name)
-        # a packet socket whose link goes down gets ENETDOWN queued as its error, which the next
-        # drain would raise; reading SO_ERROR clears it without touching queued frames
-        sock = getattr(ep._io, "sock", None)
-        if sock is not None:
-            sock.getsockopt(socket.SOL_SOCKET, socket.SO_ERROR)
+        else:
+            self.down.add(name)
 
     def reset(self) -> None:
         """Back to the state every example starts from; the model is simply made anew."""
