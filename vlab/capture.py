@@ -21,7 +21,6 @@ from vlab.errors import LabError
 ETH_P_ALL = 0x0003
 SOL_PACKET = 263
 PACKET_AUXDATA = 8
-PACKET_QDISC_BYPASS = 20
 PACKET_IGNORE_OUTGOING = 23
 SO_TIMESTAMPNS = 35
 SO_RCVBUFFORCE = 33
@@ -45,13 +44,13 @@ def packet_socket(ifname: str, outgoing: bool) -> socket.socket:
     Protocol 0 first and ETH_P_ALL at bind: creating the socket with ETH_P_ALL registers a
     global hook and then re-registers it on bind, a synchronize_net() (~3 ms) for nothing.
     ``outgoing=False`` leaves out what the interface transmits (what the port sends itself).
+    Sends go through the device's qdisc, so a shaper a test puts there applies to them too.
     """
     sock = socket.socket(socket.AF_PACKET, socket.SOCK_RAW | socket.SOCK_CLOEXEC, 0)
     try:
         sock.setsockopt(SOL_PACKET, PACKET_AUXDATA, 1)
         if not outgoing:
             sock.setsockopt(SOL_PACKET, PACKET_IGNORE_OUTGOING, 1)
-            sock.setsockopt(SOL_PACKET, PACKET_QDISC_BYPASS, 1)
         sock.setsockopt(socket.SOL_SOCKET, SO_TIMESTAMPNS, 1)
         _big_receive_buffer(sock)
         sock.bind((ifname, ETH_P_ALL))

@@ -36,7 +36,7 @@ from vlab.frames import Mask, closeness, field_diff, parse, summary
 from vlab.netns import NetNS, setns
 from vlab.options import BRIDGE_OPTIONS, encode_bridge, normalize_mac, pack_data
 from vlab.reaper import reap
-from vlab.rtnl import LinkRequests, Rtnl
+from vlab.rtnl import LinkRequests, Rtnl, qdisc_events
 
 _NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,14}$")
 QUIET_SYSCTLS = (
@@ -100,6 +100,7 @@ class _Namespace:
                     except FileNotFoundError:
                         pass  # kernel without IPv6: already quiet
                 self.rtnl = Rtnl()
+                self.watch = quiesce.QdiscWatch(name, self.rtnl, qdisc_events())
         except BaseException:
             self.ns.close()
             raise
@@ -111,6 +112,7 @@ class _Namespace:
         return self.next_index - 1
 
     def close(self) -> None:
+        self.watch.close()
         self.rtnl.close()
         self.ns.close()
 
@@ -224,6 +226,8 @@ class Lab:
 
     def _topology_changed(self) -> None:
         self._dirty = True
+        for space in self._spaces.values():
+            space.watch.invalidate()  # new links bring default qdiscs, unannounced
 
     # --- building --------------------------------------------------------------------------
 
@@ -374,7 +378,7 @@ class Lab:
 
         br.ports[ep.port] = Port(br, ep.port, index, ep, port_mac)
         self.endpoints[ep.name] = ep
-        self._dirty = True
+        self._topology_changed()
 
     # --- readiness -------------------------------------------------------------------------
 
@@ -439,7 +443,7 @@ class Lab:
         self._check_open()
         self._ready()
         quiesce.settle(
-            [(name, s.rtnl) for name, s in self._spaces.items()],
+            [s.watch for s in self._spaces.values()],
             self._drain_all,
             [ep._io.fileno() for ep in self.endpoints.values()],
             timeout,

@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import os
 import select
+import socket
 import time
 from collections.abc import Callable, Iterable, Sequence
 
@@ -54,13 +55,59 @@ def cpu_barrier() -> None:
         os.sched_setaffinity(0, allowed)
 
 
-def queued(rtnls: Iterable[tuple[str, Rtnl]]) -> list[str]:
+class QdiscWatch:
+    """The qdiscs of one lab namespace that could be holding frames, read only when they can.
+
+    A noqueue qdisc (veths, bridges) never holds a frame; a real queue can (a tap's pfifo_fast
+    when the reader lags, a tbf a test adds). Dumping every namespace's qdiscs twice per check
+    was most of the cost of ``settle``, so a namespace whose qdiscs are all noqueue is not
+    dumped again until the kernel announces a qdisc change on the RTNLGRP_TC group (``tc``
+    adding a shaper) or the lab adds a link (default qdiscs attach without an announcement).
+    """
+
+    def __init__(self, name: str, rtnl: Rtnl, events: socket.socket) -> None:
+        self.name = name
+        self.rtnl = rtnl
+        self.events = events
+        self.stale = True
+        self.may_queue = True
+
+    def invalidate(self) -> None:
+        self.stale = True
+
+    def _heard_of_changes(self) -> bool:
+        changed = False
+        while True:
+            try:
+                if not self.events.recv(65536):
+                    return changed
+            except BlockingIOError:
+                return changed
+            except OSError:  # ENOBUFS: notifications were lost, so assume a change
+                pass
+            changed = True
+
+    def busy(self) -> list[str]:
+        if self._heard_of_changes():
+            self.stale = True
+        if not (self.stale or self.may_queue):
+            return []
+        rows = self.rtnl.qdiscs()
+        self.stale = False
+        self.may_queue = any(kind != "noqueue" for _i, _h, kind, _q in rows)
+        return [
+            f"{kind} qdisc {handle >> 16:x}: on ifindex {ifindex} in {self.name}: {qlen} queued"
+            for ifindex, handle, kind, qlen in rows
+            if qlen
+        ]
+
+    def close(self) -> None:
+        self.events.close()
+
+
+def queued(watches: Iterable[QdiscWatch]) -> list[str]:
     """Human-readable list of kernel queues that still hold frames (empty when none)."""
-    busy = []
-    for ns_name, rtnl in rtnls:
-        for ifindex, handle, qlen, _ in rtnl.qdisc_counters():
-            if qlen:
-                busy.append(f"qdisc {handle >> 16:x}: on ifindex {ifindex} in {ns_name}: {qlen}")
+    busy = [line for watch in watches for line in watch.busy()]
     backlog = softnet_backlog()
     if backlog:
         busy.append(f"CPU input backlog: {backlog}")
@@ -68,7 +115,7 @@ def queued(rtnls: Iterable[tuple[str, Rtnl]]) -> list[str]:
 
 
 def settle(
-    rtnls: Sequence[tuple[str, Rtnl]],
+    watches: Sequence[QdiscWatch],
     drain: Callable[[], int],
     fds: Sequence[int],
     timeout: float = 10.0,
@@ -81,7 +128,7 @@ def settle(
     confirmed = False
     while True:
         got = drain()
-        busy = queued(rtnls)
+        busy = queued(watches)
         if not busy and not got:
             if confirmed:
                 return

@@ -147,18 +147,31 @@ class Rtnl:
             out.append((ifindex, stats[:64]))  # packets, bytes, errors, drops: rx and tx
         return out
 
-    def qdisc_counters(self) -> list[tuple[int, int, int, bytes]]:
-        """``(ifindex, handle, queued packets, raw tc_stats)`` of every qdisc in the namespace.
+    def qdiscs(self) -> list[tuple[int, int, str, int]]:
+        """``(ifindex, handle, kind, queued packets)`` of every qdisc in the namespace.
 
         Queued packets are what a shaper (tbf) or a busy queue still holds: frames in flight.
         """
         out = []
         for body in self.dump(RTM_GETQDISC, struct.pack("=BxxxiIII", 0, 0, 0, 0, 0)):
             ifindex, handle = struct.unpack_from("=iI", body, 4)
-            stats = attrs(body, 20).get(TCA_STATS, b"")
+            a = attrs(body, 20)
+            kind = a.get(TCA_KIND, b"").rstrip(b"\0").decode()
+            stats = a.get(TCA_STATS, b"")
             qlen = struct.unpack_from("=I", stats, 28)[0] if len(stats) >= 32 else 0
-            out.append((ifindex, handle, qlen, stats[:36]))
+            out.append((ifindex, handle, kind, qlen))
         return out
+
+
+RTNLGRP_TC = 4
+
+
+def qdisc_events() -> socket.socket:
+    """A socket the kernel tells of every qdisc added, changed or removed in this namespace."""
+    sock = socket.socket(socket.AF_NETLINK, socket.SOCK_RAW | socket.SOCK_CLOEXEC, 0)
+    sock.bind((0, 1 << (RTNLGRP_TC - 1)))
+    sock.setblocking(False)
+    return sock
 
 
 IFF_UP = 0x1

@@ -65,6 +65,41 @@ def test_expect_none_fails_on_a_frame_held_back_by_tbf(lab: Lab) -> None:
     assert waited > 0.2, f"expect_none answered after {waited:.3f} s: it did not wait for the tbf"
 
 
+def test_a_shaper_added_later_in_another_namespace_is_noticed(lab: Lab) -> None:
+    """Namespaces whose qdiscs cannot queue are not re-read on every check; a tbf added there
+    afterwards (announced by the kernel) must be seen all the same."""
+    br = lab.bridge("br0")
+    vm = lab.vm("vm1", bridge=br)
+    up = lab.uplink(br)
+    warm = probe(up.mac, vm.mac, b"warm")
+    up.send(warm)
+    vm.expect(warm)
+    vm.expect_none()  # the upstream namespace now reads as "noqueue only"
+    lab.run(
+        "upstream",
+        "tc",
+        "qdisc",
+        "add",
+        "dev",
+        "eth0",
+        "root",
+        "tbf",
+        "rate",
+        "8kbit",
+        "burst",
+        "1600",
+        "latency",
+        "5s",
+    )
+    up.send(probe(up.mac, vm.mac, b"f" * 986))
+    late = probe(up.mac, vm.mac, b"L" * 986)
+    up.send(late)
+    start = time.monotonic()
+    with pytest.raises(AssertionError, match="expected no frame like"):
+        vm.expect_none(late)
+    assert time.monotonic() - start > 0.2
+
+
 def test_settle_waits_for_the_shaper_then_frames_are_there(lab: Lab) -> None:
     _br, vm1, up = shaped_lab(lab)
     frames = [probe(vm1.mac, "02:00:00:00:00:99", bytes([i]) * 986) for i in range(3)]
