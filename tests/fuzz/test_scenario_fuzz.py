@@ -296,7 +296,7 @@ def test_every_library_scenario_loads_and_round_trips() -> None:
 
 @pytest.mark.vlab
 def test_loaded_scenarios_run_on_real_labs_and_leave_nothing(
-    monkeypatch: pytest.MonkeyPatch,
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path
 ) -> None:
     """Mutated scenarios that still load are played on a lab: outcomes are pass, AssertionError
     or LabError (a skip for a missing kernel feature), and the lab always closes completely."""
@@ -322,7 +322,7 @@ def test_loaded_scenarios_run_on_real_labs_and_leave_nothing(
             return
         assume(sum(s.seconds for s in scenario.steps if isinstance(s, Wait)) <= 0.3)
         try:
-            with Lab(name="fuzz") as lab:
+            with Lab(name="fuzz", artifacts=tmp_path / "artifacts") as lab:  # failures' pcaps
                 run_scenario(scenario, lab)
             outcome = "passed"
         except AssertionError:

@@ -257,9 +257,9 @@ def test_quiet_lab_stays_quiet_for_3_seconds(lab: Lab) -> None:
     lab.expect_quiet()
 
 
-def test_a_lab_that_is_not_quiet_is_caught() -> None:
+def test_a_lab_that_is_not_quiet_is_caught(tmp_path: Path) -> None:
     """Positive control for the quiet test: with quiet=False the kernel's chatter is seen."""
-    with Lab(quiet=False) as lab:
+    with Lab(quiet=False, artifacts=tmp_path) as lab:
         br = lab.bridge("br0", multicast_snooping=True)
         lab.vm("vm1", bridge=br)
         lab.host("h1", bridge=br)

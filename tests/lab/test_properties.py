@@ -8,6 +8,7 @@ they assert what the wrong model expected where the kernel does something else.
 
 from __future__ import annotations
 
+import os
 import re
 import shutil
 import subprocess
@@ -93,12 +94,17 @@ def hunt(machine: type[ForwardingMachine]) -> props.Failure:
     return machine.last_failure
 
 
+def _artifacts() -> Path:
+    """Failure pcaps of replays go beside the reproducers (the test's tmp dir), not to /tmp."""
+    return Path(os.environ["VLAB_REPRO_DIR"]) / "replay"
+
+
 def replay_test(source: str) -> None:
     """Run the printed reproducer as pytest would, on a fresh lab."""
     namespace: dict[str, object] = {}
     exec(compile(source, "test_reproducer.py", "exec"), namespace)
     test = namespace["test_reproducer"]
-    with Lab(name="replay") as lab:
+    with Lab(name="replay", artifacts=_artifacts()) as lab:
         test(lab)  # type: ignore[operator]
 
 
@@ -119,7 +125,7 @@ def assert_lint_clean(source: str, directory: Path) -> None:
 
 def replay_scenario(path: Path) -> str:
     scenario = load_scenario(path)
-    with Lab(name="replay") as lab, pytest.raises(AssertionError) as failed:
+    with Lab(name="replay", artifacts=_artifacts()) as lab, pytest.raises(AssertionError) as failed:
         run_scenario(scenario, lab)
     return str(failed.value)
 
