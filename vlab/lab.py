@@ -13,7 +13,6 @@ leave behind.
 
 from __future__ import annotations
 
-import contextlib
 import os
 import re
 import shutil
@@ -26,13 +25,13 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from vlab import quiesce
+from vlab import quiesce, report
 from vlab import tap as taplib
 from vlab.bridge import Bridge
-from vlab.capture import PacketPort, TapPort, write_pcap
+from vlab.capture import PacketPort, TapPort
 from vlab.endpoints import VM, Endpoint, Host, Uplink
 from vlab.errors import LabError, Unsupported
-from vlab.frames import Mask, closeness, field_diff, parse, summary
+from vlab.frames import Mask
 from vlab.netns import NetNS, setns
 from vlab.options import BRIDGE_OPTIONS, encode_bridge, normalize_mac, pack_data
 from vlab.reaper import reap
@@ -91,6 +90,7 @@ class _Namespace:
 
     def __init__(self, name: str, quiet: bool = True) -> None:
         self.ns = NetNS.create(name)
+        opened: list[Any] = []  # sockets hold the namespace too: close them on a failure
         try:
             with self.ns.entered():
                 for key, value in (QUIET_SYSCTLS if quiet else ()) + PURE_L2_SYSCTLS:
@@ -100,8 +100,13 @@ class _Namespace:
                     except FileNotFoundError:
                         pass  # kernel without IPv6: already quiet
                 self.rtnl = Rtnl()
-                self.watch = quiesce.QdiscWatch(name, self.rtnl, qdisc_events())
+                opened.append(self.rtnl)
+                events = qdisc_events()
+                opened.append(events)
+                self.watch = quiesce.QdiscWatch(name, self.rtnl, events)
         except BaseException:
+            for sock in opened:
+                sock.close()
             self.ns.close()
             raise
         self.links = LinkRequests(self.rtnl)
@@ -137,7 +142,7 @@ class Lab:
         self._counters = {"vnet": 0, "veth": 0, "eth": 0}
         self._dirty = True
         self._closed = False
-        self._artifact_dir: Path | None = None
+        self._artifact_dir: Path | None = None  # where this lab's failure artifacts went
         self._guest_dir: Path | None = None
         self._guest_dir_is_temp = False
         self._switch = self._space("switch")
@@ -454,12 +459,7 @@ class Lab:
         self.settle()
         noisy = {ep.name: list(ep._pending) for ep in self.endpoints.values() if ep._pending}
         if noisy:
-            lines = ["the lab is not quiet: frames arrived that no expect() consumed"]
-            for name, records in noisy.items():
-                lines.append(f"  at {name} ({self.endpoints[name].port}): {len(records)} frame(s)")
-                lines.extend(f"    {summary(data)}" for _ts, data in records[:8])
-            lines.append(self._artifact_line())
-            raise AssertionError("\n".join(lines))
+            raise AssertionError(report.not_quiet(self, noisy))
 
     def where(self, mac: str) -> Where | None:
         """Which port of which bridge ``mac`` sits behind, from the fdb; None if nowhere."""
@@ -495,66 +495,16 @@ class Lab:
 
     def write_artifacts(self, directory: Path | None = None) -> Path:
         """One pcap per endpoint (ns timestamps), the topology and the fdb: for a failed test."""
-        if directory is None:
-            directory = self._artifact_dir or self.artifacts
-        if directory is None:
-            directory = Path(tempfile.mkdtemp(prefix=f"vlab-{self.name}-"))
-        directory.mkdir(parents=True, exist_ok=True)
-        for ep in self.endpoints.values():
-            records = [(ts, data) for ts, _sent, data in ep._log]
-            write_pcap(directory / f"{ep.name}-{ep.port}.pcap", records)
-        text = self.describe()
-        if not self._closed:
-            with contextlib.suppress(OSError):
-                text += "\n\n" + self.fdb_text()
-        (directory / "topology.txt").write_text(text + "\n")
-        self._artifact_dir = directory
-        return directory
-
-    def _artifact_line(self) -> str:
-        directory = self.write_artifacts()
-        return f"pcaps (one per endpoint) and topology: {directory}"
+        return report.write_artifacts(self, directory)
 
     def _fail_expect(self, ep: Endpoint, mask: Mask, timeout: float) -> None:
         self._drain_all()
-        lines = [
-            f"{ep.name} (port {ep.port} on {ep.bridge.name}) did not receive the expected frame "
-            f"within {timeout:g} s",
-            f"expected ({mask.describe()}):",
-            f"  {summary(mask.expected_bytes)}",
-        ]
-        pending = sorted(ep._pending, key=lambda r: closeness(mask, r[1]))
-        if pending:
-            lines.append(f"arrived at {ep.name}, not consumed, closest first ({len(pending)}):")
-            for _ts, data in pending[:5]:
-                lines.append(f"  {summary(data)}")
-                try:
-                    diff = field_diff(mask.expected, parse(data), mask.ignored)
-                except Exception:
-                    diff = ["(not parseable as Ethernet)"]
-                lines.extend(f"      {d}" for d in diff[:8])
-            if len(pending) > 5:
-                lines.append(f"  ... and {len(pending) - 5} more")
-        else:
-            lines.append(f"nothing else arrived at {ep.name}")
-        elsewhere = [
-            other.name
-            for other in self.endpoints.values()
-            if other is not ep and any(mask.matches(d) for _t, d in other._pending)
-        ]
-        if elsewhere:
-            lines.append(f"the expected frame did arrive at: {', '.join(elsewhere)}")
-        lines.append(self._artifact_line())
-        raise AssertionError("\n".join(lines))
+        raise AssertionError(report.missing_frame(self, ep, mask, timeout))
 
     def _fail_none(
         self, ep: Endpoint, mask: Mask | None, unexpected: list[tuple[int, bytes]]
     ) -> None:
-        what = "no frame" if mask is None else f"no frame like {summary(mask.expected_bytes)}"
-        lines = [f"expected {what} at {ep.name} (port {ep.port}), but {len(unexpected)} arrived:"]
-        lines.extend(f"  {summary(data)}" for _ts, data in unexpected[:8])
-        lines.append(self._artifact_line())
-        raise AssertionError("\n".join(lines))
+        raise AssertionError(report.unexpected_frames(self, ep, mask, unexpected))
 
     # --- running programs in the lab -------------------------------------------------------
 

@@ -1,0 +1,99 @@
+"""What a failed assertion says, and the artifacts it leaves: the lab's side of a bug report.
+
+The text is built for the person reading a CI log: the frame that was expected, what did arrive
+at that endpoint (closest first, with the fields that differ), where else the expected frame
+turned up, and where the pcaps are. The artifacts are written before the text names them, so
+every path in a report exists.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import tempfile
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+from vlab.capture import Record, write_pcap
+from vlab.frames import Mask, closeness, field_diff, parse, summary
+
+if TYPE_CHECKING:
+    from vlab.endpoints import Endpoint
+    from vlab.lab import Lab
+
+SHOWN = 5  # frames shown in full; the pcaps have the rest
+
+
+def write_artifacts(lab: Lab, directory: Path | None = None) -> Path:
+    """One pcap per endpoint (ns timestamps), the topology and the fdb, in one directory.
+
+    Without a directory (a ``Lab()`` outside pytest with no ``artifacts=``) a fresh temporary
+    one is made, once per lab, and named in the failure text.
+    """
+    if directory is None:
+        directory = lab._artifact_dir or lab.artifacts
+    if directory is None:
+        directory = Path(tempfile.mkdtemp(prefix=f"vlab-{lab.name[:20]}-"))
+    directory.mkdir(parents=True, exist_ok=True)
+    for ep in lab.endpoints.values():
+        records = [(ts, data) for ts, _sent, data in ep._log]
+        write_pcap(directory / f"{ep.name}-{ep.port}.pcap", records)
+    text = lab.describe()
+    if not lab._closed:
+        with contextlib.suppress(OSError):
+            text += "\n\n" + lab.fdb_text()
+    (directory / "topology.txt").write_text(text + "\n")
+    lab._artifact_dir = directory
+    return directory
+
+
+def _artifact_line(lab: Lab) -> str:
+    return f"pcaps (one per endpoint) and topology: {write_artifacts(lab)}"
+
+
+def missing_frame(lab: Lab, ep: Endpoint, mask: Mask, timeout: float) -> str:
+    lines = [
+        f"{ep.name} (port {ep.port} on {ep.bridge.name}) did not receive the expected frame "
+        f"within {timeout:g} s",
+        f"expected ({mask.describe()}):",
+        f"  {summary(mask.expected_bytes)}",
+    ]
+    pending = sorted(ep._pending, key=lambda r: closeness(mask, r[1]))
+    if pending:
+        lines.append(f"arrived at {ep.name}, not consumed, closest first ({len(pending)}):")
+        for _ts, data in pending[:SHOWN]:
+            lines.append(f"  {summary(data)}")
+            try:
+                diff = field_diff(mask.expected, parse(data), mask.ignored)
+            except Exception:
+                diff = ["(not parseable as Ethernet)"]
+            lines.extend(f"      {d}" for d in diff[:8])
+        if len(pending) > SHOWN:
+            lines.append(f"  ... and {len(pending) - SHOWN} more")
+    else:
+        lines.append(f"nothing else arrived at {ep.name}")
+    elsewhere = [
+        other.name
+        for other in lab.endpoints.values()
+        if other is not ep and any(mask.matches(d) for _t, d in other._pending)
+    ]
+    if elsewhere:
+        lines.append(f"the expected frame did arrive at: {', '.join(elsewhere)}")
+    lines.append(_artifact_line(lab))
+    return "\n".join(lines)
+
+
+def unexpected_frames(lab: Lab, ep: Endpoint, mask: Mask | None, unexpected: list[Record]) -> str:
+    what = "no frame" if mask is None else f"no frame like {summary(mask.expected_bytes)}"
+    lines = [f"expected {what} at {ep.name} (port {ep.port}), but {len(unexpected)} arrived:"]
+    lines.extend(f"  {summary(data)}" for _ts, data in unexpected[: SHOWN + 3])
+    lines.append(_artifact_line(lab))
+    return "\n".join(lines)
+
+
+def not_quiet(lab: Lab, noisy: dict[str, list[Record]]) -> str:
+    lines = ["the lab is not quiet: frames arrived that no expect() consumed"]
+    for name, records in noisy.items():
+        lines.append(f"  at {name} ({lab.endpoints[name].port}): {len(records)} frame(s)")
+        lines.extend(f"    {summary(data)}" for _ts, data in records[: SHOWN + 3])
+    lines.append(_artifact_line(lab))
+    return "\n".join(lines)
