@@ -2,7 +2,7 @@
 
 from vlab.bridge import Bridge, FdbEntry, Port
 from vlab.endpoints import VM, Endpoint, Host, Uplink
-from vlab.errors import LabError
+from vlab.errors import LabError, Unsupported
 from vlab.frames import Mask
 from vlab.lab import Lab, Where
 
@@ -16,6 +16,7 @@ __all__ = [
     "LabError",
     "Mask",
     "Port",
+    "Unsupported",
     "Uplink",
     "Where",
 ]
