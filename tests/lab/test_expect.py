@@ -14,7 +14,7 @@ from scapy.layers.inet import IP, UDP
 from scapy.layers.l2 import Dot1Q, Ether
 from scapy.utils import rdpcap
 
-from vlab import VM, Bridge, Lab, LabError, Mask, Uplink
+from vlab import VM, Bridge, Endpoint, Lab, LabError, Mask, Uplink
 
 pytestmark = pytest.mark.vlab
 PROBE = 0x88B5
@@ -24,45 +24,39 @@ def probe(src: str, dst: str, payload: bytes = b"probe") -> Ether:
     return Ether(src=src, dst=dst, type=PROBE) / payload
 
 
-def shaped_lab(lab: Lab) -> tuple[Bridge, VM, Uplink]:
-    """vm1 -> br0 -> uplink, the uplink port shaped to 1000 B/s with a 1600 B bucket.
+def shape(lab: Lab, node: str, dev: str) -> None:
+    """Shape ``dev`` to 1000 B/s with a 1600 B bucket.
 
     A 1000-byte filler empties most of the bucket, so the next 1000-byte frame waits ~400 ms
     in the tbf qdisc: a frame deliberately still in flight when the test looks.
     """
+    tbf = ["tbf", "rate", "8kbit", "burst", "1600", "latency", "5s"]
+    lab.run(node, "tc", "qdisc", "add", "dev", dev, "root", *tbf)
+
+
+def shaped_lab(lab: Lab) -> tuple[Bridge, VM, Uplink]:
+    """vm1 -> br0 -> uplink, the uplink's bridge port shaped."""
     br = lab.bridge("br0")
     vm1 = lab.vm("vm1", bridge=br)
     up = lab.uplink(br)
-    lab.run(
-        "switch",
-        "tc",
-        "qdisc",
-        "add",
-        "dev",
-        up.port,
-        "root",
-        "tbf",
-        "rate",
-        "8kbit",
-        "burst",
-        "1600",
-        "latency",
-        "5s",
-    )
+    shape(lab, "switch", up.port)
     return br, vm1, up
+
+
+def assert_late_frame_caught(sender: Endpoint, receiver: Endpoint, dst: str) -> None:
+    sender.send(probe(sender.mac, dst, b"f" * 986))
+    late = probe(sender.mac, dst, b"L" * 986)
+    sender.send(late)
+    start = time.monotonic()
+    with pytest.raises(AssertionError, match="expected no frame like"):
+        receiver.expect_none(late)
+    waited = time.monotonic() - start
+    assert waited > 0.2, f"expect_none answered after {waited:.3f} s: it did not wait for the tbf"
 
 
 def test_expect_none_fails_on_a_frame_held_back_by_tbf(lab: Lab) -> None:
     _br, vm1, up = shaped_lab(lab)
-    filler = probe(vm1.mac, "02:00:00:00:00:99", b"f" * 986)
-    late = probe(vm1.mac, "02:00:00:00:00:99", b"L" * 986)
-    vm1.send(filler)
-    vm1.send(late)
-    start = time.monotonic()
-    with pytest.raises(AssertionError, match="expected no frame like"):
-        up.expect_none(late)
-    waited = time.monotonic() - start
-    assert waited > 0.2, f"expect_none answered after {waited:.3f} s: it did not wait for the tbf"
+    assert_late_frame_caught(vm1, up, "02:00:00:00:00:99")
 
 
 def test_a_shaper_added_later_in_another_namespace_is_noticed(lab: Lab) -> None:
@@ -75,29 +69,8 @@ def test_a_shaper_added_later_in_another_namespace_is_noticed(lab: Lab) -> None:
     up.send(warm)
     vm.expect(warm)
     vm.expect_none()  # the upstream namespace now reads as "noqueue only"
-    lab.run(
-        "upstream",
-        "tc",
-        "qdisc",
-        "add",
-        "dev",
-        "eth0",
-        "root",
-        "tbf",
-        "rate",
-        "8kbit",
-        "burst",
-        "1600",
-        "latency",
-        "5s",
-    )
-    up.send(probe(up.mac, vm.mac, b"f" * 986))
-    late = probe(up.mac, vm.mac, b"L" * 986)
-    up.send(late)
-    start = time.monotonic()
-    with pytest.raises(AssertionError, match="expected no frame like"):
-        vm.expect_none(late)
-    assert time.monotonic() - start > 0.2
+    shape(lab, "upstream", "eth0")
+    assert_late_frame_caught(up, vm, vm.mac)
 
 
 def test_settle_waits_for_the_shaper_then_frames_are_there(lab: Lab) -> None:
