@@ -5,12 +5,15 @@ qdisc such as a tbf shaper, a CPU's input backlog), a queue vlab drains (an AF_P
 fd), or the hands of a CPU that is forwarding it right now in softirq context. The first two are
 read directly. The third is closed by a barrier: softirq processing never yields the CPU on a
 non-RT kernel, so once this thread has *run* on every CPU, whatever was being forwarded when the
-barrier began has landed in one of the visible queues. Quiet is declared only when the queues
-were empty, the barrier passed, and the queues are still empty.
+barrier began has landed in one of the visible queues. A frame can still slip between two reads
+(out of a backlog after the queues were read, into a socket after it was drained), but only by
+moving, and a move from link to link counts a packet: so quiet is declared when the queues and
+edges were empty, the barrier passed, and they are still empty with the lab's link counters
+unchanged.
 
-Cost when nothing is in flight: two qdisc dumps per lab namespace, one read of
-/proc/net/softnet_stat, and one trip across the CPUs: a few hundred microseconds, not PTF's 100 ms
-or the selftests' 1 s.
+Cost when nothing is in flight: two statistics dumps per lab namespace, qdisc dumps where a
+qdisc could hold a frame, two reads of /proc/net/softnet_stat and one trip across the CPUs: a
+few hundred microseconds, not PTF's 100 ms or the selftests' 1 s.
 """
 
 from __future__ import annotations
@@ -101,6 +104,10 @@ class QdiscWatch:
             if qlen
         ]
 
+    def counters(self) -> bytes:
+        """Packet and drop counters of every link in the namespace, as one comparable blob."""
+        return b"".join(stats for _index, stats in self.rtnl.link_counters())
+
     def close(self) -> None:
         self.events.close()
 
@@ -123,19 +130,25 @@ def settle(
     """Return once every frame in flight in the lab has been delivered (drained) or dropped.
 
     ``drain`` pulls whatever is readable at the lab's edges and says how many frames it got.
+    A round reads, in this order, the lab's link counters, the kernel queues, then the edges.
+    A clean round (nothing queued, nothing drained) is confirmed by a second one after a CPU
+    barrier, with unchanged counters. A frame that was between two places during the first
+    round either finished moving during the barrier (and is drained now) or moved from one
+    link to the next — which counts a packet on a lab link and changes the counters.
     """
     deadline = time.monotonic() + timeout
-    confirmed = False
+    previous: bytes | None = None
     while True:
-        got = drain()
+        counters = b"".join(w.counters() for w in watches)
         busy = queued(watches)
+        got = drain()
         if not busy and not got:
-            if confirmed:
+            if counters == previous:
                 return
+            previous = counters
             cpu_barrier()
-            confirmed = True
             continue
-        confirmed = False
+        previous = None
         remaining = deadline - time.monotonic()
         if remaining <= 0:
             raise LabError(
