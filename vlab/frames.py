@@ -58,7 +58,6 @@ class Mask:
         self.expected_bytes = to_bytes(frame)
         self._expected: Packet | None = None
         self.ignored: list[tuple[str, str]] = []
-        self._canon: bytes | None = None
 
     @property
     def expected(self) -> Packet:
@@ -72,7 +71,7 @@ class Mask:
         return self._expected
 
     def ignore(self, *fields: str) -> Mask:
-        template = parse(self.expected_bytes)
+        template = self.expected
         for spec in fields:
             layer_name, _, field = spec.partition(".")
             layer = _find_layer(template, layer_name)
@@ -88,32 +87,37 @@ class Mask:
                     f"(fields: {', '.join(names)})"
                 )
             self.ignored.append((layer_name, field))
-        self._canon = None
+        if self._overlay(self.expected_bytes) != self.expected_bytes:
+            raise LabError(
+                "Mask.ignore: this frame does not come back byte for byte from scapy's parse "
+                "and rebuild, so fields cannot be masked in it; compare exact bytes instead"
+            )
         return self
 
-    def _canonical(self, data: bytes) -> bytes | None:
-        """The frame with every ignored field blanked, or None if it lacks an ignored layer."""
-        pkt = parse(data)
-        for layer_name, field in self.ignored:
-            layer = _find_layer(pkt, layer_name)
-            if layer is None:
-                return None
-            blank: Any = b"" if isinstance(layer.getfieldval(field), bytes) else 0
-            try:
-                layer.setfieldval(field, blank)
-            except Exception:  # a field scapy cannot blank to 0 (e.g. a MAC): use a fixed value
-                layer.setfieldval(field, layer.fields_desc[0].default)
+    def _overlay(self, data: bytes) -> bytes | None:
+        """``data`` with every ignored field set to the expected frame's value.
+
+        Copying the expected value (rather than blanking both sides to 0) works for fields of
+        any type — an IPv6 address, a list of TCP options — and leaves every other byte as it
+        arrived, so what is compared is exactly the frame minus the ignored fields. None when
+        the frame lacks an ignored layer or cannot be rebuilt.
+        """
         try:
+            pkt = parse(data)
+            for layer_name, field in self.ignored:
+                layer = _find_layer(pkt, layer_name)
+                source = _find_layer(self.expected, layer_name)
+                if layer is None or source is None:
+                    return None
+                layer.setfieldval(field, source.getfieldval(field))
             return bytes(pkt)
-        except Exception:
+        except Exception:  # scapy could not rebuild this frame: it is not the expected one
             return None
 
     def matches(self, data: bytes) -> bool:
-        if not self.ignored:
-            return data == self.expected_bytes
-        if self._canon is None:
-            self._canon = self._canonical(self.expected_bytes) or b""
-        return self._canonical(data) == self._canon
+        if data == self.expected_bytes:
+            return True
+        return bool(self.ignored) and self._overlay(data) == self.expected_bytes
 
     def describe(self) -> str:
         ignored = ", ".join(f"{a}.{b}" for a, b in self.ignored)

@@ -90,3 +90,27 @@ def test_pcap_is_nanosecond_and_readable(tmp_path: Path) -> None:
     packets = rdpcap(str(path))
     assert [bytes(p) for p in packets] == [f for _, f in frames]
     assert int(packets[0].time * 10**9) // 1000 == 1_700_000_000_123_456  # ns kept (to float)
+
+
+def test_mask_on_fields_that_are_not_numbers() -> None:
+    """IPv6 addresses and option lists cannot be blanked to 0: masks copy the expected value."""
+    from scapy.layers.inet import TCP
+    from scapy.layers.inet6 import ICMPv6EchoRequest, IPv6
+
+    v6 = (
+        Ether(src="52:54:00:00:00:01", dst="33:33:00:00:00:01")
+        / IPv6(src="2001:db8::1", dst="ff02::1")
+        / ICMPv6EchoRequest()
+    )
+    other = v6.copy()
+    other[IPv6].src = "2001:db8::99"
+    other[ICMPv6EchoRequest].cksum = None
+    m = Mask(v6).ignore("IPv6.src", "ICMPv6EchoRequest.cksum")
+    assert m.matches(bytes(v6))
+    assert m.matches(bytes(other))
+    other[IPv6].dst = "ff02::2"
+    assert not m.matches(bytes(other))
+    tcp = Ether() / IP() / TCP(options=[("MSS", 1460)])
+    changed = Ether() / IP() / TCP(options=[("MSS", 1400)])
+    assert Mask(tcp).ignore("TCP.options", "TCP.chksum").matches(bytes(changed))
+    assert not Mask(tcp).ignore("TCP.options").matches(bytes(Ether() / IP() / TCP(dport=1)))
