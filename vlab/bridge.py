@@ -107,12 +107,15 @@ class Bridge:
         self.mac = mac
         self.ports: dict[str, Port] = {}
         self.stp = False
+        self.vlan_filtering = False
         self._ipv6 = False
 
     # --- options ---------------------------------------------------------------------------
 
     def set(self, **options: Any) -> Bridge:
         encoded = encode_bridge(options)
+        if encoded.get("vlan_filtering") == 0 and not self.vlan_filtering:
+            del encoded["vlan_filtering"]  # already off; kernels without it refuse even "off"
         rtnl = self.lab._switch_rtnl
         try:
             link = {k: encoded[k] for k in ("mac", "mtu") if k in encoded}
@@ -126,6 +129,8 @@ class Bridge:
             raise _errno_hint(exc, f"bridge {self.name}", options) from None
         if "stp" in encoded:
             self.stp = bool(encoded["stp"])
+        if "vlan_filtering" in encoded:
+            self.vlan_filtering = bool(encoded["vlan_filtering"])
         return self
 
     def options(self) -> dict[str, Any]:

@@ -100,6 +100,8 @@ class Endpoint:
 
         Fails with an AssertionError showing what did arrive, closest first, field by field.
         """
+        if isinstance(timeout, bool) or not isinstance(timeout, int | float) or timeout < 0:
+            raise LabError(f"expect(timeout={timeout!r}): give a number of seconds, >= 0")
         m = _resolve_mask(frame, mask)
         self._pull()
         got = self._take(m)

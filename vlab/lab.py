@@ -33,7 +33,7 @@ from vlab.endpoints import VM, Endpoint, Host, Uplink
 from vlab.errors import LabError, Unsupported
 from vlab.frames import Mask
 from vlab.netns import NetNS, setns
-from vlab.options import BRIDGE_OPTIONS, encode_bridge, normalize_mac, pack_data
+from vlab.options import BRIDGE_OPTIONS, encode_bridge, encode_mtu, normalize_mac, pack_data
 from vlab.reaper import reap
 from vlab.rtnl import LinkRequests, Rtnl, qdisc_events
 
@@ -243,6 +243,8 @@ class Lab:
         encoded = encode_bridge(options)  # everything validated before anything is built
         mac = encoded.pop("mac", None) or random_mac("02")
         mtu = encoded.pop("mtu", None)
+        if encoded.get("vlan_filtering") == 0:
+            del encoded["vlan_filtering"]  # the default; kernels without the feature refuse it
         # mcast_querier in the same message as the query intervals starts with the old ones.
         querier = encoded.pop("multicast_querier", None) if len(encoded) > 1 else None
         index = self._switch.index()
@@ -255,6 +257,7 @@ class Lab:
             raise LabError(f"cannot create bridge {name} with {shown}: {exc.strerror}") from None
         br = Bridge(self, name, index, mac)
         br.stp = bool(encoded.get("stp"))
+        br.vlan_filtering = bool(encoded.get("vlan_filtering"))
         self.bridges[name] = br
         if querier is not None:
             br.set(multicast_querier=bool(querier))
@@ -275,6 +278,7 @@ class Lab:
         self._check_open()
         self._check_name(name, "vm")
         br = self._bridge(bridge)
+        mtu = encode_mtu(mtu, f"vm {name}")
         mac = normalize_mac(mac, f"vm {name} mac") if mac is not None else random_mac("52:54:00")
         tap_mac = "fe" + mac[2:]  # libvirt's rule: never the guest's MAC, never the bridge's
         if guest not in (None, "qemu"):
@@ -307,6 +311,7 @@ class Lab:
         self._check_open()
         self._check_name(name, "host")
         br = self._bridge(bridge)
+        mtu = encode_mtu(mtu, f"host {name}")
         mac = normalize_mac(mac, f"host {name} mac") if mac is not None else random_mac("02")
         space = self._space(name)
         port = self._next("veth")
@@ -334,6 +339,7 @@ class Lab:
         if name is None:
             name = "uplink" if "uplink" not in self.endpoints else f"uplink-{br.name}"[:15]
         self._check_name(name, "uplink")
+        mtu = encode_mtu(mtu, f"uplink {name}")
         mac = normalize_mac(mac, f"uplink {name} mac") if mac is not None else random_mac("02")
         space = self._space("upstream")
         port = self._next("eth")
@@ -526,6 +532,8 @@ class Lab:
     def _run_in(
         self, ns: NetNS, argv: list[str], check: bool, timeout: float
     ) -> subprocess.CompletedProcess[str]:
+        if not argv:
+            raise LabError(f"nothing to run in {ns.name}: give a program and its arguments")
         fd = ns.fd
         try:
             return subprocess.run(
@@ -538,12 +546,18 @@ class Lab:
                 timeout=timeout,
             )
         except FileNotFoundError:
-            raise LabError(f"cannot run {argv[0]!r}: not installed") from None
+            raise LabError(f"cannot run {argv[0]!r} in {ns.name}: not installed") from None
+        except subprocess.TimeoutExpired:
+            raise LabError(
+                f"{' '.join(argv)} in {ns.name} did not finish within {timeout:g} s"
+            ) from None
         except subprocess.CalledProcessError as exc:
             raise LabError(
                 f"{' '.join(argv)} failed in {ns.name} (exit {exc.returncode}): "
                 f"{exc.stderr.strip()}"
             ) from None
+        except OSError as exc:
+            raise LabError(f"cannot run {argv[0]!r} in {ns.name}: {exc.strerror}") from None
 
     def _sync_link(self, index: int) -> None:
         self._switch.links.link_state(index)

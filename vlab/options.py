@@ -70,7 +70,13 @@ class Option:
                 f" ({self.doc})"
             )
         if self.kind == "seconds":
-            return round(value * 100)  # the kernel speaks centiseconds (clock_t)
+            centis = round(value * 100)  # the kernel speaks centiseconds (clock_t)
+            if value and not centis:  # would silently become 0, which means something else
+                raise LabError(
+                    f"option {self.name}={value!r}: the kernel counts in hundredths of a second; "
+                    "use 0 or at least 0.01"
+                )
+            return centis
         if value != int(value):
             raise LabError(f"option {self.name}={value!r}: expected an integer ({self.doc})")
         raw = int(value)
@@ -320,6 +326,19 @@ def encode_options(
             "option mab=true needs locked=true (and learning on): the kernel says EINVAL"
         )
     return out
+
+
+MTU = Option("mtu", -1, "I", "int", 68, 65535, doc="bytes")
+
+
+def encode_mtu(value: Any, what: str) -> int | None:
+    """An endpoint's MTU, checked before any link is made (None keeps the kernel's 1500)."""
+    if value is None:
+        return None
+    try:
+        return int(MTU.encode(value))
+    except LabError as exc:
+        raise LabError(f"{what}: {exc}") from None
 
 
 def encode_bridge(options: Mapping[str, Any]) -> dict[str, Any]:

@@ -257,3 +257,37 @@ def test_ipv6_neighbour_keeps_the_lab_quiet(lab: Lab) -> None:
     lab.expect_quiet()
     reports = [data for _t, sent, data in up._log if not sent and data[12:14] == b"\x86\xdd"]
     assert reports, "the bridge sent no MLD report: this test no longer shows the filter works"
+
+
+def test_bad_endpoint_arguments_are_lab_errors_and_build_nothing(lab: Lab) -> None:
+    br = lab.bridge("br0")
+    for make in (
+        lambda: lab.vm("vm1", bridge=br, mtu="9000"),  # type: ignore[arg-type]
+        lambda: lab.host("h1", bridge=br, mtu=-1),
+        lambda: lab.uplink(br, mtu=1500.5),  # type: ignore[arg-type]
+    ):
+        with pytest.raises(LabError, match="mtu"):
+            make()
+    assert br.ports == {} and lab.endpoints == {}
+    vm = lab.vm("vm1", bridge=br, mtu=9000)
+    with pytest.raises(LabError, match="number of seconds"):
+        vm.expect(b"\x00" * 14, timeout="1")  # type: ignore[arg-type]
+
+
+def test_programs_in_the_lab_fail_as_lab_errors(lab: Lab) -> None:
+    lab.bridge("br0")
+    assert "br0" in lab.run("switch", "ip", "-o", "link").stdout
+    with pytest.raises(LabError, match="did not finish within 0.2 s"):
+        lab.run("switch", "sleep", "5", timeout=0.2)
+    with pytest.raises(LabError, match="cannot run '/etc/passwd'"):
+        lab.run("switch", "/etc/passwd")
+    with pytest.raises(LabError, match="nothing to run"):
+        lab.run("switch")
+    with pytest.raises(LabError, match="unknown node 'nowhere'"):
+        lab.run("nowhere", "true")
+
+
+def test_asking_for_the_default_vlan_unaware_bridge_works_everywhere(lab: Lab) -> None:
+    br = lab.bridge("br0", vlan_filtering=False)  # kernels without the feature refuse even "0"
+    br.set(vlan_filtering=False)
+    assert br.options()["vlan_filtering"] is False
