@@ -107,7 +107,7 @@ def test_bad_macs(mac: object) -> None:
 
 
 def test_durations_never_round_to_a_different_meaning() -> None:
-    with pytest.raises(LabError, match="use 0 or at least 0.01"):
+    with pytest.raises(LabError, match=r"use 0 or at least 0\.01"):
         encode_bridge({"ageing_time": 0.004})  # 0 cs would turn learning off
     assert encode_bridge({"ageing_time": 0.01}) == {"ageing_time": 1}
     assert encode_bridge({"ageing_time": 0}) == {"ageing_time": 0}
