@@ -10,7 +10,7 @@ import nox
 
 nox.options.sessions = ["lint", "types", "tests"]
 nox.options.reuse_existing_virtualenvs = True
-PY = "3.11"
+PY = None  # the interpreter nox runs on (./dev picks the newest 3.11+ the machine has)
 
 
 @nox.session(python=PY)
