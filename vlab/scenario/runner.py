@@ -13,7 +13,7 @@ from typing import Any
 
 from vlab.errors import LabError
 from vlab.frames import Mask
-from vlab.scenario.api import BridgeLike, EndpointLike, FdbEntryLike, LabLike, PortLike
+from vlab.scenario.api import BridgeLike, EndpointLike, FdbEntryLike, LabLike
 from vlab.scenario.model import (
     BridgeSpec,
     Carrier,
@@ -246,10 +246,8 @@ class Player:
         _apply(lambda: port.set(**dict(step.options)), step.rejected, step.options)
 
     def _carrier(self, step: Carrier) -> None:
-        endpoint = self.world.endpoints[step.at]
-        endpoint.set_carrier(step.up)
-        port = self.world.bridges[self.world.bridge_of[step.at]].port(endpoint)
-        await_port(port, up=step.up)
+        # returns once the bridge has acted on it (the lab syncs the kernel's link events)
+        self.world.endpoints[step.at].set_carrier(step.up)
 
     def _wait(self, step: Wait) -> None:
         # The kernel's timers (ageing, STP, IGMP) run on real time: lab time is wall time here,
@@ -259,29 +257,6 @@ class Player:
     def _neigh(self, step: Neigh) -> None:
         mac = self.world.mac(step.mac) if "." in step.mac else step.mac
         self.world.bridges[step.bridge].neigh_add(step.ip, mac)
-
-
-CARRIER_TIMEOUT = 3.0
-"""The kernel's linkwatch delays a carrier event by at most a second; three is generous."""
-
-
-def await_port(port: PortLike, up: bool, timeout: float = CARRIER_TIMEOUT) -> None:
-    """Return once the bridge has acted on a carrier change of ``port``'s device.
-
-    The bridge hears of carrier changes through linkwatch, which batches non-urgent events for
-    up to a second; until then the port still forwards and its learnt entries are still there.
-    Reading the port (RTM_GETLINK) lets the kernel sync pending link events for the device, so
-    this normally returns at once.
-    """
-    deadline = time.monotonic() + timeout
-    while True:
-        state = port.options().get("state")
-        if (state != "disabled") == up:
-            return
-        if time.monotonic() > deadline:
-            want = "out of" if up else "into"
-            raise LabError(f"the bridge port did not go {want} disabled within {timeout:g} s")
-        time.sleep(0.001)
 
 
 def kinds_of(entry: FdbEntryLike) -> set[str]:
