@@ -12,17 +12,8 @@ from typing import Any
 
 import pytest
 
+from vlab.bridge import FdbEntry
 from vlab.errors import LabError
-
-
-@dataclass(frozen=True)
-class Row:
-    mac: str
-    port: str
-    static: bool = True
-    sticky: bool = False
-    local: bool = False
-    locked: bool = False
 
 
 @dataclass
@@ -77,10 +68,13 @@ class HubBridge:
     hub: HubLab
     name: str
     mac: str = "02:00:00:00:0b:00"
-    rows: list[Row] = field(default_factory=list)
+    rows: list[FdbEntry] = field(default_factory=list)
 
-    def fdb_entries(self) -> list[Row]:
-        ports = [Row(f"fe:00:00:00:00:{n:02x}", f"p{n}", local=True) for n in range(1, 4)]
+    def fdb_entries(self) -> list[FdbEntry]:
+        ports = [
+            FdbEntry(f"fe:00:00:00:00:{n:02x}", f"p{n}", False, False, local=True, locked=False)
+            for n in range(1, 4)
+        ]
         return self.rows + ports
 
     def set(self, **options: Any) -> None:
@@ -90,7 +84,7 @@ class HubBridge:
         return HubPort(self.hub, endpoint.port)
 
     def fdb_add(self, mac: str, endpoint: Any, static: bool = True, sticky: bool = False) -> None:
-        self.rows.append(Row(mac, endpoint.port, static, sticky))
+        self.rows.append(FdbEntry(mac, endpoint.port, static, sticky, local=False, locked=False))
 
     def fdb_del(self, mac: str, endpoint: Any) -> None:
         self.rows = [r for r in self.rows if (r.mac, r.port) != (mac, endpoint.port)]
