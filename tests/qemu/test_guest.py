@@ -65,7 +65,9 @@ def test_kernel_log_noise_stays_out_of_command_output(guest: QemuGuest) -> None:
 
 
 def test_background_process_cannot_write_into_later_replies(guest: QemuGuest) -> None:
-    guest.run("(while :; do echo junk; done) & echo $! > /tmp/chatter.pid")
+    # every 5 ms, so junk lands during each later reply; a loop with no pause would starve the
+    # one-vCPU TCG guest and fill its RAM-backed /tmp with a deleted, ever-growing file
+    guest.run("(while :; do echo junk; usleep 5000; done) & echo $! > /tmp/chatter.pid")
     try:
         for _ in range(3):
             assert guest.run("echo ok").output == "ok\n"
