@@ -57,12 +57,20 @@ def _parser() -> argparse.ArgumentParser:
         if name == "exec":
             p.add_argument("node", help="a bridge, host or uplink name, or switch/upstream")
             p.add_argument("argv", nargs=argparse.REMAINDER, metavar="-- CMD...")
+        else:
+            from vlab.cli.show import add_host_options
+
+            add_host_options(p)
 
     run = sub.add_parser("run", help="run scenario files / lab tests with progress and a summary")
     run.add_argument("paths", nargs="+", metavar="PATH")
     run.add_argument("-x", "--exitfirst", action="store_true", help="stop at the first failure")
     run.add_argument("-k", metavar="EXPR", help="only tests matching EXPR (as pytest -k)")
     run.add_argument("-n", metavar="WORKERS", help="parallel workers (pytest-xdist)")
+
+    from vlab.cli.where import add_parser as add_where
+
+    add_where(sub)
     return parser
 
 
@@ -117,7 +125,11 @@ def _dispatch(args: argparse.Namespace) -> int:
     if args.command == "show":
         from vlab.cli.show import show
 
-        return show(args.pid, args.lab)
+        return show(args.pid, args.lab, args.host, args.netns, args.json)
+    if args.command == "where":
+        from vlab.cli.where import where
+
+        return where(args.mac, args.netns, as_json=args.json, explain=args.explain)
     from vlab.cli.run import run
 
     return run(args.paths, exitfirst=args.exitfirst, keyword=args.k, workers=args.n)

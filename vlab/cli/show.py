@@ -8,12 +8,14 @@ bridge really does (a MAC learnt on the wrong port, a port disabled by a lost ca
 
 from __future__ import annotations
 
+import argparse
 import struct
 from dataclasses import dataclass
 
 from vlab.cli.enter import enter, join_owner, open_namespaces
 from vlab.cli.state import Node, RunningLab, find
 from vlab.cli.table import table
+from vlab.errors import LabError
 from vlab.options import PORT_STATE_NAMES
 from vlab.rtnl import (
     IFLA_ADDRESS,
@@ -128,7 +130,28 @@ def render(lab: RunningLab, sockets: dict[str, Rtnl]) -> str:
     return "\n".join(out)
 
 
-def show(pid: int | None, name: str | None) -> int:
+def add_host_options(parser: argparse.ArgumentParser) -> None:
+    """``--host``/``--netns``/``--json``: inspect a real host's namespace instead of a lab."""
+    from vlab.cli.where import add_show_options
+
+    add_show_options(parser)
+
+
+def show(
+    pid: int | None,
+    name: str | None,
+    host: bool = False,
+    netns: str | None = None,
+    as_json: bool = False,
+) -> int:
+    if host or netns is not None:
+        if pid is not None or name is not None:
+            raise LabError("show --host inspects a namespace, not a vlab up lab: drop --pid/--lab")
+        from vlab.cli.where import show_host
+
+        return show_host(netns, as_json)
+    if as_json:
+        raise LabError("show --json needs --host (a running lab's table is text only)")
     lab = find(pid, name)
     fds = open_namespaces(lab)
     join_owner(lab)

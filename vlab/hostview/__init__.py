@@ -1,0 +1,37 @@
+"""Read-only inspection of a real host's network: which VM NIC is behind which tap on which bridge.
+
+Inside a lab, ``lab.where(mac)`` knows the answer because vlab built everything. On a real
+hypervisor the answer is spread over three places nobody joins: the bridge's fdb (the guest MAC
+learnt on a tap port), the tap's holder (the process with an fd on it, in /proc) and that
+process's command line (QEMU's ``-netdev tap,fd=N`` and ``-device ...,netdev=,mac=``). This
+package joins them:
+
+    netlink      two dumps: links (with tun/macvtap/bridge-port info) and every fdb
+    procscan     one pass over /proc for tap and macvtap fds
+    tapns        which namespace the device behind a tap fd is in (names repeat)
+    qemu_cmdline VM name, netdevs and NICs from a QEMU argv
+    survey       the above joined into a :class:`~vlab.hostview.model.HostView`
+    locate       ``where MAC`` over a view
+    render       text; jsonout + schema.json: JSON and its schema
+
+Nothing here changes what it inspects: netlink requests are dumps, /proc is only read. See
+docs/host-inspection.md.
+"""
+
+from __future__ import annotations
+
+from vlab.hostview.locate import Answer, locate
+from vlab.hostview.model import HostView
+from vlab.hostview.survey import survey
+from vlab.hostview.target import open_target
+
+__all__ = ["Answer", "HostView", "inspect_host", "locate"]
+
+
+def inspect_host(netns: str | None = None) -> HostView:
+    """Inspect a network namespace (None: the caller's; a PID; or a path to a namespace)."""
+    target = open_target(netns)
+    try:
+        return survey(target)
+    finally:
+        target.close()
