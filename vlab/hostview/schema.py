@@ -64,13 +64,16 @@ def _check(
             raise ValueError(f"only local $refs are supported, not {ref}")
         _check(value, root["$defs"][ref[len("#/$defs/") :]], root, path, out)
     if "oneOf" in s:
-        passing = 0
+        results = []
         for option in s["oneOf"]:
             sub: list[str] = []
             _check(value, option, root, path, sub)
-            passing += not sub
+            results.append(sub)
+        passing = sum(not sub for sub in results)
         if passing != 1:
             out.append(f"{path}: matches {passing} of the {len(s['oneOf'])} oneOf alternatives")
+        if passing == 0:  # the closest alternative's reasons are the useful ones
+            out.extend(min(results, key=len))
     if "type" in s:
         names = s["type"] if isinstance(s["type"], list) else [s["type"]]
         if not any(_is(value, n) for n in names):
