@@ -11,7 +11,8 @@ import argparse
 import json
 import sys
 
-from vlab.hostview import inspect_host, jsonout, locate, render
+from vlab.hostview import inspect_host, jsonout, render
+from vlab.hostview import where as locate_mac
 from vlab.options import normalize_mac
 
 NOT_FOUND = 1
@@ -34,8 +35,7 @@ def add_show_options(p: argparse.ArgumentParser) -> None:
 
 def where(mac: str, netns: str | None, as_json: bool = False, explain: bool = False) -> int:
     wanted = normalize_mac(mac)
-    view = inspect_host(netns)
-    answer = locate(view, wanted)
+    view, answer = locate_mac(wanted, netns)
     line = render.where_line(answer) if answer.found else render.not_found(view, wanted)
     if as_json:
         print(json.dumps(jsonout.where_doc(view, answer, line), indent=2))

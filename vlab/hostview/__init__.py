@@ -25,13 +25,22 @@ from vlab.hostview.model import HostView
 from vlab.hostview.survey import survey
 from vlab.hostview.target import open_target
 
-__all__ = ["Answer", "HostView", "inspect_host", "locate"]
+__all__ = ["Answer", "HostView", "inspect_host", "locate", "where"]
 
 
-def inspect_host(netns: str | None = None) -> HostView:
-    """Inspect a network namespace (None: the caller's; a PID; or a path to a namespace)."""
+def inspect_host(netns: str | None = None, mac: str | None = None) -> HostView:
+    """Inspect a network namespace (None: the caller's; a PID; or a path to a namespace).
+
+    ``mac`` narrows the holder lookup to the taps that MAC is on (what ``where`` needs).
+    """
     target = open_target(netns)
     try:
-        return survey(target)
+        return survey(target, mac)
     finally:
         target.close()
+
+
+def where(mac: str, netns: str | None = None) -> tuple[HostView, Answer]:
+    """``vlab where``: the view (narrowed to ``mac``) and every place ``mac`` is in it."""
+    view = inspect_host(netns, mac)
+    return view, locate(view, mac)

@@ -66,6 +66,15 @@ def read_cmdline(pid: int) -> list[str] | None:
     return [a.decode(errors="replace") for a in raw.split(b"\0")[:-1]] if raw else None
 
 
+def _read(path: str) -> str:
+    """A small /proc file in one read, without the cost of a text file object."""
+    fd = os.open(path, os.O_RDONLY | os.O_CLOEXEC)
+    try:
+        return os.read(fd, 4096).decode(errors="replace")
+    finally:
+        os.close(fd)
+
+
 def _comm(pid: int) -> str:
     try:
         with open(f"/proc/{pid}/comm") as fh:
@@ -104,8 +113,7 @@ def scan(proc: str = "/proc") -> ProcScan:
                 continue
             if target == TUN_PATH:
                 try:
-                    with open(f"{proc}/{pid}/fdinfo/{name}") as fh:
-                        iff = parse_fdinfo_iff(fh.read())
+                    iff = parse_fdinfo_iff(_read(f"{proc}/{pid}/fdinfo/{name}"))
                 except OSError:
                     continue
                 out.taps.append(TapFd(pid, int(name), "tun", iff, None))

@@ -64,7 +64,7 @@ def _check(
             raise ValueError(f"only local $refs are supported, not {ref}")
         _check(value, root["$defs"][ref[len("#/$defs/") :]], root, path, out)
     if "oneOf" in s:
-        results = []
+        results: list[list[str]] = []
         for option in s["oneOf"]:
             sub: list[str] = []
             _check(value, option, root, path, sub)
@@ -73,7 +73,8 @@ def _check(
         if passing != 1:
             out.append(f"{path}: matches {passing} of the {len(s['oneOf'])} oneOf alternatives")
         if passing == 0:  # the closest alternative's reasons are the useful ones
-            out.extend(min(results, key=len))
+            closest: list[str] = min(results, key=len)
+            out.extend(closest)
     if "type" in s:
         names = s["type"] if isinstance(s["type"], list) else [s["type"]]
         if not any(_is(value, n) for n in names):

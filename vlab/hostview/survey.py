@@ -136,16 +136,29 @@ def _explain_unknown(tap: Tap, scan: ProcScan, unreadable_qemu: list[int]) -> st
     return "tap owner unknown: no visible process holds it (another PID namespace?)"
 
 
-def survey(target: Target) -> HostView:
-    links, fdb = target.query(_dumps)
+def _focus(mac: str, links: list[Link], fdb: list[FdbEntry], taps: dict[int, Tap]) -> set[int]:
+    """The taps a ``where mac`` answer can involve, when the dumps already show them."""
+    ports = {e.port for e in fdb if e.mac == mac} | {
+        link.index for link in links if link.mac == mac
+    }
+    return ports & set(taps)
+
+
+def survey(target: Target, mac: str | None = None) -> HostView:
+    """Everything in the namespace; with ``mac``, holders are looked up only for the taps that
+    MAC is found on (all taps when it is on none: it may be a quiet guest's configured NIC)."""
+    dumps = target.start(_dumps)
+    scan = procscan.scan()  # while the kernel answers the dumps
+    links, fdb = dumps()
     by_index = {link.index: link for link in links}
     taps = {link.index: Tap(link) for link in links if link.is_tap}
+    focus = _focus(mac, links, fdb, taps) if mac is not None else set()
+    looked_at = {i: taps[i] for i in focus} if focus else taps
     notes: list[str] = []
-    scan = procscan.scan()
     qemus = _Qemus()
-    _attach_fd_holders(scan, taps, target, qemus, notes)
-    unreadable_qemu = _attach_cmdline_holders(scan, taps, qemus)
-    for tap in taps.values():
+    _attach_fd_holders(scan, looked_at, target, qemus, notes)
+    unreadable_qemu = _attach_cmdline_holders(scan, looked_at, qemus)
+    for tap in looked_at.values():
         tap.owner_unknown = _explain_unknown(tap, scan, unreadable_qemu)
     if scan.unreadable:
         notes.append(

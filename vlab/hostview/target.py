@@ -39,8 +39,11 @@ class Target:
 
     def query(self, work: Callable[[Rtnl], T]) -> T:
         """Run ``work`` with a netlink socket opened inside the namespace."""
-        if self.fd is None:
-            return _with_socket(work)
+        return self.start(work)()
+
+    def start(self, work: Callable[[Rtnl], T]) -> Callable[[], T]:
+        """Start ``work`` inside the namespace in its own thread; call the result to wait for
+        its value. Lets the caller read /proc while the kernel answers the dumps."""
         result: list[T] = []
         failure: list[BaseException] = []
         fd = self.fd
@@ -48,7 +51,8 @@ class Target:
         def inside() -> None:
             try:
                 try:
-                    setns(fd, CLONE_NEWNET)
+                    if fd is not None:  # None: this namespace, where the thread already is
+                        setns(fd, CLONE_NEWNET)
                 except OSError as exc:
                     hint = " (entering another namespace needs root)" if os.geteuid() else ""
                     raise LabError(
@@ -60,10 +64,14 @@ class Target:
 
         thread = threading.Thread(target=inside, name="vlab-hostview", daemon=True)
         thread.start()
-        thread.join()  # the thread dies inside the target namespace: nothing to restore
-        if failure:
-            raise failure[0]
-        return result[0]
+
+        def wait() -> T:
+            thread.join()  # the thread dies inside the target namespace: nothing to restore
+            if failure:
+                raise failure[0]
+            return result[0]
+
+        return wait
 
 
 def _with_socket(work: Callable[[Rtnl], T]) -> T:
