@@ -229,3 +229,11 @@ def test_schema_accepts_documents_and_catches_violations() -> None:
     assert schema.validate(bad_mac)
     with pytest.raises(ValueError, match="not supported"):
         schema.validate({}, {"format": "date"})
+
+
+def test_the_documented_schema_is_the_shipped_one() -> None:
+    from cli_helpers import ROOT
+
+    text = (ROOT / "docs" / "host-inspection.md").read_text()
+    block = text.split("```json\n", 1)[1].split("\n```", 1)[0]
+    assert json.loads(block) == schema.load()
