@@ -26,6 +26,7 @@ class Location:
     port: Link | None
     entry: FdbEntry | None
     tap: Tap | None
+    lower: Link | None = None  # a macvtap's lower device (the NIC it sits on)
 
 
 @dataclass
@@ -68,11 +69,15 @@ def locate(view: HostView, mac: str, vlan: int | None = None) -> Answer:
             continue
         if any(h.vm is not None and h.vm.mac == mac for h in tap.holders):
             master = bridges.get(tap.link.master)
-            answer.locations.append(Location("nic", master, tap.link, None, tap))
+            lower = view.links.get(tap.link.lower)
+            answer.locations.append(Location("nic", master, tap.link, None, tap, lower))
             seen_ports.add(tap.link.index)
     own = seen_ports | {loc.bridge.index for loc in answer.locations if loc.bridge is not None}
     for link in view.links.values():
         if link.mac == mac and link.index not in own and vlan is None:
             master = bridges.get(link.master)
-            answer.locations.append(Location("link", master, link, None, _tap_of(view, link)))
+            lower = view.links.get(link.lower) if link.kind == "macvtap" else None
+            answer.locations.append(
+                Location("link", master, link, None, _tap_of(view, link), lower)
+            )
     return answer

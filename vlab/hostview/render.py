@@ -83,8 +83,20 @@ def _vm_front(mac: str, tap: Tap) -> tuple[str, bool]:
     return f"{how} VM {vm}'s NIC {q.vm.nic} ({q.vm.model}{other}, QEMU pid {q.pid}{fd})", False
 
 
+def _macvtap_text(mac: str, loc: Location, tap: Tap) -> str:
+    """A macvtap sits on a NIC, not on a bridge: its MAC is normally the guest's own."""
+    front, name_owner = _vm_front(mac, tap)
+    front = f"{front} on" if front else "is the MAC of" if tap.link.mac == mac else "is behind"
+    mode = f"mode {tap.link.macvtap_mode}, " if tap.link.macvtap_mode else ""
+    lower = f"on {loc.lower.name}" if loc.lower else "on no lower device here"
+    owner = f"; {_owner_clause(tap)}" if name_owner else ""
+    return f"{front} macvtap {tap.link.name} ({mode}MAC {tap.link.mac}{owner}) {lower}"
+
+
 def location_text(mac: str, loc: Location) -> str:
     port = loc.port.name if loc.port else "?"
+    if loc.tap is not None and loc.tap.link.kind == "macvtap" and loc.what in ("nic", "link"):
+        return _macvtap_text(mac, loc, loc.tap)
     if loc.what in ("guest", "nic") and loc.tap is not None:
         front, name_owner = _vm_front(mac, loc.tap)
         front = f"{front} on" if front else "is behind"
