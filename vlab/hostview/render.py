@@ -102,9 +102,9 @@ def location_text(mac: str, loc: Location) -> str:
         front = f"{front} on" if front else "is behind"
         tail = how_text(loc.entry) if loc.entry else "not in its fdb (nothing heard from it lately)"
         return f"{front} {_tap_part(loc.tap, name_owner)} {_on_bridge(loc)}, {tail}"
-    if loc.what == "port":
+    if loc.what == "port" and loc.entry is not None:
         kind = loc.port.kind if loc.port and loc.port.kind else "port"
-        return f"is behind port {port} ({kind}) {_on_bridge(loc)}, {how_text(loc.entry)}"  # type: ignore[arg-type]
+        return f"is behind port {port} ({kind}) {_on_bridge(loc)}, {how_text(loc.entry)}"
     if loc.what == "tap" and loc.tap is not None:
         q = loc.tap.qemu
         guest = ""
@@ -126,7 +126,7 @@ def where_line(answer: Answer) -> str:
     also = [
         f"{loc.port.name if loc.port else '?'} on {loc.bridge.name if loc.bridge else '-'}"
         for loc in rest
-        if loc.what != "tap"
+        if loc.entry is not None and loc.entry.how != "local"
     ]
     if also:
         line += f" (also in the fdb behind: {', '.join(also)})"
@@ -151,6 +151,15 @@ def explain(answer: Answer) -> str:
             "there is no guest MAC / tap MAC pair to tell apart."
         )
     tap = loc.tap
+    if tap.link.kind == "macvtap":
+        return "\n".join(
+            [
+                f"{tap.link.name} is a macvtap: the VM's NIC is the macvtap itself, on the NIC",
+                f"{loc.lower.name if loc.lower else 'below it'}, so there is no second MAC to",
+                "tell apart: libvirt gives the macvtap the guest's own MAC, no bridge learns it,",
+                "and the lower NIC delivers frames for that MAC to the macvtap (and so to QEMU).",
+            ]
+        )
     q = tap.qemu
     guest = q.vm.mac if q is not None and q.vm is not None and q.vm.mac else None
     guest = guest or (answer.mac if loc.what != "tap" else None) or "the guest's MAC"

@@ -20,7 +20,9 @@ from vlab.rtnl import Rtnl
 
 __all__ = ["Target", "open_target"]
 
+NS_GET_USERNS = 0xB701  # _IO(0xb7, 0x1)
 NS_GET_NSTYPE = 0xB703  # _IO(0xb7, 0x3)
+CLONE_NEWUSER = 0x10000000
 T = TypeVar("T")
 
 
@@ -54,7 +56,7 @@ class Target:
                     if fd is not None:  # None: this namespace, where the thread already is
                         setns(fd, CLONE_NEWNET)
                 except OSError as exc:
-                    hint = " (entering another namespace needs root)" if os.geteuid() else ""
+                    hint = " (entering another user's namespace needs root)" if os.geteuid() else ""
                     raise LabError(
                         f"cannot enter network namespace {self.label}: {exc.strerror}{hint}"
                     ) from None
@@ -116,4 +118,28 @@ def open_target(spec: str | None) -> Target:
             f"{what} is not a network namespace; give a PID, /proc/PID/ns/net, /proc/PID/fd/N "
             "(an fd on a namespace) or /run/netns/NAME"
         )
+    _join_owner(fd)
     return Target(spec if path == spec else f"{spec} ({path})", os.fstat(fd).st_ino, fd)
+
+
+def _join_owner(netns_fd: int) -> None:
+    """A non-root user inspecting a namespace of its own rootless lab (``vlab up`` as that user)
+    first joins the user namespace that owns it, as ``nsenter --user`` would: only there does it
+    have the CAP_SYS_ADMIN that ``setns`` into the network namespace needs. Root, a namespace
+    owned by the caller's own user namespace, or a foreign owner: nothing to do (``setns``
+    then succeeds, or fails with its reason). Joining needs a single-threaded process, which
+    the command is at this point; there is no way back, and the command does not need one.
+    """
+    if os.geteuid() == 0 or threading.active_count() != 1:
+        return
+    try:
+        owner = fcntl.ioctl(netns_fd, NS_GET_USERNS)
+    except OSError:  # EPERM: owned by a user namespace above ours
+        return
+    try:
+        if os.fstat(owner).st_ino != os.stat("/proc/self/ns/user").st_ino:
+            setns(owner, CLONE_NEWUSER)
+    except OSError:
+        pass  # not ours to join: the setns into the network namespace says why
+    finally:
+        os.close(owner)
