@@ -237,3 +237,16 @@ def test_the_documented_schema_is_the_shipped_one() -> None:
     text = (ROOT / "docs" / "host-inspection.md").read_text()
     block = text.split("```json\n", 1)[1].split("\n```", 1)[0]
     assert json.loads(block) == schema.load()
+
+
+def test_cli_refuses_mixed_or_bad_arguments(capsys: pytest.CaptureFixture[str]) -> None:
+    from vlab.cli import main
+
+    assert main(["show", "--host", "--pid", "1"]) == 1
+    assert "drop --pid/--lab" in capsys.readouterr().err
+    assert main(["show", "--json"]) == 1
+    assert "--json needs --host" in capsys.readouterr().err
+    assert main(["where", "52:54:00:00:00:01", "--netns", "999999999"]) == 1
+    assert "no such process" in capsys.readouterr().err
+    assert main(["where", "nonsense"]) == 1
+    assert "is not a MAC address" in capsys.readouterr().err
