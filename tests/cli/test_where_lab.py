@@ -176,8 +176,20 @@ def test_json_matches_the_schema_and_the_kernel(site: Site) -> None:
             for m in ipr.fdb("dump")
             if m.get_attr("NDA_MASTER")
         }
+        ports = {
+            (names[link["index"]], names[link.get_attr("IFLA_MASTER")])
+            for link in ipr.get_links()
+            if link.get_attr("IFLA_MASTER")
+        }
+        kinds = {
+            names[link["index"]]: link.get_attr("IFLA_LINKINFO").get_attr("IFLA_INFO_KIND")
+            for link in ipr.get_links()
+            if link.get_attr("IFLA_LINKINFO")
+        }
     ours = {(e["mac"], e["port"]) for b in doc["bridges"] for e in b["fdb"]}
     assert ours == theirs
+    assert {(p["name"], b["name"]) for b in doc["bridges"] for p in b["ports"]} == ports
+    assert {t["name"] for t in doc["taps"]} == {n for n, k in kinds.items() if k == "tun"}
     where = json.loads(site.vlab("where", WEB, "--json", "--netns", site.path).stdout)
     assert schema.validate(where) == [] and where["found"] is True
     first = where["locations"][0]
