@@ -6,6 +6,7 @@ learnt on a tap port), the tap's holder (the process with an fd on it, in /proc)
 process's command line (QEMU's ``-netdev tap,fd=N`` and ``-device ...,netdev=,mac=``). This
 package joins them:
 
+    target       the namespace (PID, path or this one), entered by a thread for the dumps
     netlink      two dumps: links (with tun/macvtap/bridge-port info) and every fdb
     procscan     one pass over /proc for tap and macvtap fds
     tapns        which namespace the device behind a tap fd is in (names repeat)
