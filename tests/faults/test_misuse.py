@@ -98,7 +98,7 @@ def test_every_method_of_a_closed_lab_raises_lab_error() -> None:
         except LabError as exc:
             if "lab 'closed' is closed" not in str(exc):
                 wrong[name] = f"LabError without the closed note: {exc}"
-        except BaseException as exc:  # noqa: BLE001 - the point is what else escapes
+        except BaseException as exc:  # the point is what else escapes
             wrong[name] = f"{type(exc).__name__}: {exc}"
         else:
             wrong[name] = "succeeded"
@@ -141,7 +141,7 @@ def test_expect_waiting_in_a_thread_ends_with_lab_error_when_the_lab_closes() ->
         try:
             waiter.expect(probe("02:00:00:00:00:01"), timeout=10)
             outcome.append(None)
-        except BaseException as exc:  # noqa: BLE001 - recorded and asserted below
+        except BaseException as exc:  # recorded and asserted below
             outcome.append(exc)
 
     thread = threading.Thread(target=wait)
