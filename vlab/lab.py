@@ -16,7 +16,6 @@ from __future__ import annotations
 import contextlib
 import os
 import shutil
-import socket
 import subprocess
 import tempfile
 import time
@@ -316,7 +315,7 @@ class Lab:
                 fd = taplib.open_tap(port)
                 self._taps.append(fd)
                 undo.append(lambda: self._forget_tap(fd))
-                index = socket.if_nametoindex(port)
+            index = self._switch.links.index_of(port)
             self._switch.next_index = max(self._switch.next_index, index + 1)
             try:
                 self._switch.links.set_link(

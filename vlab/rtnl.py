@@ -327,6 +327,14 @@ class LinkRequests:
         head = _IFINFO.pack(0, 0, index, 0, 0) if up is None else ifinfo(index, up)
         self._new(head + link_attrs(**kw), False)  # type: ignore[arg-type]
 
+    def index_of(self, name: str) -> int:
+        """A link's ifindex by name over this socket (``if_nametoindex`` opens a socket of its
+        own, so under an fd limit it fails, misreported as "no interface with this name")."""
+        body = _IFINFO.pack(0, 0, 0, 0, 0) + nla(IFLA_IFNAME, name.encode() + b"\0")
+        for reply in self.rtnl.get(RTM_GETLINK, body):
+            return int(struct.unpack_from("=i", reply, 4)[0])
+        raise OSError(19, f"no link named {name}")  # ENODEV
+
     def link_states(self) -> dict[str, tuple[int, int, str]]:
         """``{ifname: (ifindex, operstate, qdisc)}`` for readiness checks."""
         out = {}
