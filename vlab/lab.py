@@ -508,7 +508,7 @@ class Lab:
         self._check_open()
         for ep in self.endpoints.values():
             if isinstance(ep, VM):
-                ep.wait_ready()  # guests boot in parallel; this waits for the slowest
+                ep._wait_booted()  # guests boot in parallel; this waits for the slowest
         deadline = time.monotonic() + timeout
         while True:
             missing = self._not_ready()
