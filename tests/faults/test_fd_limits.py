@@ -49,7 +49,8 @@ def free_numbers(count: int) -> list[int]:
         with contextlib.suppress(OSError):  # the fd listdir itself used is free again
             os.fstat(fd)
             used.add(fd)
-    out, n = [], 0
+    out: list[int] = []
+    n = 0
     while len(out) < count:
         if n not in used:
             out.append(n)

@@ -24,7 +24,7 @@ from scapy.layers.l2 import Ether
 
 from vlab import Lab, LabError, reaper
 from vlab.bridge import Bridge, Port
-from vlab.endpoints import Endpoint
+from vlab.endpoints import VM, Endpoint
 from vlab.options import BRIDGE_OPTIONS, PORT_OPTIONS
 
 pytestmark = pytest.mark.vlab
@@ -132,7 +132,10 @@ def options(data: st.DataObject, world: World, table: dict[str, Any]) -> dict[st
 def call(data: st.DataObject, world: World) -> tuple[str, Callable[[], Any]]:
     """One public call with drawn arguments, as (method name, thunk)."""
     lab = world.lab
-    v = lambda *plausible: value(data, world, *plausible)  # noqa: E731 - brevity in a table
+
+    def v(*plausible: Any) -> Any:
+        return value(data, world, *plausible)
+
     br = v(*world.bridges(), "br0")
     ep = v(*world.endpoints(), None)
     kinds = {"lab": Lab, "bridge": Bridge, "port": Port, "endpoint": Endpoint}
@@ -186,6 +189,8 @@ def call(data: st.DataObject, world: World) -> tuple[str, Callable[[], Any]]:
             "describe": lambda: obj.describe(),
             "run": lambda: obj.run(v("true", "ip -o link"), timeout=v(1)),
         }
+        if isinstance(obj, VM):
+            ops["wait_ready"] = lambda: obj.wait_ready(timeout=v(None, 1))
     name = data.draw(st.sampled_from(sorted(ops)))
     return name, ops[name]
 
@@ -201,7 +206,7 @@ def _stale_objects() -> list[Any]:
 @budget(ci_examples=40)
 def test_any_call_succeeds_or_is_a_lab_error(data: st.DataObject) -> None:
     fds, spaces = fd_count(), net_fds()
-    ctor = data.draw(
+    ctor: dict[str, Any] = data.draw(
         st.sampled_from(
             [{}, {"name": "fuzz"}, {"name": None}, {"artifacts": 5}, {"quiet": "no"}, {"name": ""}]
         )
