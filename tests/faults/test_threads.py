@@ -7,17 +7,27 @@ each build call) instead; ``expect`` waits outside the lock so another thread ca
 
 from __future__ import annotations
 
+import contextlib
+import os
 import threading
 from collections.abc import Callable
 
 import pytest
 from scapy.layers.l2 import Ether
 
-from vlab import Lab, LabError, rtnl
+from vlab import Lab, LabError, reaper, rtnl
 from vlab.netns import NetNS
 
 pytestmark = pytest.mark.vlab
 JOIN = 60.0  # generous on a loaded machine; a hang is forever
+
+
+def net_fds() -> int:
+    count = 0
+    for fd in os.listdir("/proc/self/fd"):
+        with contextlib.suppress(OSError):
+            count += os.readlink(f"/proc/self/fd/{fd}").startswith("net:[")
+    return count
 
 
 def run_threads(*targets: Callable[[], None]) -> None:
@@ -117,3 +127,35 @@ def test_a_netlink_reply_that_never_comes_is_a_lab_error_naming_the_request(
             sock.close()
     finally:
         ns.close()
+
+
+def test_close_while_another_thread_builds_leaves_nothing() -> None:
+    reaper.drain()
+    fds, spaces = len(os.listdir("/proc/self/fd")), net_fds()
+    lab = Lab("busy")
+    br = lab.bridge("br0")
+    built: list[int] = []
+    ended: list[BaseException] = []
+    started = threading.Event()
+
+    def build() -> None:
+        try:
+            for i in range(10_000):
+                lab.host(f"h{i}", bridge=br) if i % 2 else lab.vm(f"v{i}", bridge=br)
+                built.append(i)
+                started.set()
+        except BaseException as exc:  # the close must end this loop with a LabError
+            ended.append(exc)
+
+    thread = threading.Thread(target=build)
+    thread.start()
+    assert started.wait(JOIN)
+    lab.close()
+    thread.join(JOIN)
+    assert not thread.is_alive()
+    assert len(ended) == 1 and isinstance(ended[0], LabError), ended
+    assert "is closed" in str(ended[0])
+    assert built, "the thread built something before the close"
+    reaper.drain()
+    assert len(os.listdir("/proc/self/fd")) == fds, "fds left after the lab closed"
+    assert net_fds() == spaces, "a namespace outlived its lab"
