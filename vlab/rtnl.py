@@ -214,8 +214,12 @@ RTNLGRP_TC = 4
 def qdisc_events() -> socket.socket:
     """A socket the kernel tells of every qdisc added, changed or removed in this namespace."""
     sock = socket.socket(socket.AF_NETLINK, socket.SOCK_RAW | socket.SOCK_CLOEXEC, 0)
-    sock.bind((0, 1 << (RTNLGRP_TC - 1)))
-    sock.setblocking(False)
+    try:
+        sock.bind((0, 1 << (RTNLGRP_TC - 1)))
+        sock.setblocking(False)
+    except BaseException:
+        sock.close()  # it holds the namespace: a failed build must not keep it
+        raise
     return sock
 
 
