@@ -9,6 +9,7 @@ from typing import TYPE_CHECKING, Any
 
 from vlab import rtnl as nl
 from vlab import validate
+from vlab.endpoints import Endpoint
 from vlab.errors import LabError, Unsupported
 from vlab.guard import LabGuard, guarded
 from vlab.options import (
@@ -23,7 +24,6 @@ from vlab.options import (
 )
 
 if TYPE_CHECKING:
-    from vlab.endpoints import Endpoint
     from vlab.lab import Lab
 
 
@@ -162,8 +162,6 @@ class Bridge:
     @guarded
     def port(self, endpoint: Endpoint | Port | str) -> Port:
         """The port an endpoint of this lab is cabled to on this bridge (or a port by name)."""
-        from vlab.endpoints import Endpoint
-
         if isinstance(endpoint, Port):
             if endpoint.bridge is not self:
                 raise LabError(f"{endpoint!r} is a port of {endpoint.bridge.name}, not {self.name}")
