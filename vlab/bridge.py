@@ -8,7 +8,10 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 from vlab import rtnl as nl
+from vlab import validate
+from vlab.endpoints import Endpoint
 from vlab.errors import LabError, Unsupported
+from vlab.guard import LabGuard, guarded
 from vlab.options import (
     BRIDGE_OPTIONS,
     IFLA_BR_FDB_N_LEARNED,
@@ -21,7 +24,6 @@ from vlab.options import (
 )
 
 if TYPE_CHECKING:
-    from vlab.endpoints import Endpoint
     from vlab.lab import Lab
 
 
@@ -79,6 +81,11 @@ class Port:
         self.mac = mac  # the port device's own MAC (a local fdb entry), not the endpoint's
         self.state_managed = False  # the user set a state: readiness must not wait on it
 
+    @property
+    def _guard(self) -> LabGuard:
+        return self.bridge.lab._guard
+
+    @guarded
     def set(self, **options: Any) -> Port:
         encoded = encode_port(options)
         if "state" in encoded:
@@ -89,6 +96,7 @@ class Port:
             raise _errno_hint(exc, f"port {self.name} of {self.bridge.name}", options) from None
         return self
 
+    @guarded
     def options(self) -> dict[str, Any]:
         """The port's options as the kernel reports them now."""
         return unpack_data(PORT_OPTIONS, self.bridge.lab._switch_rtnl.port_data(self.index))
@@ -110,8 +118,13 @@ class Bridge:
         self.vlan_filtering = False
         self._ipv6 = False
 
+    @property
+    def _guard(self) -> LabGuard:
+        return self.lab._guard
+
     # --- options ---------------------------------------------------------------------------
 
+    @guarded
     def set(self, **options: Any) -> Bridge:
         encoded = encode_bridge(options)
         if encoded.get("vlan_filtering") == 0 and not self.vlan_filtering:
@@ -133,10 +146,12 @@ class Bridge:
             self.vlan_filtering = bool(encoded["vlan_filtering"])
         return self
 
+    @guarded
     def options(self) -> dict[str, Any]:
         """The bridge's options as the kernel reports them now (read back through netlink)."""
         return unpack_data(BRIDGE_OPTIONS, self.lab._switch_rtnl.bridge_data(self.index))
 
+    @guarded
     def n_learned(self) -> int:
         """How many dynamically learnt entries count against fdb_max_learned."""
         raw = self.lab._switch_rtnl.bridge_data(self.index).get(IFLA_BR_FDB_N_LEARNED)
@@ -144,18 +159,42 @@ class Bridge:
 
     # --- ports -----------------------------------------------------------------------------
 
-    def port(self, endpoint: Endpoint | str) -> Port:
-        name = endpoint if isinstance(endpoint, str) else endpoint.port
+    @guarded
+    def port(self, endpoint: Endpoint | Port | str) -> Port:
+        """The port an endpoint of this lab is cabled to on this bridge (or a port by name)."""
+        if isinstance(endpoint, Port):
+            if endpoint.bridge is not self:
+                raise LabError(f"{endpoint!r} is a port of {endpoint.bridge.name}, not {self.name}")
+            return endpoint
+        if isinstance(endpoint, Endpoint):
+            if endpoint.lab is not self.lab:
+                raise LabError(
+                    f"{endpoint.kind} {endpoint.name} belongs to lab {endpoint.lab.name!r}, not to "
+                    f"lab {self.lab.name!r} of bridge {self.name}: use its own lab's bridges"
+                )
+            port = self.ports.get(endpoint.port)
+            if port is None or port.endpoint is not endpoint:
+                raise LabError(
+                    f"{endpoint.kind} {endpoint.name} is cabled to {endpoint.bridge.name}, not to "
+                    f"{self.name}: use {endpoint.bridge.name}.port({endpoint.name})"
+                )
+            return port
+        if not isinstance(endpoint, str):
+            raise LabError(
+                f"port({endpoint!r}): give an endpoint of this lab (from lab.vm/host/uplink), "
+                "one of its ports or a port name"
+            )
         try:
-            return self.ports[name]
+            return self.ports[endpoint]
         except KeyError:
             raise LabError(
-                f"{name!r} is not a port of {self.name}; its ports are: "
+                f"{endpoint!r} is not a port of {self.name}; its ports are: "
                 + (", ".join(self.ports) or "none yet")
             ) from None
 
     # --- forwarding database ---------------------------------------------------------------
 
+    @guarded
     def fdb_entries(self) -> list[FdbEntry]:
         by_index = {p.index: p.name for p in self.ports.values()}
         out = []
@@ -174,19 +213,24 @@ class Bridge:
             )
         return out
 
+    @guarded
     def fdb(self, local: bool = False) -> dict[str, str]:
         """``{mac: port name}`` of learnt and static entries (``local=True`` adds own MACs).
 
         Locked entries (MAB) are left out: they do not forward; see :meth:`fdb_entries`.
         """
+        local = validate.flag(local, "fdb(local)")
         return {
             e.mac: e.port for e in self.fdb_entries() if (local or not e.local) and not e.locked
         }
 
+    @guarded
     def fdb_add(
         self, mac: str, endpoint: Endpoint | str, static: bool = True, sticky: bool = False
     ) -> None:
         port = self.port(endpoint)
+        static = validate.flag(static, "fdb_add(static)")
+        sticky = validate.flag(sticky, "fdb_add(sticky)")
         try:
             nl.fdb_request(
                 self.lab._switch_rtnl, True, port.index, normalize_mac(mac), static, sticky
@@ -194,6 +238,7 @@ class Bridge:
         except OSError as exc:
             raise LabError(f"fdb add {mac} on {port.name}: {exc.strerror}") from None
 
+    @guarded
     def fdb_del(self, mac: str, endpoint: Endpoint | str) -> None:
         port = self.port(endpoint)
         try:
@@ -201,10 +246,12 @@ class Bridge:
         except OSError as exc:
             raise LabError(f"fdb del {mac} on {port.name}: {exc.strerror}") from None
 
+    @guarded
     def fdb_flush(self) -> None:
         """Forget every dynamic entry (static and local ones stay), as ``fdb_flush`` does."""
         self.lab._switch_rtnl.set_bridge_data(self.index, nl.nla(21, b""))  # IFLA_BR_FDB_FLUSH
 
+    @guarded
     def neigh_add(self, ip: str, mac: str) -> None:
         """A neighbour entry on the bridge device: what neigh_suppress answers ARP/NS from.
 

@@ -9,6 +9,7 @@ everything sent or received is kept for the pcap written when a test fails.
 from __future__ import annotations
 
 import collections
+import contextlib
 import select
 import subprocess
 import time
@@ -18,9 +19,11 @@ from typing import TYPE_CHECKING, Protocol
 from scapy.layers.l2 import Ether
 
 from vlab import tap as taplib
+from vlab import validate
 from vlab.capture import Record
 from vlab.errors import LabError
 from vlab.frames import FrameLike, Mask, as_mask, parse, to_bytes
+from vlab.guard import LabGuard, guarded
 
 if TYPE_CHECKING:
     from vlab.bridge import Bridge
@@ -29,6 +32,7 @@ if TYPE_CHECKING:
     from vlab.qemu import GuestResult, QemuGuest
 
 PCAP_KEEP = 50_000  # frames kept per endpoint for the failure pcap
+WAIT_SLICE = 0.05  # longest select() in expect: a close or a guest's death is noticed this soon
 
 
 class FrameIO(Protocol):
@@ -37,6 +41,25 @@ class FrameIO(Protocol):
     def fileno(self) -> int: ...
     def send(self, frame: bytes) -> None: ...
     def drain(self) -> list[Record]: ...
+
+
+class _ClosedIO:
+    """What an endpoint's frame I/O becomes at close: it has no fd (the number may be reused)."""
+
+    def __init__(self, guard: LabGuard, ifname: str) -> None:
+        self.guard = guard
+        self.ifname = ifname
+
+    def fileno(self) -> int:
+        self.guard.check()
+        raise LabError("endpoint I/O used after close")  # pragma: no cover - check() raised
+
+    def send(self, frame: bytes) -> None:
+        self.fileno()
+
+    def drain(self) -> list[Record]:
+        self.fileno()
+        return []
 
 
 class Endpoint:
@@ -58,10 +81,23 @@ class Endpoint:
         self.carrier = True
         self._log_sends = True
 
+    @property
+    def _guard(self) -> LabGuard:
+        return self.lab._guard
+
+    def _detach(self) -> None:
+        """At the lab's close: let go of the fds (closed by the lab) so none is used again."""
+        self._io = _ClosedIO(self.lab._guard, self.port)
+
+    def _check_alive(self) -> None:
+        """Refuse to act for an endpoint whose far side is gone (a dead guest); see VM."""
+
     # --- sending -------------------------------------------------------------------------
 
+    @guarded
     def send(self, frame: FrameLike) -> None:
         """Put one frame on the wire here, as this endpoint would."""
+        self._check_alive()
         data = to_bytes(frame)
         self.lab._ready()
         self._io.send(data)
@@ -99,23 +135,35 @@ class Endpoint:
         """Wait for a frame equal to ``frame`` (or matching ``mask``) here; consume and return it.
 
         Fails with an AssertionError showing what did arrive, closest first, field by field.
+        The lab's lock is held only between waits, so other threads can send meanwhile; a close
+        of the lab (or a guest's death) during the wait ends it with a LabError.
         """
-        if isinstance(timeout, bool) or not isinstance(timeout, int | float) or timeout < 0:
-            raise LabError(f"expect(timeout={timeout!r}): give a number of seconds, >= 0")
-        m = _resolve_mask(frame, mask)
-        self._pull()
-        got = self._take(m)
+        guard = self._guard
+        with guard.lock:
+            guard.check()
+            timeout = validate.timeout(timeout, "expect")
+            m = _resolve_mask(frame, mask)
+            self._check_alive()
+            self._pull()
+            got = self._take(m)
+            fd = self._io.fileno()
         deadline = time.monotonic() + timeout
-        fd = self._io.fileno()
         while got is None:
             remaining = deadline - time.monotonic()
-            if remaining <= 0:
-                self.lab._fail_expect(self, m, timeout)
-            select.select([fd], [], [], remaining)
-            if self._pull():
-                got = self._take(m)
+            if remaining > 0:
+                # OSError/ValueError: the fd was closed under us; the check below says why
+                with contextlib.suppress(OSError, ValueError):
+                    select.select([fd], [], [], min(remaining, WAIT_SLICE))
+            with guard.lock:
+                guard.check()  # before touching fd: after close its number may be another's
+                self._check_alive()
+                if self._pull():
+                    got = self._take(m)
+                if got is None and remaining <= 0:
+                    self.lab._fail_expect(self, m, timeout)
         return got
 
+    @guarded
     def expect_none(
         self, frame: FrameLike | Mask | None = None, mask: Mask | Sequence[str] | None = None
     ) -> None:
@@ -123,6 +171,7 @@ class Endpoint:
 
         "On its way" is decided from kernel queues, not a sleep: see :mod:`vlab.quiesce`.
         """
+        self._check_alive()
         self.lab.settle()
         if frame is None:
             unexpected = list(self._pending)
@@ -133,20 +182,25 @@ class Endpoint:
         if unexpected:
             self.lab._fail_none(self, m, unexpected)
 
+    @guarded
     def frames(self) -> list[Ether]:
         """Every frame received here and not yet consumed, in arrival order; drains the list."""
+        self._check_alive()
         self.lab.settle()
         out = [parse(data) for _ts, data in self._pending]
         self._pending.clear()
         return out
 
+    @guarded
     def clear(self) -> None:
         """Forget received frames without asserting anything about them (keeps the pcap)."""
+        self._check_alive()
         self._pull()
         self._pending.clear()
 
     # --- link ----------------------------------------------------------------------------
 
+    @guarded
     def set_carrier(self, up: bool) -> None:
         """Plug or unplug this endpoint's cable; returns once the bridge has acted on it.
 
@@ -154,6 +208,8 @@ class Endpoint:
         port and flushes its dynamic entries there, up to a second later); reading the port
         back with a single-link request runs that work now.
         """
+        up = validate.flag(up, f"{self.kind} {self.name}: set_carrier(up)")
+        self._check_alive()
         self._set_carrier(up)
         self.carrier = up
         self.lab._sync_link(self.bridge.port(self).index)
@@ -174,8 +230,12 @@ def _resolve_mask(frame: FrameLike | Mask, mask: Mask | Sequence[str] | None) ->
         return as_mask(frame)
     if isinstance(mask, Mask):
         return mask
-    if isinstance(mask, str):
+    if isinstance(mask, str) or not isinstance(mask, Sequence):
         raise LabError("mask= takes a Mask or a list of field names such as ['IP.ttl']")
+    if not all(isinstance(name, str) for name in mask):
+        raise LabError(
+            f"mask={list(mask)!r}: every item must be a field name such as 'IP.ttl' (a string)"
+        )
     if isinstance(frame, Mask):
         return frame.ignore(*mask)
     return Mask(frame).ignore(*mask)
@@ -202,13 +262,40 @@ class VM(Endpoint):
         self.tap_mac = tap_mac
         self.guest: QemuGuest | None = None
 
+    def _detach(self) -> None:
+        super()._detach()
+        self.tap_fd = -1  # closed by the lab; the number may already belong to another file
+
+    def _check_alive(self) -> None:
+        """A guest whose QEMU died receives nothing: the tap socket would say otherwise."""
+        guest = self.guest
+        if guest is None:
+            return
+        code = guest.returncode
+        if code is not None:
+            from vlab.guest_image import GuestError
+
+            raise GuestError(
+                f"vm {self.name}: its QEMU guest (pid {guest.pid}) is dead, qemu exited with "
+                f"status {code}: it cannot send or receive; frames seen on its tap no longer "
+                "reach a guest" + guest._tail()
+            )
+
+    @guarded
     def wait_ready(self, timeout: float | None = None) -> None:
         """Block until the guest's kernel is up and its shell answers (no-op when emulated)."""
+        self._check_alive()
+        self._wait_booted(None if timeout is None else validate.timeout(timeout, "wait_ready"))
+
+    def _wait_booted(self, timeout: float | None = None) -> None:
+        """The lab's readiness wait: a guest that booted and died later fails only its own
+        calls, not every send in the lab."""
         if self.guest is not None:
             from vlab.guests import BOOT_TIMEOUT
 
             self.guest.wait_ready(BOOT_TIMEOUT if timeout is None else timeout)
 
+    @guarded
     def run(self, cmd: str, timeout: float = 10.0) -> GuestResult:
         """Run a shell command in the guest: ``vm.run("ip -o link show eth0")``."""
         if self.guest is None:
@@ -216,8 +303,11 @@ class VM(Endpoint):
                 f"vm {self.name} is emulated (vlab holds its tap): there is no guest to run "
                 "commands in; build it with lab.vm(..., guest='qemu')"
             )
+        if not isinstance(cmd, str) or "\0" in cmd:
+            raise LabError(f"vm {self.name}: run({cmd!r}): give a shell command as a string")
+        self._check_alive()
         self.wait_ready()
-        return self.guest.run(cmd, timeout)
+        return self.guest.run(cmd, validate.timeout(timeout, "run"))
 
     def _set_carrier(self, up: bool) -> None:
         taplib.set_carrier(self.tap_fd, up)
@@ -237,6 +327,7 @@ class _NamespacedEndpoint(Endpoint):
     ifname: str
     ifindex: int
 
+    @guarded
     def run(
         self, *argv: str, check: bool = True, timeout: float = 30.0
     ) -> subprocess.CompletedProcess[str]:

@@ -67,6 +67,11 @@ class Mask:
         construction, since an exact match needs only the bytes.
         """
         if self._expected is None:
+            if len(self.expected_bytes) < 14:  # scapy would fail with a struct.error
+                raise LabError(
+                    f"a frame of {len(self.expected_bytes)} bytes is shorter than an Ethernet "
+                    "header (14): give at least dst, src and type"
+                )
             self._expected = parse(self.expected_bytes)
         return self._expected
 

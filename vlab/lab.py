@@ -13,31 +13,31 @@ leave behind.
 
 from __future__ import annotations
 
+import contextlib
 import os
-import re
 import shutil
-import socket
 import subprocess
 import tempfile
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from vlab import quiesce, report
+from vlab import limits, quiesce, report, validate
 from vlab import tap as taplib
 from vlab.bridge import Bridge
 from vlab.capture import PacketPort, TapPort
 from vlab.endpoints import VM, Endpoint, Host, Uplink
 from vlab.errors import LabError, Unsupported
 from vlab.frames import Mask
+from vlab.guard import LabGuard, guarded
 from vlab.netns import NetNS, setns
 from vlab.options import BRIDGE_OPTIONS, encode_bridge, encode_mtu, normalize_mac, pack_data
 from vlab.reaper import reap
 from vlab.rtnl import LinkRequests, Rtnl, qdisc_events
 
-_NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,14}$")
 QUIET_SYSCTLS = (
     # no link-local addresses, router solicitations, DAD or MLD reports on lab links
     ("net/ipv6/conf/all/disable_ipv6", "1"),
@@ -59,6 +59,11 @@ def _link_ready(links: LinkRequests, index: int, tap: bool) -> bool:
     if not carrier or qdisc in ("", "noop"):
         return False
     return oper == OPER_UP or (tap and oper == OPER_UNKNOWN)
+
+
+def _suppress_os() -> contextlib.suppress:
+    """Undoing a failed build is best effort: the lab's close removes what is left anyway."""
+    return contextlib.suppress(OSError)
 
 
 def random_mac(prefix: str) -> str:
@@ -129,9 +134,10 @@ class Lab:
         self, name: str = "lab", artifacts: Path | str | None = None, quiet: bool = True
     ) -> None:
         """``quiet=False`` keeps the kernel's IPv6/IGMP chatter, for tests that study it."""
-        self.name = name
-        self.quiet = quiet
-        self.artifacts = Path(artifacts) if artifacts is not None else None
+        self.name = validate.lab_name(name)
+        self.quiet = validate.flag(quiet, "Lab(quiet)")
+        self.artifacts = validate.artifacts_dir(artifacts)
+        self._guard = LabGuard(self.name)
         self.bridges: dict[str, Bridge] = {}
         self.endpoints: dict[str, Endpoint] = {}
         self._spaces: dict[str, _Namespace] = {}
@@ -140,12 +146,19 @@ class Lab:
         self._guests: list[Any] = []
         self._noise: list[Callable[[bytes], bool]] = []  # frames the lab itself causes
         self._counters = {"vnet": 0, "veth": 0, "eth": 0}
+        self._undo: list[Callable[[], None]] = []  # steps undoing the build call in progress
         self._dirty = True
         self._closed = False
         self._artifact_dir: Path | None = None  # where this lab's failure artifacts went
         self._guest_dir: Path | None = None
         self._guest_dir_is_temp = False
-        self._switch = self._space("switch")
+        try:
+            self._switch = self._space("switch")
+        except OSError as exc:
+            problem = limits.fd_limit_error(exc, f"lab {self.name!r}: cannot create its switch")
+            if problem is None:
+                raise
+            raise problem from None
         self._switch_rtnl = self._switch.rtnl
 
     # --- lifecycle -------------------------------------------------------------------------
@@ -163,8 +176,15 @@ class Lab:
         packet sockets are closed by a background thread (each close waits for an RCU grace
         period); the kernel then destroys the namespaces and everything in them.
         """
-        self._closed = True
+        with self._guard.lock:  # waits for a call in progress in another thread
+            self._guard.closed = True
+            self._closed = True
+            self._close()
+
+    def _close(self) -> None:
         try:
+            for ep in self.endpoints.values():
+                ep._detach()  # no fd number of this lab is used again, whoever reuses it
             while self._guests:
                 self._guests.pop().close()
             if self._guest_dir is not None and self._guest_dir_is_temp:
@@ -187,6 +207,7 @@ class Lab:
         that enter them (``vlab up``/``exec``) — their fds stay owned by the lab."""
         return {name: space.ns for name, space in self._spaces.items()}
 
+    @guarded
     def guest_dir(self) -> Path:
         """Where QEMU guests keep their boot logs: beside the pcaps, or a temporary dir."""
         if self._guest_dir is None:
@@ -206,15 +227,13 @@ class Lab:
         return space
 
     def _check_open(self) -> None:
-        if self._closed:
-            raise LabError(f"lab {self.name!r} is closed; build a new Lab()")
+        self._guard.check()
 
     def _check_name(self, name: str, what: str) -> None:
-        if not isinstance(name, str) or not _NAME_RE.match(name):
-            raise LabError(
-                f"{what} name {name!r} is not usable: 1-15 characters, letters, digits, '_', '.', "
-                "'-', starting with a letter or digit"
-            )
+        check = validate.bridge_name_problem if what == "bridge" else validate.name_problem
+        problem = check(name)
+        if problem is not None:
+            raise LabError(f"{what} name {problem}")
         if name in self.endpoints or name in self.bridges or name in ("switch", "upstream"):
             raise LabError(f"{what} name {name!r} is already used in this lab; pick another")
 
@@ -236,9 +255,9 @@ class Lab:
 
     # --- building --------------------------------------------------------------------------
 
+    @guarded
     def bridge(self, name: str, **options: Any) -> Bridge:
         """A Linux bridge in the switch namespace, with options in friendly names and units."""
-        self._check_open()
         self._check_name(name, "bridge")
         encoded = encode_bridge(options)  # everything validated before anything is built
         mac = encoded.pop("mac", None) or random_mac("02")
@@ -260,9 +279,16 @@ class Lab:
         br.vlan_filtering = bool(encoded.get("vlan_filtering"))
         self.bridges[name] = br
         if querier is not None:
-            br.set(multicast_querier=bool(querier))
+            try:
+                br.set(multicast_querier=bool(querier))
+            except BaseException:
+                del self.bridges[name]  # a failed call leaves nothing
+                with _suppress_os():
+                    self._switch.links.delete(index)
+                raise
         return br
 
+    @guarded
     def vm(
         self,
         name: str,
@@ -275,49 +301,56 @@ class Lab:
 
         ``guest="qemu"`` boots a real Linux guest on that tap instead of emulating one.
         """
-        self._check_open()
         self._check_name(name, "vm")
         br = self._bridge(bridge)
-        mtu = encode_mtu(mtu, f"vm {name}")
-        mac = normalize_mac(mac, f"vm {name} mac") if mac is not None else random_mac("52:54:00")
+        mtu = self._endpoint_mtu("vm", name, mtu)
+        mac = self._endpoint_mac("vm", name, mac, "52:54:00")
         tap_mac = "fe" + mac[2:]  # libvirt's rule: never the guest's MAC, never the bridge's
         if guest not in (None, "qemu"):
             raise LabError(f"vm {name}: guest={guest!r} is not known; use guest='qemu' or None")
-        port = self._next("vnet")
-        with self._switch.ns.entered():
-            fd = taplib.open_tap(port)
-            index = socket.if_nametoindex(port)
-        self._taps.append(fd)
-        self._switch.next_index = max(self._switch.next_index, index + 1)
-        try:
-            self._switch.links.set_link(index, mac=tap_mac, master=br.index, mtu=mtu, txqlen=4096)
-        except OSError as exc:
-            raise LabError(
-                f"vm {name}: cannot attach {port} to {br.name}: {exc.strerror}"
-            ) from None
-        io: Any = TapPort(fd, port, mtu or 1500)
-        vm = VM(self, name, mac, port, br, io, fd, tap_mac)
-        self._register(vm, br, index, tap_mac)
-        if guest == "qemu":
-            from vlab.guests import attach_qemu
+        self._check_room(br, f"vm {name}")
+        with self._rollback() as undo:
+            port = self._next("vnet")
+            with self._switch.ns.entered():
+                fd = taplib.open_tap(port)
+                self._taps.append(fd)
+                undo.append(lambda: self._forget_tap(fd))
+            index = self._switch.links.index_of(port)
+            self._switch.next_index = max(self._switch.next_index, index + 1)
+            try:
+                self._switch.links.set_link(
+                    index, mac=tap_mac, master=br.index, mtu=mtu, txqlen=4096
+                )
+            except OSError as exc:
+                raise LabError(
+                    f"vm {name}: cannot attach {port} to {br.name}: {exc.strerror}"
+                ) from None
+            io: Any = TapPort(fd, port, mtu or 1500)
+            vm = VM(self, name, mac, port, br, io, fd, tap_mac)
+            self._register(vm, br, index, tap_mac)
+            if guest == "qemu":
+                from vlab.guests import attach_qemu
 
-            attach_qemu(self, vm)
+                attach_qemu(self, vm)
         return vm
 
+    @guarded
     def host(
         self, name: str, bridge: Bridge | str, mac: str | None = None, mtu: int | None = None
     ) -> Host:
         """A namespace cabled to ``bridge`` by a veth; ``host.run(...)`` runs programs in it."""
-        self._check_open()
         self._check_name(name, "host")
         br = self._bridge(bridge)
-        mtu = encode_mtu(mtu, f"host {name}")
-        mac = normalize_mac(mac, f"host {name} mac") if mac is not None else random_mac("02")
-        space = self._space(name)
-        port = self._next("veth")
-        ep = self._cable(Host, name, br, port, space, "eth0", mac, mtu)
+        mtu = self._endpoint_mtu("host", name, mtu)
+        mac = self._endpoint_mac("host", name, mac, "02")
+        self._check_room(br, f"host {name}")
+        with self._rollback():
+            space = self._space(name)
+            port = self._next("veth")
+            ep = self._cable(Host, name, br, port, space, "eth0", mac, mtu)
         return ep  # type: ignore[return-value]
 
+    @guarded
     def uplink(
         self,
         bridge: Bridge | str,
@@ -332,19 +365,81 @@ class Lab:
         can inject nothing), so the uplink is a veth; ``kind="dummy"`` is refused where the
         kernel lacks the dummy link type (as on the kernels vlab is developed on).
         """
-        self._check_open()
         br = self._bridge(bridge)
         if kind != "veth":
             raise LabError(f"uplink kind={kind!r}: only 'veth' can both receive and inject frames")
         if name is None:
             name = "uplink" if "uplink" not in self.endpoints else f"uplink-{br.name}"[:15]
         self._check_name(name, "uplink")
-        mtu = encode_mtu(mtu, f"uplink {name}")
-        mac = normalize_mac(mac, f"uplink {name} mac") if mac is not None else random_mac("02")
-        space = self._space("upstream")
-        port = self._next("eth")
-        ep = self._cable(Uplink, name, br, port, space, port, mac, mtu)
+        mtu = self._endpoint_mtu("uplink", name, mtu)
+        mac = self._endpoint_mac("uplink", name, mac, "02")
+        self._check_room(br, f"uplink {name}")
+        with self._rollback():
+            space = self._space("upstream")
+            port = self._next("eth")
+            ep = self._cable(Uplink, name, br, port, space, port, mac, mtu)
         return ep  # type: ignore[return-value]
+
+    def _forget_tap(self, fd: int) -> None:
+        self._taps.remove(fd)
+        taplib.discard_tap(fd)
+
+    def _endpoint_mtu(self, kind: str, name: str, mtu: object) -> int | None:
+        value = encode_mtu(mtu, f"{kind} {name}")
+        problem = validate.mtu_problem(kind, value) if value is not None else None
+        if problem is not None:
+            raise LabError(f"{kind} {name}: {problem}")
+        return value
+
+    def _endpoint_mac(self, kind: str, name: str, mac: object, prefix: str) -> str:
+        if mac is None:
+            return random_mac(prefix)
+        value = normalize_mac(mac, f"{kind} {name} mac")
+        problem = validate.endpoint_mac_problem(value)
+        if problem is not None:
+            raise LabError(f"{kind} {name} mac: {problem}")
+        return value
+
+    def _check_room(self, br: Bridge, what: str) -> None:
+        if len(br.ports) >= validate.BRIDGE_MAX_PORTS:
+            raise LabError(
+                f"{what}: bridge {br.name} already has {len(br.ports)} ports, the most a Linux "
+                f"bridge takes ({validate.BRIDGE_MAX_PORTS}); cable more to another bridge"
+            )
+
+    @contextmanager
+    def _rollback(self) -> Iterator[list[Callable[[], None]]]:
+        """Undo everything a build call made if it fails, so that a retry works.
+
+        The registry, port-name counters, new namespaces and sockets are restored from a
+        snapshot; callers push undo steps for what a snapshot cannot see (a tap fd, a link in
+        a namespace that stays). Undo steps run newest first and never mask the real error.
+        """
+        undo: list[Callable[[], None]] = []
+        self._undo = undo
+        counters = dict(self._counters)
+        spaces, endpoints = set(self._spaces), set(self.endpoints)
+        ports = {name: set(br.ports) for name, br in self.bridges.items()}
+        sockets, guests = len(self._sockets), len(self._guests)
+        try:
+            yield undo
+        except BaseException:
+            steps = [*reversed(undo)]
+            steps += [g.close for g in self._guests[guests:]]
+            steps += [s.close for s in self._sockets[sockets:]]
+            del self._guests[guests:], self._sockets[sockets:]
+            for step in steps:
+                with _suppress_os():
+                    step()
+            for name in set(self._spaces) - spaces:
+                self._spaces.pop(name).close()
+            for name in set(self.endpoints) - endpoints:
+                del self.endpoints[name]
+            for name, br in self.bridges.items():
+                for port in set(br.ports) - ports.get(name, set()):
+                    del br.ports[port]
+            self._counters.update(counters)
+            raise
 
     def _next(self, prefix: str) -> str:
         n = self._counters[prefix]
@@ -369,8 +464,11 @@ class Lab:
             self._switch.links.add_veth(
                 port, index, port_mac, br.index, ifname, mac, space.ns.fd, far_index, mtu
             )
+            self._undo.append(lambda: self._switch.links.delete(index))  # takes its peer along
             space.links.set_link(far_index)
         except OSError as exc:
+            if exc.errno in limits.FD_ERRNOS:
+                raise
             raise LabError(
                 f"{cls.kind} {name}: cannot cable {port} to {br.name}: {exc.strerror}"
             ) from None
@@ -393,6 +491,7 @@ class Lab:
 
     # --- readiness -------------------------------------------------------------------------
 
+    @guarded
     def ready(self, timeout: float = 5.0) -> None:
         """Block until every link is up with its qdisc attached and every port forwards.
 
@@ -401,7 +500,7 @@ class Lab:
         calls this by itself; call it before changing what depends on ports being up (turning
         STP on after the ports forward, say). Guests are waited for too.
         """
-        self._ready(timeout)
+        self._ready(validate.timeout(timeout, "ready"))
 
     def _ready(self, timeout: float = 5.0) -> None:
         if not self._dirty:
@@ -409,7 +508,7 @@ class Lab:
         self._check_open()
         for ep in self.endpoints.values():
             if isinstance(ep, VM):
-                ep.wait_ready()  # guests boot in parallel; this waits for the slowest
+                ep._wait_booted()  # guests boot in parallel; this waits for the slowest
         deadline = time.monotonic() + timeout
         while True:
             missing = self._not_ready()
@@ -449,9 +548,10 @@ class Lab:
     def _drain_all(self) -> int:
         return sum(ep._pull() for ep in self.endpoints.values())
 
+    @guarded
     def settle(self, timeout: float = 10.0) -> None:
         """Return once every frame in flight has been delivered to an endpoint or dropped."""
-        self._check_open()
+        timeout = validate.timeout(timeout, "settle")
         self._ready()
         quiesce.settle(
             [s.watch for s in self._spaces.values()],
@@ -460,6 +560,7 @@ class Lab:
             timeout,
         )
 
+    @guarded
     def expect_quiet(self) -> None:
         """Assert that no endpoint holds a frame the test has not consumed, and none is coming."""
         self.settle()
@@ -467,6 +568,7 @@ class Lab:
         if noisy:
             raise AssertionError(report.not_quiet(self, noisy))
 
+    @guarded
     def where(self, mac: str) -> Where | None:
         """Which port of which bridge ``mac`` sits behind, from the fdb; None if nowhere."""
         mac = normalize_mac(mac)
@@ -489,6 +591,7 @@ class Lab:
                     lines.append(f"    {port.name:<8} {port.endpoint.describe()}")
         return "\n".join(lines)
 
+    @guarded
     def fdb_text(self) -> str:
         lines = []
         for br in self.bridges.values():
@@ -514,6 +617,7 @@ class Lab:
 
     # --- running programs in the lab -------------------------------------------------------
 
+    @guarded
     def run(
         self, node: str, *argv: str, check: bool = True, timeout: float = 30.0
     ) -> subprocess.CompletedProcess[str]:
@@ -521,8 +625,7 @@ class Lab:
 
         ``lab.run("switch", "tc", "qdisc", "add", "dev", "eth0", "root", "tbf", ...)``
         """
-        self._check_open()
-        space = self._spaces.get(node)
+        space = self._spaces.get(node) if isinstance(node, str) else None
         if space is None:
             raise LabError(f"unknown node {node!r}; nodes of this lab: {', '.join(self._spaces)}")
         return self._run_in(space.ns, list(argv), check=check, timeout=timeout)
@@ -532,8 +635,9 @@ class Lab:
     def _run_in(
         self, ns: NetNS, argv: list[str], check: bool, timeout: float
     ) -> subprocess.CompletedProcess[str]:
-        if not argv:
-            raise LabError(f"nothing to run in {ns.name}: give a program and its arguments")
+        argv = validate.argv(argv, ns.name)
+        check = validate.flag(check, "run(check)")
+        timeout = validate.timeout(timeout, "run")
         fd = ns.fd
         try:
             return subprocess.run(
@@ -557,7 +661,10 @@ class Lab:
                 f"{exc.stderr.strip()}"
             ) from None
         except OSError as exc:
-            raise LabError(f"cannot run {argv[0]!r} in {ns.name}: {exc.strerror}") from None
+            problem = limits.fd_limit_error(exc, f"cannot run {argv[0]!r} in {ns.name}")
+            raise problem or LabError(
+                f"cannot run {argv[0]!r} in {ns.name}: {exc.strerror}"
+            ) from None
 
     def _sync_link(self, index: int) -> None:
         self._switch.links.link_state(index)

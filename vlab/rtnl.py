@@ -11,7 +11,10 @@ from __future__ import annotations
 import os
 import socket
 import struct
+import threading
 from collections.abc import Iterator
+
+from vlab.errors import LabError
 
 NLMSG_ERROR = 2
 NLMSG_DONE = 3
@@ -21,6 +24,7 @@ NLM_F_DUMP = 0x300
 NLA_F_NESTED = 0x8000
 
 RTM_NEWLINK = 16
+RTM_DELLINK = 17
 RTM_GETLINK = 18
 RTM_GETQDISC = 38
 RTM_GETSTATS = 94
@@ -56,19 +60,61 @@ def attrs(buf: bytes, offset: int = 0, end: int | None = None) -> dict[int, byte
     return out
 
 
+NETLINK_TIMEOUT = 10.0
+"""Longest wait for one netlink reply: the kernel answers in microseconds, so a reply that has
+not come by then never will (a lost message, a full socket buffer) and waiting longer hangs."""
+
+_REQUESTS = {
+    16: "RTM_NEWLINK",
+    17: "RTM_DELLINK",
+    18: "RTM_GETLINK",
+    19: "RTM_SETLINK",
+    28: "RTM_NEWNEIGH",
+    29: "RTM_DELNEIGH",
+    30: "RTM_GETNEIGH",
+    38: "RTM_GETQDISC",
+    94: "RTM_GETSTATS",
+}
+
+
 class Rtnl:
-    """A raw NETLINK_ROUTE socket bound to the namespace it was opened in."""
+    """A raw NETLINK_ROUTE socket bound to the namespace it was opened in.
+
+    One request and its reply are one transaction under a lock: two threads sharing the socket
+    would otherwise each read (and discard) the other's replies and both wait forever. Every
+    wait has a deadline (:data:`NETLINK_TIMEOUT`).
+    """
 
     def __init__(self) -> None:
         self.sock = socket.socket(socket.AF_NETLINK, socket.SOCK_RAW | socket.SOCK_CLOEXEC, 0)
-        self.sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 1 << 20)
-        self.sock.bind((0, 0))
+        try:
+            self.sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 1 << 20)
+            self.sock.bind((0, 0))
+            self.sock.settimeout(NETLINK_TIMEOUT)
+        except BaseException:
+            self.sock.close()
+            raise
         self.seq = 0
+        self.lock = threading.RLock()
 
     def _send(self, msg_type: int, flags: int, body: bytes) -> int:
         self.seq += 1
         self.sock.send(_HDR.pack(_HDR.size + len(body), msg_type, flags, self.seq, 0) + body)
         return self.seq
+
+    def transact(
+        self, msg_type: int, flags: int, body: bytes, single: bool = False
+    ) -> list[tuple[int, bytes]]:
+        """Send one request and collect its reply messages, atomically and with a deadline."""
+        with self.lock:
+            try:
+                return list(self._messages(self._send(msg_type, flags, body), single))
+            except TimeoutError:
+                name = _REQUESTS.get(msg_type, f"netlink message type {msg_type}")
+                raise LabError(
+                    f"{name}: the kernel did not answer within {NETLINK_TIMEOUT:g} s; the lab's "
+                    "netlink socket is stuck (a lost reply or a full socket buffer)"
+                ) from None
 
     def _messages(self, seq: int, single: bool = False) -> Iterator[tuple[int, bytes]]:
         while True:
@@ -79,7 +125,7 @@ class Rtnl:
                 body = data[offset + _HDR.size : offset + length]
                 offset += (length + 3) & ~3
                 if mseq != seq:
-                    continue
+                    continue  # a late reply to a request that timed out
                 if msg_type == NLMSG_DONE:
                     return
                 if msg_type == NLMSG_ERROR:
@@ -93,15 +139,14 @@ class Rtnl:
 
     def request(self, msg_type: int, body: bytes) -> None:
         """Send a change and wait for the kernel's acknowledgement (OSError on refusal)."""
-        for _ in self._messages(self._send(msg_type, NLM_F_REQUEST | NLM_F_ACK, body)):
-            pass
+        self.transact(msg_type, NLM_F_REQUEST | NLM_F_ACK, body)
 
     def get(self, msg_type: int, body: bytes) -> list[bytes]:
-        return [b for _, b in self._messages(self._send(msg_type, NLM_F_REQUEST, body), True)]
+        return [b for _, b in self.transact(msg_type, NLM_F_REQUEST, body, True)]
 
     def dump(self, msg_type: int, body: bytes) -> list[bytes]:
         flags = NLM_F_REQUEST | NLM_F_DUMP
-        return [b for _, b in self._messages(self._send(msg_type, flags, body))]
+        return [b for _, b in self.transact(msg_type, flags, body)]
 
     def close(self) -> None:
         self.sock.close()
@@ -169,8 +214,12 @@ RTNLGRP_TC = 4
 def qdisc_events() -> socket.socket:
     """A socket the kernel tells of every qdisc added, changed or removed in this namespace."""
     sock = socket.socket(socket.AF_NETLINK, socket.SOCK_RAW | socket.SOCK_CLOEXEC, 0)
-    sock.bind((0, 1 << (RTNLGRP_TC - 1)))
-    sock.setblocking(False)
+    try:
+        sock.bind((0, 1 << (RTNLGRP_TC - 1)))
+        sock.setblocking(False)
+    except BaseException:
+        sock.close()  # it holds the namespace: a failed build must not keep it
+        raise
     return sock
 
 
@@ -235,10 +284,12 @@ class LinkRequests:
         self.rtnl = rtnl
 
     def _new(self, body: bytes, create: bool) -> None:
-        rtnl = self.rtnl
         flags = NLM_F_REQUEST | NLM_F_ACK | (RTM_NEWLINK_FLAGS if create else 0)
-        for _ in rtnl._messages(rtnl._send(RTM_NEWLINK, flags, body)):
-            pass
+        self.rtnl.transact(RTM_NEWLINK, flags, body)
+
+    def delete(self, index: int) -> None:
+        """Remove a link now (a veth takes its peer along): undoing a failed build only."""
+        self.rtnl.request(RTM_DELLINK, _IFINFO.pack(0, 0, index, 0, 0))
 
     def add_bridge(
         self, name: str, index: int, mac: str, data: bytes = b"", mtu: int | None = None
@@ -279,6 +330,14 @@ class LinkRequests:
     def set_link(self, index: int, up: bool | None = True, **kw: object) -> None:
         head = _IFINFO.pack(0, 0, index, 0, 0) if up is None else ifinfo(index, up)
         self._new(head + link_attrs(**kw), False)  # type: ignore[arg-type]
+
+    def index_of(self, name: str) -> int:
+        """A link's ifindex by name over this socket (``if_nametoindex`` opens a socket of its
+        own, so under an fd limit it fails, misreported as "no interface with this name")."""
+        body = _IFINFO.pack(0, 0, 0, 0, 0) + nla(IFLA_IFNAME, name.encode() + b"\0")
+        for reply in self.rtnl.get(RTM_GETLINK, body):
+            return int(struct.unpack_from("=i", reply, 4)[0])
+        raise OSError(19, f"no link named {name}")  # ENODEV
 
     def link_states(self) -> dict[str, tuple[int, int, str]]:
         """``{ifname: (ifindex, operstate, qdisc)}`` for readiness checks."""
@@ -350,17 +409,8 @@ def fdb_request(
     flags = NTF_MASTER | (NTF_STICKY if sticky else 0)
     body = _NDMSG.pack(AF_BRIDGE, port_index, state, flags, 0) + nla(NDA_LLADDR, mac_bytes(mac))
     if add:
-        rtnl.seq += 1
-        head = _HDR.pack(
-            _HDR.size + len(body),
-            RTM_NEWNEIGH,
-            NLM_F_REQUEST | NLM_F_ACK | 0x400 | 0x100,  # CREATE | REPLACE
-            rtnl.seq,
-            0,
-        )
-        rtnl.sock.send(head + body)
-        for _ in rtnl._messages(rtnl.seq):
-            pass
+        flags = NLM_F_REQUEST | NLM_F_ACK | 0x400 | 0x100  # CREATE | REPLACE
+        rtnl.transact(RTM_NEWNEIGH, flags, body)
     else:
         rtnl.request(RTM_DELNEIGH, body)
 
@@ -373,13 +423,7 @@ def neigh_add(rtnl: Rtnl, index: int, ip: bytes, mac: str) -> None:
         + nla(NDA_DST, ip)
         + nla(NDA_LLADDR, mac_bytes(mac))
     )
-    rtnl.seq += 1
-    head = _HDR.pack(
-        _HDR.size + len(body), RTM_NEWNEIGH, NLM_F_REQUEST | NLM_F_ACK | 0x500, rtnl.seq, 0
-    )
-    rtnl.sock.send(head + body)
-    for _ in rtnl._messages(rtnl.seq):
-        pass
+    rtnl.transact(RTM_NEWNEIGH, NLM_F_REQUEST | NLM_F_ACK | 0x500, body)
 
 
 def fdb_dump(rtnl: Rtnl) -> list[tuple[str, int, int, int, int, int]]:

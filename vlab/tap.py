@@ -15,6 +15,7 @@ import os
 import struct
 
 from vlab.errors import LabError, Unsupported
+from vlab.limits import fd_limit_error
 
 TUNSETIFF = 0x400454CA
 TUNSETPERSIST = 0x400454CB
@@ -28,6 +29,9 @@ def open_tap(name: str) -> int:
     try:
         fd = os.open("/dev/net/tun", os.O_RDWR | os.O_NONBLOCK | os.O_CLOEXEC)
     except OSError as exc:
+        problem = fd_limit_error(exc, f"cannot open /dev/net/tun for tap {name}")
+        if problem is not None:
+            raise problem from None  # out of fds is a failure to fix, never a skip
         raise Unsupported(
             f"cannot open /dev/net/tun ({exc.strerror}): VM endpoints need the tun module and "
             "read-write access to /dev/net/tun (root, or chmod 0666 /dev/net/tun)"
@@ -43,6 +47,11 @@ def open_tap(name: str) -> int:
 def set_carrier(fd: int, up: bool) -> None:
     """Carrier of the tap as the vNIC's link state: down disables the bridge port."""
     fcntl.ioctl(fd, TUNSETCARRIER, struct.pack("i", int(up)))
+
+
+def discard_tap(fd: int) -> None:
+    """Close and unregister now (no TUNSETPERSIST): a failed build must not leave the device."""
+    os.close(fd)
 
 
 def release_tap(fd: int) -> None:

@@ -16,6 +16,7 @@ from typing import NoReturn
 
 from yaml.nodes import MappingNode, Node, ScalarNode, SequenceNode
 
+from vlab import validate
 from vlab.scenario.errors import ScenarioError
 from vlab.scenario.source import where
 
@@ -150,7 +151,7 @@ def seconds(node: Node, what: str, lo: float, hi: float) -> int | float:
 def mac(node: Node, what: str) -> str:
     """A literal MAC address, normalised to lower case."""
     value = text(node, what)
-    if not MAC_RE.match(value):
+    if not MAC_RE.fullmatch(value):  # not match: "$" would accept a final newline
         fail(
             node,
             f"{what} '{value}' is not a MAC address",
@@ -218,13 +219,38 @@ def choice(node: Node, what: str, choices: Sequence[str]) -> str:
 def name(node: Node, what: str) -> str:
     """A bridge or endpoint name: it becomes an interface name, so at most 15 characters."""
     value = text(node, what)
-    if not NAME_RE.match(value):
+    if not NAME_RE.fullmatch(value):  # not match: "$" would accept a final newline
         fail(
             node,
-            f"{what} '{value}' is not a valid name",
+            f"{what} {value!r} is not a valid name",
             "use a letter then up to 14 letters, digits, '_' or '-'",
         )
     return value
+
+
+def bridge_name(node: Node, what: str) -> str:
+    """A bridge name that is also not one of the names vlab gives its own links."""
+    value = name(node, what)
+    problem = validate.bridge_name_problem(value)
+    if problem is not None:
+        head, _, fix = problem.partition(": ")
+        fail(node, f"{what} {head}", fix)
+    return value
+
+
+def endpoint_mac(node: Node, what: str) -> str:
+    """A NIC's own MAC: a literal unicast address (the kernel refuses others at link up)."""
+    value = mac(node, what)
+    problem = validate.endpoint_mac_problem(value)
+    if problem is not None:
+        head, _, fix = problem.partition("; ")
+        fail(node, f"{what} {head}", fix)
+    return value
+
+
+def endpoint_mtu(node: Node, what: str, kind: str) -> int:
+    """An endpoint's MTU within what its link (tap or veth) takes."""
+    return integer(node, what, validate.MIN_MTU, validate.MAX_MTU[kind])
 
 
 def names(node: Node, what: str) -> list[tuple[Node, str]]:

@@ -57,7 +57,7 @@ def _strings(node: Node, what: str) -> tuple[str, ...]:
 def _frames(node: Node, names: Names) -> tuple[tuple[str, FrameSpec], ...]:
     pairs = fields.mapping(node, "frames").value
     for key, _ in pairs:
-        if not FRAME_NAME_RE.match(key.value):
+        if not FRAME_NAME_RE.fullmatch(key.value):
             fields.fail(
                 key,
                 f"frame name '{key.value}' is not valid",

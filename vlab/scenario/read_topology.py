@@ -68,8 +68,8 @@ def _endpoint_from(name_node: Node, found: dict[str, Node], what: str) -> Endpoi
     name = fields.name(name_node, f"{what} name")
     return EndpointSpec(
         name=name,
-        mac=fields.mac(found["mac"], f"{name} mac") if "mac" in found else None,
-        mtu=fields.integer(found["mtu"], f"{name} mtu", 68, 65535) if "mtu" in found else None,
+        mac=fields.endpoint_mac(found["mac"], f"{name} mac") if "mac" in found else None,
+        mtu=fields.endpoint_mtu(found["mtu"], f"{name} mtu", what) if "mtu" in found else None,
         port=options(found["port"], "port option", PORT_OPTIONS, check=check_port)
         if "port" in found
         else (),
@@ -140,7 +140,7 @@ def topology(node: Node, names: Names) -> tuple[BridgeSpec, ...]:
             node, f"topology has {len(pairs)} bridges", f"at most {MAX_BRIDGES} are allowed"
         )
     for key, value in pairs:
-        bridge_name = fields.name(key, "bridge name")
+        bridge_name = fields.bridge_name(key, "bridge name")
         _declare(names, where(key), bridge_name)
         names.bridges.append(bridge_name)
         found = fields.keys(value, f"bridge '{bridge_name}'", BRIDGE_KEYS)
