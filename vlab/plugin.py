@@ -12,16 +12,20 @@ import contextlib
 import os
 from collections.abc import Generator, Iterator
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import pytest
 
 from vlab.errors import LabError, Unsupported
-from vlab.lab import Lab
-from vlab.scenario.collect import pytest_collect_file
+from vlab.scenario import select
+
+if TYPE_CHECKING:
+    from vlab.lab import Lab
+    from vlab.scenario.collect import ScenarioFile
 
 SKIP_REASON = "lab tests need --vlab"
 LAB_FIXTURES = frozenset({"lab"})
-_LAB_KEY = pytest.StashKey[Lab]()
+_LAB_KEY = pytest.StashKey["Lab"]()
 
 
 def pytest_addoption(parser: pytest.Parser) -> None:
@@ -38,12 +42,25 @@ def pytest_addoption(parser: pytest.Parser) -> None:
         default="ci",
         help="depth of vlab's property tests: ci (fast, bounded) or thorough (many examples)",
     )
+    group.addoption(
+        select.OPTION,
+        action="append",
+        default=[],
+        metavar="PATH",
+        help="collect every *.yaml/*.yml under PATH as a vlab scenario (repeatable)",
+    )
+    parser.addini(
+        select.INI,
+        type="paths",
+        default=[],
+        help="paths (relative to the ini file) whose *.yaml/*.yml files are vlab scenarios",
+    )
 
 
 def pytest_configure(config: pytest.Config) -> None:
     config.addinivalue_line("markers", "vlab: a test that builds a network lab (needs --vlab)")
     config.addinivalue_line("markers", "qemu: a lab test that boots a real QEMU guest")
-    from vlab import profiles
+    from vlab import profiles  # light: hypothesis itself loads with the first property test
 
     profiles.register(config.getoption("--vlab-profile"))
     if config.getoption("--vlab"):
@@ -83,6 +100,15 @@ def _skip_unsupported() -> Generator[None, None, None]:
         raise pytest.skip.Exception(str(exc), _use_item_location=True) from None
 
 
+def pytest_collect_file(file_path: Path, parent: pytest.Collector) -> ScenarioFile | None:
+    """Collect a YAML file as a scenario only where the project asked for scenarios."""
+    if not select.wanted(parent.config, file_path):
+        return None
+    from vlab.scenario.collect import ScenarioFile
+
+    return ScenarioFile.from_parent(parent, path=file_path)
+
+
 @pytest.hookimpl(wrapper=True)
 def pytest_runtest_setup(item: pytest.Item) -> Generator[None, None, None]:
     return (yield from _skip_unsupported())
@@ -116,6 +142,8 @@ def lab(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Lab]:
     """
     if not request.config.getoption("--vlab"):
         pytest.skip(SKIP_REASON)
+    from vlab.lab import Lab
+
     name = request.node.name[:40]
     with Lab(name=name, artifacts=tmp_path / "vlab") as the_lab:
         request.node.stash[_LAB_KEY] = the_lab
