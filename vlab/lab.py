@@ -490,6 +490,7 @@ class Lab:
         return "\n".join(lines)
 
     def fdb_text(self) -> str:
+        """Every bridge's fdb as text, for the failure report of a lab test."""
         lines = []
         for br in self.bridges.values():
             lines.append(f"fdb of {br.name}:")

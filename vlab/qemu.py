@@ -89,6 +89,7 @@ class GuestResult:
 
     @property
     def ok(self) -> bool:
+        """True when the command exited with status 0."""
         return self.status == 0
 
 
@@ -249,6 +250,7 @@ class QemuGuest:
 
     @property
     def pid(self) -> int:
+        """The QEMU process's pid."""
         return self._proc.pid
 
     @property

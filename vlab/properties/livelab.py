@@ -71,6 +71,7 @@ class LiveLab:
         self.down: set[str] = set()
 
     def resolve(self, ref: str) -> bytes:
+        """The six bytes of a symbolic address (``vm1.mac``, ``h1.port_mac``) or a literal MAC."""
         found = self._bytes.get(ref)
         if found is None:
             found = self._bytes[ref] = _mac_bytes(ref)
@@ -121,6 +122,7 @@ class LiveLab:
         }
 
     def close(self) -> None:
+        """Tear the lab down."""
         self.lab.close()
 
 
