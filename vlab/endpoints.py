@@ -48,7 +48,7 @@ class FrameIO(Protocol):
 
 
 class Endpoint:
-    """What VMs, hosts and uplinks have in common; see DESIGN.md for the contract."""
+    """What VMs, hosts and uplinks have in common (the contract: docs/reference/endpoints.md)."""
 
     kind = "endpoint"
 

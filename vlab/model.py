@@ -3,9 +3,10 @@
 :class:`BridgeModel` answers one question — *which endpoints must receive this frame?* — and keeps
 the forwarding database the way the kernel would while doing so. Property tests drive a real bridge
 and this model side by side and compare every port's observations, so the model follows the kernel
-(6.18 as measured here, see the bridge facts in DESIGN.md / BRIDGE_FACTS.md), not the 802.1D
-textbook: each rule is one small method whose docstring names the fact and the kernel function it
-mirrors (``br_handle_frame``, ``br_handle_frame_finish``, ``br_fdb_update``, ``br_flood``...).
+(6.18 as measured here; "fact N" below is numbered as in the project's docs/bridge-facts.md),
+not the 802.1D textbook: each rule is one small method whose docstring names the fact and the
+kernel function it mirrors (``br_handle_frame``, ``br_handle_frame_finish``, ``br_fdb_update``,
+``br_flood``...).
 
 The rules are methods so that a deliberately wrong bridge is a three-line subclass::
 

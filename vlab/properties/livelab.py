@@ -51,7 +51,7 @@ class LiveLab:
                 ep = self.lab.uplink(self.br, mac=mac, name=name)
             self.endpoints[name] = ep
         self.lab.ready()
-        if stp:  # after every port forwards: they stay forwarding (fact 10)
+        if stp:  # after every port forwards: they stay forwarding (docs/bridge-facts.md fact 10)
             self.br.set(stp=True)
         by_port = {ep.port: name for name, ep in self.endpoints.items()}
         self.port_macs = {name: self.br.port(ep).mac for name, ep in self.endpoints.items()}
