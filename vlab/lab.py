@@ -25,7 +25,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from vlab import quiesce, report
+from vlab import quiesce, report, rootless, tools
 from vlab import tap as taplib
 from vlab.bridge import Bridge
 from vlab.capture import PacketPort, TapPort
@@ -145,6 +145,8 @@ class Lab:
         self._artifact_dir: Path | None = None  # where this lab's failure artifacts went
         self._guest_dir: Path | None = None
         self._guest_dir_is_temp = False
+        if os.geteuid() != 0:  # a non-root user builds labs as root of a user namespace
+            rootless.ensure()
         self._switch = self._space("switch")
         self._switch_rtnl = self._switch.rtnl
 
@@ -535,6 +537,7 @@ class Lab:
     ) -> subprocess.CompletedProcess[str]:
         if not argv:
             raise LabError(f"nothing to run in {ns.name}: give a program and its arguments")
+        argv = tools.resolve(argv)  # ip, bridge, tc: in /usr/sbin, off a normal user's PATH
         fd = ns.fd
         try:
             return subprocess.run(
