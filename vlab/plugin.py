@@ -21,6 +21,7 @@ from vlab.scenario import select
 
 if TYPE_CHECKING:
     from vlab.lab import Lab
+    from vlab.qemu import QemuGuest
     from vlab.scenario.collect import ScenarioFile
 
 SKIP_REASON = "lab tests need --vlab"
@@ -165,12 +166,33 @@ def pytest_runtest_makereport(
             pcaps = sorted(p.name for p in directory.glob("*.pcap"))
             text += f"\npcaps in {directory}: {', '.join(pcaps)}"
             for guest in the_lab._guests:
-                tail = "\n".join(guest.boot_log.splitlines()[-40:])
-                text += f"\n\nboot log of {guest.name} ({guest.boot_log_path}), last lines:\n{tail}"
+                text += _guest_logs(guest)
         except Exception as exc:  # a broken report must not hide the test's own failure
             text = f"(could not collect lab artifacts: {exc})"
         report.sections.append(("vlab lab", text))
     return report
+
+
+def _guest_logs(guest: QemuGuest) -> str:
+    """The end of a guest's console log and, while it still answers, of its kernel log.
+
+    Guests boot ``quiet`` (the serial console is slow under TCG), so the console shows only the
+    kernel's errors; its full log is read with ``dmesg`` at failure time, saved next to the boot
+    log and its end shown here.
+    """
+    tail = "\n".join(guest.boot_log.splitlines()[-40:]) or "(empty)"
+    text = f"\n\nboot log of {guest.name} ({guest.boot_log_path}), last lines:\n{tail}"
+    if not guest.answering:
+        return text + f"\n(guest {guest.name} no longer answers: no kernel log)"
+    try:
+        kernel = guest.run("dmesg", timeout=3).output
+    except LabError as exc:
+        return text + f"\n(kernel log of {guest.name} unavailable: {exc})"
+    path = guest.boot_log_path.with_name(f"{guest.boot_log_path.stem}-dmesg.log")
+    with contextlib.suppress(OSError):
+        path.write_text(kernel)
+    tail = "\n".join(kernel.splitlines()[-40:])
+    return text + f"\n\nkernel log of {guest.name} (dmesg, in {path}), last lines:\n{tail}"
 
 
 def pytest_report_header(config: pytest.Config) -> list[str]:
