@@ -1,4 +1,4 @@
-"""Sessions: tests (what CI runs), lint, types, bench, fuzz.
+"""Sessions: lint, types, docs (CI's gates), tests (what CI runs after them), bench, fuzz.
 
 Lab tests need root (or a user namespace) and real kernel objects; nox only provides the
 environment, the plugin's ``--vlab`` option turns them on.
@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import nox
 
-nox.options.sessions = ["lint", "types", "tests"]
+nox.options.sessions = ["lint", "types", "docs", "tests"]
 nox.options.reuse_existing_virtualenvs = True
 PY = None  # the interpreter nox runs on (./dev picks the newest 3.11+ the machine has)
 
@@ -23,6 +23,7 @@ def tests(session: nox.Session) -> None:
 
 @nox.session(python=PY)
 def lint(session: nox.Session) -> None:
+    """ruff check and ruff format --check: the code as committed is the code as formatted."""
     session.install("ruff")
     session.run("ruff", "check", "vlab", "tests", "benchmarks", "noxfile.py")
     session.run("ruff", "format", "--check", "vlab", "tests", "benchmarks", "noxfile.py")
@@ -30,8 +31,16 @@ def lint(session: nox.Session) -> None:
 
 @nox.session(python=PY)
 def types(session: nox.Session) -> None:
+    """mypy --strict over the vlab package (configured in pyproject.toml)."""
     session.install("-e", ".[dev]")
     session.run("mypy")
+
+
+@nox.session(python=PY)
+def docs(session: nox.Session) -> None:
+    """The documentation site, warnings as errors (a broken link or API reference fails)."""
+    session.install("-e", ".[docs]")
+    session.run("mkdocs", "build", "--strict", "--site-dir", "site", *session.posargs)
 
 
 @nox.session(python=PY)

@@ -1,10 +1,57 @@
-"""vlab: throwaway network labs for testing the VM -> tap -> bridge -> uplink path."""
+"""vlab: throwaway network labs for testing the VM -> tap -> bridge -> uplink path.
 
-from vlab.bridge import Bridge, FdbEntry, Port
-from vlab.endpoints import VM, Endpoint, Host, Uplink
-from vlab.errors import LabError, Unsupported
-from vlab.frames import Mask
-from vlab.lab import Lab, Where
+The public names are imported on first use (PEP 562), so ``import vlab`` — which pytest does for
+every project that merely has vlab installed, through the plugin entry point — costs nothing:
+scapy and the lab machinery load only when a lab is actually asked for.
+"""
+
+from __future__ import annotations
+
+import importlib
+from importlib.metadata import PackageNotFoundError, version
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from vlab.bridge import Bridge, FdbEntry, Port
+    from vlab.endpoints import VM, Endpoint, Host, Uplink
+    from vlab.errors import LabError, Unsupported
+    from vlab.frames import Mask
+    from vlab.lab import Lab, Where
+
+try:
+    __version__ = version("vlab")
+    """The installed distribution's version: pyproject.toml is its only source."""
+except PackageNotFoundError:  # running from a source tree that was never installed
+    __version__ = "0+unknown"
+
+_HOMES = {
+    "VM": "vlab.endpoints",
+    "Bridge": "vlab.bridge",
+    "Endpoint": "vlab.endpoints",
+    "FdbEntry": "vlab.bridge",
+    "Host": "vlab.endpoints",
+    "Lab": "vlab.lab",
+    "LabError": "vlab.errors",
+    "Mask": "vlab.frames",
+    "Port": "vlab.bridge",
+    "Unsupported": "vlab.errors",
+    "Uplink": "vlab.endpoints",
+    "Where": "vlab.lab",
+}
+
+
+def __getattr__(name: str) -> Any:
+    home = _HOMES.get(name)
+    if home is None:
+        raise AttributeError(f"module 'vlab' has no attribute {name!r}")
+    value = getattr(importlib.import_module(home), name)
+    globals()[name] = value
+    return value
+
+
+def __dir__() -> list[str]:
+    return sorted([*globals(), *_HOMES])
+
 
 __all__ = [
     "VM",
@@ -19,4 +66,5 @@ __all__ = [
     "Unsupported",
     "Uplink",
     "Where",
+    "__version__",
 ]

@@ -40,6 +40,7 @@ class FdbEntry:
 
     @property
     def how(self) -> str:
+        """One word for how the entry got there: local, locked, sticky, static or learnt."""
         if self.local:
             return "local"
         if self.locked:
@@ -87,6 +88,7 @@ class Port:
 
     @guarded
     def set(self, **options: Any) -> Port:
+        """Change port options (friendly names and units), all validated before any is sent."""
         encoded = encode_port(options)
         if "state" in encoded:
             self.state_managed = True
@@ -126,6 +128,7 @@ class Bridge:
 
     @guarded
     def set(self, **options: Any) -> Bridge:
+        """Change bridge options (friendly names and units), all validated before any is sent."""
         encoded = encode_bridge(options)
         if encoded.get("vlan_filtering") == 0 and not self.vlan_filtering:
             del encoded["vlan_filtering"]  # already off; kernels without it refuse even "off"
@@ -196,6 +199,7 @@ class Bridge:
 
     @guarded
     def fdb_entries(self) -> list[FdbEntry]:
+        """Every fdb entry of this bridge's ports, read from the kernel, with how it got there."""
         by_index = {p.index: p.name for p in self.ports.values()}
         out = []
         for mac, ifindex, master, state, flags, ext in nl.fdb_dump(self.lab._switch_rtnl):
@@ -228,6 +232,8 @@ class Bridge:
     def fdb_add(
         self, mac: str, endpoint: Endpoint | str, static: bool = True, sticky: bool = False
     ) -> None:
+        """Add a user fdb entry for ``mac`` on ``endpoint``'s port (static unless ``static=False``;
+        ``sticky=True`` keeps it from moving to another port, bridge facts, fact 14)."""
         port = self.port(endpoint)
         static = validate.flag(static, "fdb_add(static)")
         sticky = validate.flag(sticky, "fdb_add(sticky)")
@@ -240,6 +246,7 @@ class Bridge:
 
     @guarded
     def fdb_del(self, mac: str, endpoint: Endpoint | str) -> None:
+        """Delete the entry for ``mac`` on ``endpoint``'s port; a missing one is a LabError."""
         port = self.port(endpoint)
         try:
             nl.fdb_request(self.lab._switch_rtnl, False, port.index, normalize_mac(mac))

@@ -15,7 +15,6 @@ import importlib.util
 import json
 import os
 import platform
-import shutil
 import socket
 import stat
 import struct
@@ -24,7 +23,7 @@ from collections.abc import Callable, Iterator
 from dataclasses import asdict, dataclass
 from importlib import metadata
 
-from vlab import netns, rootless
+from vlab import netns, rootless, tools
 from vlab import tap as taplib
 from vlab.errors import LabError
 from vlab.netns import NetNS
@@ -198,7 +197,7 @@ class Prober:
 
     def tc(self, *qdisc: str, parent: str = "root") -> tuple[str, str]:
         """Add a qdisc with the ``tc`` program, as a lab test would."""
-        tc = shutil.which("tc")
+        tc = tools.which("tc")
         if tc is None:
             return UNKNOWN, "tc is not installed (iproute2)"
         if not self.port:
@@ -206,7 +205,7 @@ class Prober:
         return _run_in(self.ns, [tc, "qdisc", "replace", "dev", "vlveth", parent, *qdisc])
 
     def nft_bridge(self) -> tuple[str, str]:
-        nft = shutil.which("nft")
+        nft = tools.which("nft")
         if nft is None:
             return UNKNOWN, "nft is not installed (nftables)"
         return _run_in(self.ns, [nft, "add", "table", "bridge", "vlabprobe"])
@@ -250,9 +249,21 @@ def _privileges(entered: bool, problem: str | None) -> Check:
     return Check("access", "privileges", OK, "root", fatal=True)
 
 
-def _userns_for_others() -> Check:
-    """Whether a non-root user could run labs rootless: tried in a child that drops to nobody."""
+def _userns_for_others(problem: str | None = None) -> Check:
+    """Whether a non-root user could run labs rootless: tried in a child that drops to nobody.
+
+    ``problem`` is why this process itself could not enter one, when it tried and failed.
+    """
     name = "user namespaces"
+    if problem is not None:
+        blocked = rootless.userns_blocked()
+        return Check(
+            "access",
+            name,
+            MISSING,
+            f"no user namespace can be made here{f' ({blocked})' if blocked else ''}: "
+            "non-root users cannot run labs",
+        )
     if os.geteuid() == 0 and not rootless.in_user_namespace():
         pid = os.fork()
         if pid == 0:  # child: become nobody, then try what a rootless vlab does
@@ -402,7 +413,7 @@ def diagnose() -> list[Check]:
         entered, problem = rootless.ensure(), None
     except LabError as exc:
         entered, problem = False, str(exc)
-    checks = [_privileges(entered, problem), _userns_for_others(), *_tun_checks()]
+    checks = [_privileges(entered, problem), _userns_for_others(problem), *_tun_checks()]
     with _scratch() as prober:
         if isinstance(prober, str):
             checks.append(Check("access", "network namespaces", FAIL, prober, fatal=True))

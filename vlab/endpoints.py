@@ -38,9 +38,17 @@ WAIT_SLICE = 0.05  # longest select() in expect: a close or a guest's death is n
 class FrameIO(Protocol):
     ifname: str
 
-    def fileno(self) -> int: ...
-    def send(self, frame: bytes) -> None: ...
-    def drain(self) -> list[Record]: ...
+    def fileno(self) -> int:
+        """The fd frames are read from (a tap fd or a packet socket), for polling."""
+        ...
+
+    def send(self, frame: bytes) -> None:
+        """Write one frame, as the endpoint's NIC would transmit it."""
+        ...
+
+    def drain(self) -> list[Record]:
+        """Every frame that arrived since the last call, with its capture record."""
+        ...
 
 
 class _ClosedIO:
@@ -63,7 +71,7 @@ class _ClosedIO:
 
 
 class Endpoint:
-    """What VMs, hosts and uplinks have in common; see DESIGN.md for the contract."""
+    """What VMs, hosts and uplinks have in common (the contract: docs/reference/endpoints.md)."""
 
     kind = "endpoint"
 
@@ -219,6 +227,7 @@ class Endpoint:
         raise NotImplementedError
 
     def describe(self) -> str:
+        """One line saying what this endpoint is and where it is cabled (used in reports)."""
         return f"{self.kind} {self.name} mac {self.mac} on {self.bridge.name} port {self.port}"
 
     def __repr__(self) -> str:
@@ -313,6 +322,7 @@ class VM(Endpoint):
         taplib.set_carrier(self.tap_fd, up)
 
     def describe(self) -> str:
+        """One line: the guest's MAC, its tap and the tap's own MAC."""
         kind = "qemu guest" if self.guest is not None else "guest"
         return (
             f"vm {self.name}: {kind} mac {self.mac} -> tap {self.port} (tap mac {self.tap_mac})"
@@ -344,6 +354,7 @@ class Host(_NamespacedEndpoint):
     kind = "host"
 
     def describe(self) -> str:
+        """One line: the host's interface and MAC, and the veth port it is cabled to."""
         return (
             f"host {self.name}: {self.ifname} {self.mac} == veth ==> {self.port}"
             f" on {self.bridge.name}"
@@ -356,6 +367,7 @@ class Uplink(_NamespacedEndpoint):
     kind = "uplink"
 
     def describe(self) -> str:
+        """One line: the bridge port, and the far end in the upstream namespace."""
         return (
             f"uplink {self.name}: {self.bridge.name} port {self.port} == veth ==> "
             f"{self.ifname} ({self.mac}) in namespace {self.ns.name}"

@@ -20,6 +20,7 @@ FrameLike = Packet | bytes | bytearray | memoryview
 
 
 def to_bytes(frame: FrameLike) -> bytes:
+    """The bytes of a scapy packet or bytes-like frame; anything else is a LabError."""
     if isinstance(frame, Packet):
         return bytes(frame)
     if isinstance(frame, bytes | bytearray | memoryview):
@@ -28,6 +29,7 @@ def to_bytes(frame: FrameLike) -> bytes:
 
 
 def parse(data: bytes) -> Ether:
+    """Decode raw bytes as an Ethernet frame with scapy."""
     return Ether(data)
 
 
@@ -76,6 +78,7 @@ class Mask:
         return self._expected
 
     def ignore(self, *fields: str) -> Mask:
+        """Ignore ``Layer.field`` fields (``IP.ttl``); a field the frame lacks is a LabError."""
         template = self.expected
         for spec in fields:
             layer_name, _, field = spec.partition(".")
@@ -120,16 +123,19 @@ class Mask:
             return None
 
     def matches(self, data: bytes) -> bool:
+        """Whether received bytes equal the expected frame outside the ignored fields."""
         if data == self.expected_bytes:
             return True
         return bool(self.ignored) and self._overlay(data) == self.expected_bytes
 
     def describe(self) -> str:
+        """What the comparison ignores, for failure messages (``exact bytes`` when nothing)."""
         ignored = ", ".join(f"{a}.{b}" for a, b in self.ignored)
         return f"ignoring {ignored}" if ignored else "exact bytes"
 
 
 def as_mask(frame: FrameLike | Mask) -> Mask:
+    """``frame`` as a :class:`Mask` (an exact one unless it already is a mask)."""
     return frame if isinstance(frame, Mask) else Mask(frame)
 
 
@@ -167,11 +173,13 @@ def field_diff(expected: Packet, got: Packet, ignored: Iterable[tuple[str, str]]
 
 
 def summary(data: bytes) -> str:
+    """scapy's one-line summary and the length of the whole frame (header included), e.g.
+    ``52:54:00:00:00:01 > ff:ff:ff:ff:ff:ff (0x88b5) / Raw [frame 19 B]``."""
     try:
         text = parse(data).summary()
     except Exception:
         text = data[:32].hex()
-    return f"{text} [{len(data)} B]"
+    return f"{text} [frame {len(data)} B]"
 
 
 def closeness(mask: Mask, data: bytes) -> tuple[int, int]:

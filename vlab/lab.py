@@ -25,7 +25,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from vlab import limits, quiesce, report, validate
+from vlab import limits, quiesce, report, rootless, tools, validate
 from vlab import tap as taplib
 from vlab.bridge import Bridge
 from vlab.capture import PacketPort, TapPort
@@ -152,6 +152,8 @@ class Lab:
         self._artifact_dir: Path | None = None  # where this lab's failure artifacts went
         self._guest_dir: Path | None = None
         self._guest_dir_is_temp = False
+        if os.geteuid() != 0:  # a non-root user builds labs as root of a user namespace
+            rootless.ensure()
         try:
             self._switch = self._space("switch")
         except OSError as exc:
@@ -593,6 +595,7 @@ class Lab:
 
     @guarded
     def fdb_text(self) -> str:
+        """Every bridge's fdb as text, for the failure report of a lab test."""
         lines = []
         for br in self.bridges.values():
             lines.append(f"fdb of {br.name}:")
@@ -638,6 +641,7 @@ class Lab:
         argv = validate.argv(argv, ns.name)
         check = validate.flag(check, "run(check)")
         timeout = validate.timeout(timeout, "run")
+        argv = tools.resolve(argv)  # ip, bridge, tc: in /usr/sbin, off a normal user's PATH
         fd = ns.fd
         try:
             return subprocess.run(

@@ -3,9 +3,10 @@
 :class:`BridgeModel` answers one question — *which endpoints must receive this frame?* — and keeps
 the forwarding database the way the kernel would while doing so. Property tests drive a real bridge
 and this model side by side and compare every port's observations, so the model follows the kernel
-(6.18 as measured here, see the bridge facts in DESIGN.md / BRIDGE_FACTS.md), not the 802.1D
-textbook: each rule is one small method whose docstring names the fact and the kernel function it
-mirrors (``br_handle_frame``, ``br_handle_frame_finish``, ``br_fdb_update``, ``br_flood``...).
+(6.18 as measured here; "fact N" below is numbered as in the project's docs/bridge-facts.md),
+not the 802.1D textbook: each rule is one small method whose docstring names the fact and the
+kernel function it mirrors (``br_handle_frame``, ``br_handle_frame_finish``, ``br_fdb_update``,
+``br_flood``...).
 
 The rules are methods so that a deliberately wrong bridge is a three-line subclass::
 
@@ -86,6 +87,7 @@ def is_multicast(mac: str) -> bool:
 
 
 def is_link_local(mac: str) -> bool:
+    """Whether ``mac`` is in the reserved 01:80:c2:00:00:0X group (facts 7-9)."""
     return mac in LINK_LOCAL
 
 
@@ -95,6 +97,7 @@ def is_valid_source(mac: str) -> bool:
 
 
 def classify(dst: str) -> Traffic:
+    """Whether a destination MAC is broadcast, multicast or unicast traffic."""
     if dst == BROADCAST:
         return "broadcast"
     return "multicast" if is_multicast(dst) else "unicast"
@@ -125,6 +128,7 @@ class ParsedFrame:
 
     @classmethod
     def parse(cls, data: bytes) -> ParsedFrame:
+        """The fields of raw frame bytes the model decides on; under 14 bytes is a LabError."""
         if len(data) < 14:
             raise LabError(f"a {len(data)}-byte frame has no Ethernet header (14 bytes minimum)")
         ethertype = int.from_bytes(data[12:14], "big")
@@ -457,6 +461,7 @@ class BridgeModel:
         )
 
     def fdb_del(self, mac: str) -> None:
+        """Delete the entry for ``mac``; a missing one is a LabError, as the kernel's ENOENT."""
         mac = normalize_mac(mac)
         if mac not in self._fdb:
             raise LabError(f"no fdb entry for {mac} (the kernel says ENOENT)")
@@ -477,27 +482,33 @@ class BridgeModel:
 
     @property
     def now(self) -> float:
+        """The model's clock in seconds (moved by :meth:`advance`), which ageing is measured on."""
         return self._now
 
     @property
     def bridge_mac(self) -> str:
+        """The bridge device's own MAC (frames to it are delivered locally, fact 15)."""
         return self._bridge_mac
 
     @property
     def ports(self) -> tuple[str, ...]:
+        """The model's port names, in the order they were added."""
         return tuple(self._ports)
 
     def option(self, name: str) -> OptionValue:
+        """The current value of bridge option ``name``."""
         if name not in BRIDGE_OPTIONS:
             raise _unknown("bridge", name, BRIDGE_OPTIONS)
         return self._options[name]
 
     def port_option(self, port: str, name: str) -> OptionValue | None:
+        """The current value of port option ``name`` on ``port``, None if never set."""
         if name not in PORT_OPTIONS:
             raise _unknown("port", name, PORT_OPTIONS)
         return self._port(port).options.get(name)
 
     def port_mac(self, port: str) -> str:
+        """The MAC of ``port`` itself (not of what is behind it)."""
         return self._port(port).mac
 
     def port_state(self, name: str) -> str:
@@ -520,6 +531,7 @@ class BridgeModel:
         return {mac: e.port for mac, e in self._fdb.items()}
 
     def entries(self) -> dict[str, FdbEntry]:
+        """A copy of the model's fdb, keyed by MAC."""
         return dict(self._fdb)
 
     def __repr__(self) -> str:

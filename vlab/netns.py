@@ -62,10 +62,12 @@ class NetNS:
         """
         home = os.open(_NS_PATH, os.O_RDONLY | os.O_CLOEXEC)
         fd = -1
+        refused = False  # a refused unshare moved nothing, and setns home would be refused too
         try:
             try:
                 unshare()
             except OSError as exc:
+                refused = True
                 raise LabError(
                     f"cannot create a network namespace ({exc.strerror}): vlab needs root or "
                     "CAP_NET_ADMIN/CAP_SYS_ADMIN (or an unprivileged user namespace)"
@@ -77,8 +79,11 @@ class NetNS:
                 os.close(fd)
             raise
         finally:
-            setns(home)
-            os.close(home)
+            try:
+                if not refused:
+                    setns(home)
+            finally:
+                os.close(home)
 
     @contextmanager
     def entered(self) -> Iterator[None]:

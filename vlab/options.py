@@ -48,6 +48,7 @@ class Option:
     doc: str = ""
 
     def encode(self, value: Any) -> Any:
+        """The kernel value of a friendly one, or a LabError naming the range or choices."""
         if self.kind == "bool":
             if not isinstance(value, bool) and value not in (0, 1):
                 raise LabError(f"option {self.name}={value!r}: expected true or false")
@@ -87,6 +88,7 @@ class Option:
         return raw
 
     def decode(self, raw: Any) -> Any:
+        """The friendly value of a raw kernel value (centiseconds to seconds, ints to bools...)."""
         if self.kind == "bool":
             return bool(raw)
         if self.kind == "seconds":
@@ -342,10 +344,12 @@ def encode_mtu(value: Any, what: str) -> int | None:
 
 
 def encode_bridge(options: Mapping[str, Any]) -> dict[str, Any]:
+    """Validate and encode bridge options (see :func:`encode_options`)."""
     return encode_options("bridge", BRIDGE_OPTIONS, options)
 
 
 def encode_port(options: Mapping[str, Any]) -> dict[str, Any]:
+    """Validate and encode port options (see :func:`encode_options`)."""
     return encode_options("port", PORT_OPTIONS, options)
 
 

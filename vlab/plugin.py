@@ -12,16 +12,21 @@ import contextlib
 import os
 from collections.abc import Generator, Iterator
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import pytest
 
 from vlab.errors import LabError, Unsupported
-from vlab.lab import Lab
-from vlab.scenario.collect import pytest_collect_file
+from vlab.scenario import select
+
+if TYPE_CHECKING:
+    from vlab.lab import Lab
+    from vlab.qemu import QemuGuest
+    from vlab.scenario.collect import ScenarioFile
 
 SKIP_REASON = "lab tests need --vlab"
 LAB_FIXTURES = frozenset({"lab"})
-_LAB_KEY = pytest.StashKey[Lab]()
+_LAB_KEY = pytest.StashKey["Lab"]()
 
 
 def pytest_addoption(parser: pytest.Parser) -> None:
@@ -38,12 +43,25 @@ def pytest_addoption(parser: pytest.Parser) -> None:
         default="ci",
         help="depth of vlab's property tests: ci (fast, bounded) or thorough (many examples)",
     )
+    group.addoption(
+        select.OPTION,
+        action="append",
+        default=[],
+        metavar="PATH",
+        help="collect every *.yaml/*.yml under PATH as a vlab scenario (repeatable)",
+    )
+    parser.addini(
+        select.INI,
+        type="paths",
+        default=[],
+        help="paths (relative to the ini file) whose *.yaml/*.yml files are vlab scenarios",
+    )
 
 
 def pytest_configure(config: pytest.Config) -> None:
     config.addinivalue_line("markers", "vlab: a test that builds a network lab (needs --vlab)")
     config.addinivalue_line("markers", "qemu: a lab test that boots a real QEMU guest")
-    from vlab import profiles
+    from vlab import profiles  # light: hypothesis itself loads with the first property test
 
     profiles.register(config.getoption("--vlab-profile"))
     if config.getoption("--vlab"):
@@ -83,6 +101,15 @@ def _skip_unsupported() -> Generator[None, None, None]:
         raise pytest.skip.Exception(str(exc), _use_item_location=True) from None
 
 
+def pytest_collect_file(file_path: Path, parent: pytest.Collector) -> ScenarioFile | None:
+    """Collect a YAML file as a scenario only where the project asked for scenarios."""
+    if not select.wanted(parent.config, file_path):
+        return None
+    from vlab.scenario.collect import ScenarioFile
+
+    return ScenarioFile.from_parent(parent, path=file_path)
+
+
 @pytest.hookimpl(wrapper=True)
 def pytest_runtest_setup(item: pytest.Item) -> Generator[None, None, None]:
     return (yield from _skip_unsupported())
@@ -116,6 +143,8 @@ def lab(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Lab]:
     """
     if not request.config.getoption("--vlab"):
         pytest.skip(SKIP_REASON)
+    from vlab.lab import Lab
+
     name = request.node.name[:40]
     with Lab(name=name, artifacts=tmp_path / "vlab") as the_lab:
         request.node.stash[_LAB_KEY] = the_lab
@@ -137,12 +166,33 @@ def pytest_runtest_makereport(
             pcaps = sorted(p.name for p in directory.glob("*.pcap"))
             text += f"\npcaps in {directory}: {', '.join(pcaps)}"
             for guest in the_lab._guests:
-                tail = "\n".join(guest.boot_log.splitlines()[-40:])
-                text += f"\n\nboot log of {guest.name} ({guest.boot_log_path}), last lines:\n{tail}"
+                text += _guest_logs(guest)
         except Exception as exc:  # a broken report must not hide the test's own failure
             text = f"(could not collect lab artifacts: {exc})"
         report.sections.append(("vlab lab", text))
     return report
+
+
+def _guest_logs(guest: QemuGuest) -> str:
+    """The end of a guest's console log and, while it still answers, of its kernel log.
+
+    Guests boot ``quiet`` (the serial console is slow under TCG), so the console shows only the
+    kernel's errors; its full log is read with ``dmesg`` at failure time, saved next to the boot
+    log and its end shown here.
+    """
+    tail = "\n".join(guest.boot_log.splitlines()[-40:]) or "(empty)"
+    text = f"\n\nboot log of {guest.name} ({guest.boot_log_path}), last lines:\n{tail}"
+    if not guest.answering:
+        return text + f"\n(guest {guest.name} no longer answers: no kernel log)"
+    try:
+        kernel = guest.run("dmesg", timeout=3).output
+    except LabError as exc:
+        return text + f"\n(kernel log of {guest.name} unavailable: {exc})"
+    path = guest.boot_log_path.with_name(f"{guest.boot_log_path.stem}-dmesg.log")
+    with contextlib.suppress(OSError):
+        path.write_text(kernel)
+    tail = "\n".join(kernel.splitlines()[-40:])
+    return text + f"\n\nkernel log of {guest.name} (dmesg, in {path}), last lines:\n{tail}"
 
 
 def pytest_report_header(config: pytest.Config) -> list[str]:

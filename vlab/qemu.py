@@ -89,6 +89,7 @@ class GuestResult:
 
     @property
     def ok(self) -> bool:
+        """True when the command exited with status 0."""
         return self.status == 0
 
 
@@ -248,7 +249,13 @@ class QemuGuest:
             return ""
 
     @property
+    def answering(self) -> bool:
+        """Whether the guest has booted and its command channel still works (run() will answer)."""
+        return self._ready and self._broken is None and not self._closed and self.returncode is None
+
+    @property
     def pid(self) -> int:
+        """The QEMU process's pid."""
         return self._proc.pid
 
     @property

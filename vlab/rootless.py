@@ -13,7 +13,9 @@ rootless vlab process has no host network; labs never use it anyway.
 
 ``unshare(CLONE_NEWUSER)`` is refused (EINVAL) once a process has a second thread, so
 :func:`ensure` has to run first thing: the pytest plugin calls it from ``pytest_configure`` and the
-CLI at startup, before xdist, execnet or a reaper thread exist. Child processes (xdist workers,
+CLI at startup, before xdist, execnet or a reaper thread exist; ``Lab()`` calls it too, so a
+script's first ``with Lab() as lab:`` works as a normal user (a program that starts threads
+before its first lab calls it itself, earlier). Child processes (xdist workers,
 ``vlab run``'s pytest) inherit the namespace and are root in it already.
 
 /dev/net/tun is a device node owned by the host's root: inside the user namespace it is opened with
@@ -101,16 +103,20 @@ def ensure() -> bool:
     if n > 1:
         raise LabError(
             f"rootless labs: this process already has {n} threads, and a user namespace can only "
-            "be entered by a single-threaded process; run it as root, or start it under "
-            "`unshare --user --map-root-user --net`"
+            "be entered by a single-threaded process; call vlab.rootless.ensure() first thing "
+            "in the program (before anything starts a thread), run it as root, or start it "
+            "under `unshare --user --map-root-user --net`"
         )
     try:
         unshare(CLONE_NEWUSER | CLONE_NEWNET)
     except OSError as exc:
         blocked = userns_blocked()
         hint = f" ({blocked})" if blocked else ""
+        why = exc.strerror
+        if exc.errno == errno.ENOSPC:  # the kernel's way of saying a user namespace limit is hit
+            why = "the limit on user namespaces is reached"
         raise LabError(
-            f"rootless labs: cannot create a user namespace ({exc.strerror}){hint}; run as root "
+            f"rootless labs: no user namespace can be made here ({why}){hint}; run as root "
             "or allow unprivileged user namespaces"
         ) from None
     try:

@@ -4,7 +4,7 @@ Every strategy here draws only values the kernel accepts and the reference model
 (:class:`vlab.model.BridgeModel`) predicts, so a failing property means the bridge and the model
 disagree, never that the test asked for something impossible. Each docstring states what is
 guaranteed; the shrinking direction is towards the simplest case (unicast, untagged, empty
-payload, default options).
+payload, default options). "fact N" refers to the project's docs/bridge-facts.md.
 """
 
 from __future__ import annotations

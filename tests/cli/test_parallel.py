@@ -49,6 +49,8 @@ def make_suite(directory: Path) -> Path:
             target.parent.mkdir(parents=True, exist_ok=True)
             shutil.copy(source, target)
     (directory / "log").mkdir()
+    # a project says where its scenarios are; vlab collects no other YAML
+    (directory / "pytest.ini").write_text("[pytest]\nvlab_scenarios = scenarios\n")
     return directory
 
 

@@ -28,7 +28,7 @@ pytestmark = pytest.mark.vlab
 SYSTEM_PYTHON = "/usr/bin/python3"
 NOBODY = "nobody"
 DEPENDENCIES = ("pytest", "pyroute2", "scapy", "hypothesis", "PyYAML", "pytest-xdist", "execnet")
-SOURCES = ("vlab", "pyproject.toml", "README.md")
+SOURCES = ("vlab", "pyproject.toml", "README.md", "LICENSE")
 
 
 def _why_not() -> str | None:
@@ -50,7 +50,7 @@ def _why_not() -> str | None:
 
 def _pins() -> list[str]:
     """This environment's versions, so the venv installs what the suite is known to work with."""
-    pins = ["setuptools>=68", "wheel"]
+    pins = ["setuptools>=77", "wheel"]  # pyproject.toml's SPDX licence needs setuptools 77
     for name in DEPENDENCIES:
         try:
             pins.append(f"{name}=={metadata.version(name)}")
@@ -104,7 +104,8 @@ def venv() -> Iterator[Path]:
     if reason:
         pytest.skip(reason)
     pins = _pins()
-    key = hashlib.sha256("\n".join([SYSTEM_PYTHON, *pins]).encode()).hexdigest()[:12]
+    # one venv per checkout: checkouts side by side must not reinstall each other's vlab
+    key = hashlib.sha256("\n".join([SYSTEM_PYTHON, str(ROOT), *pins]).encode()).hexdigest()[:12]
     path = Path(tempfile.gettempdir()) / f"vlab-rootless-venv-{key}"
     with open(Path(tempfile.gettempdir()) / "vlab-rootless-venv.lock", "w") as lock:
         fcntl.flock(lock, fcntl.LOCK_EX)  # parallel workers and runs share one venv

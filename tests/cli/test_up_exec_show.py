@@ -73,14 +73,14 @@ def test_up_prints_topology_and_how_to_reach_nodes(start_up: Callable[[Path], Up
     header = next(line for line in lines if line.startswith("NODE"))
     assert header.split() == ["NODE", "KIND", "MAC", "NIC", "PORT", "BRIDGE", "REACH", "WITH"]
     assert any(line.startswith("h1 ") and "vlab exec h1 --" in line for line in lines)
-    assert any(line.startswith("vm1 ") and "tcpdump -eni vnet0" in line for line in lines)
+    assert any(line.startswith("vm1 ") and "tcpdump -Z root -eni vnet0" in line for line in lines)
 
 
 def test_exec_errors_are_one_line(vlab: Runner, start_up: Callable[[Path], Up]) -> None:
     up = start_up(DATA / "lab.yaml")
     vm = vlab("exec", "vm1", "--", "true")
     assert vm.returncode == 1
-    assert vm.stderr.count("\n") == 1 and "vlab exec br0 -- tcpdump -eni vnet0" in vm.stderr
+    assert vm.stderr.count("\n") == 1 and "vlab exec br0 -- tcpdump -Z root -eni vnet0" in vm.stderr
     unknown = vlab("exec", "nope", "--", "true")
     assert unknown.returncode == 1 and "has no node 'nope'" in unknown.stderr
     missing = vlab("exec", "br0", "--", "no-such-program-here")

@@ -8,8 +8,9 @@ import textwrap
 from pathlib import Path
 
 from vlab.scenario import loads_scenario
-from vlab.scenario.collect import is_scenario_path, markers
+from vlab.scenario.collect import markers
 from vlab.scenario.features import missing
+from vlab.scenario.select import is_scenario_path
 
 ROOT = Path(__file__).parents[2]
 
@@ -29,11 +30,15 @@ def names(release: str) -> list[tuple[str, str]]:
     return [(m.name, str(m.kwargs.get("reason", ""))) for m in markers(scenario, release)]
 
 
-def test_only_scenarios_directories_are_collected() -> None:
-    assert is_scenario_path(Path("/x/scenarios/bugs/a.yaml"))
-    assert is_scenario_path(Path("scenarios/a.yml"))
-    assert not is_scenario_path(Path("/x/tests/scenario/errors/a.yaml"))
-    assert not is_scenario_path(Path("/x/scenarios/readme.md"))
+def test_only_configured_or_named_files_are_collected() -> None:
+    roots = [Path("/x/scenarios")]
+    named = [Path("/y/mine.yaml")]
+    assert is_scenario_path(Path("/x/scenarios/bugs/a.yaml"), named, roots)
+    assert is_scenario_path(Path("/x/scenarios/a.yml"), named, roots)
+    assert is_scenario_path(Path("/y/mine.yaml"), named, roots)
+    assert not is_scenario_path(Path("/y/other.yaml"), named, roots)
+    assert not is_scenario_path(Path("/x/deploy/scenarios/site.yaml"), named, roots)
+    assert not is_scenario_path(Path("/x/scenarios/readme.md"), named, roots)
 
 
 def test_markers_follow_the_kernel_release() -> None:
@@ -62,7 +67,6 @@ def test_collection_and_bad_file_report(tmp_path: Path) -> None:
         textwrap.dedent(
             """
             import pytest
-            from vlab.scenario.collect import pytest_collect_file
 
             @pytest.fixture
             def lab():
@@ -79,8 +83,8 @@ def test_collection_and_bad_file_report(tmp_path: Path) -> None:
             "-q",
             "-p",
             "no:cacheprovider",
-            "-p",
-            "no:vlab",
+            "--vlab-scenarios",
+            str(tmp_path / "scenarios"),
             "--rootdir",
             str(tmp_path),
             str(tmp_path / "scenarios"),

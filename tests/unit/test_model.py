@@ -1,6 +1,6 @@
 """BridgeModel against the bridge facts: one test (or more) per fact, no root, no kernel.
 
-Fact numbers are those of the "Forwarding" section of the bridge facts; "measured" marks behaviour
+Fact numbers are those of the project's docs/bridge-facts.md; "measured" marks behaviour
 re-checked on this kernel while writing the model, beyond what the facts spell out.
 """
 

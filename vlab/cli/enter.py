@@ -14,7 +14,7 @@ from __future__ import annotations
 import os
 import sys
 
-from vlab import netns, rootless
+from vlab import netns, rootless, tools
 from vlab.cli.state import RunningLab, find
 from vlab.errors import LabError
 
@@ -28,9 +28,26 @@ def _open(path: str, what: str) -> int:
         raise LabError(f"{what}: no access to {path}: run as root or as the lab's user") from None
 
 
+def _same_user_namespace(pid: int) -> bool:
+    """Whether ``pid`` lives in this process's own user namespace (setns into it is EINVAL)."""
+    try:
+        theirs = os.stat(f"/proc/{pid}/ns/user")
+        ours = os.stat("/proc/self/ns/user")
+    except OSError:
+        return False
+    return (theirs.st_dev, theirs.st_ino) == (ours.st_dev, ours.st_ino)
+
+
 def join_owner(lab: RunningLab) -> None:
-    """Join the user namespace of a rootless lab's owner, unless this process is root."""
+    """Join the user namespace of a rootless lab's owner, unless this process is root.
+
+    A caller already in that namespace (a shell started under ``unshare --user``, where both
+    ``vlab up`` and ``vlab exec`` run) has nothing to join: the kernel refuses to setns a
+    process into its own user namespace, so that case is recognised and skipped.
+    """
     if not lab.rootless or (os.geteuid() == 0 and not rootless.in_user_namespace()):
+        return
+    if _same_user_namespace(lab.pid):
         return
     fd = _open(f"/proc/{lab.pid}/ns/user", f"lab {lab.name}")
     try:
@@ -49,6 +66,7 @@ def open_namespaces(lab: RunningLab) -> dict[str, int]:
 
 
 def enter(fd: int, what: str) -> None:
+    """Move this process into the network namespace held by ``fd``; ``what`` names it in errors."""
     try:
         netns.setns(fd, rootless.CLONE_NEWNET)
     except OSError as exc:
@@ -63,7 +81,7 @@ def namespace_of(lab: RunningLab, node: str) -> str:
     if found.kind == "vm":
         raise LabError(
             f"{node} is an emulated VM: its NIC is a tap fd held by vlab, not a namespace; "
-            f"watch its tap with: vlab exec {found.bridge} -- tcpdump -eni {found.port}"
+            f"watch its tap with: vlab exec {found.bridge} -- {tools.tcpdump_hint(found.port)}"
         )
     return found.ns
 
@@ -76,6 +94,7 @@ def exec_in(node: str, argv: list[str], pid: int | None, name: str | None) -> in
     join_owner(lab)
     enter(fd, f"node {node} of lab {lab.name}")
     os.close(fd)
+    argv = tools.resolve(argv)  # ip, bridge, tc live in /usr/sbin, off a normal user's PATH
     try:
         os.execvp(argv[0], argv)
     except OSError as exc:  # the shell's convention: 127 not found, 126 not executable

@@ -3,7 +3,8 @@
 pytest already knows how to collect scenarios, build a lab per test, skip what the kernel lacks
 and save pcaps of failures; this is a front that prints one line per scenario as it finishes and a
 summary naming each failure with the step that failed, instead of pytest's tracebacks. A YAML file
-named on the command line runs even outside a ``scenarios/`` directory. The exit code is pytest's.
+named on the command line, or lying under a directory named on it, runs as a scenario wherever
+it is. The exit code is pytest's.
 """
 
 from __future__ import annotations
@@ -49,17 +50,6 @@ class Progress:
         self.counts = dict.fromkeys(OUTCOMES, 0)
         self.failures: list[tuple[str, str]] = []
         self.started = time.monotonic()
-
-    def pytest_collect_file(self, file_path: Path, parent: pytest.Collector) -> Any:
-        from vlab.scenario.collect import SUFFIXES, ScenarioFile, is_scenario_path
-
-        if (
-            file_path.suffix in SUFFIXES
-            and not is_scenario_path(file_path)
-            and file_path.resolve() in self.explicit
-        ):
-            return ScenarioFile.from_parent(parent, path=file_path)
-        return None
 
     def pytest_collectreport(self, report: pytest.CollectReport) -> None:
         if report.failed:
@@ -137,6 +127,8 @@ def run(
         print(f"vlab: run: no such file or directory: {', '.join(missing)}", file=sys.stderr)
         return 4
     args = ["--vlab", "-p", "no:terminal", "-p", "no:cacheprovider", *paths]
+    # every YAML file under the paths asked for is a scenario, wherever they are
+    args += [f"--vlab-scenarios={p}" for p in paths if Path(p).is_dir()]
     if exitfirst:
         args.append("-x")
     if keyword:

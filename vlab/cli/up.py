@@ -13,7 +13,7 @@ from pathlib import Path
 from types import FrameType
 from typing import Any
 
-from vlab import rootless
+from vlab import rootless, tools
 from vlab.cli import state
 from vlab.cli.table import table
 from vlab.errors import LabError
@@ -64,7 +64,7 @@ def nodes_of(lab: Lab) -> list[state.Node]:
 def reach(node: state.Node) -> str:
     """How a user gets at a node from another shell."""
     if node.kind == "vm":
-        return f"its tap: vlab exec {node.bridge} -- tcpdump -eni {node.port}"
+        return f"its tap: vlab exec {node.bridge} -- {tools.tcpdump_hint(node.port)}"
     if node.kind == "bridge":
         return f"vlab exec {node.name} -- bridge fdb show br {node.name}"
     return f"vlab exec {node.name} -- ip -br link"

@@ -51,7 +51,7 @@ class LiveLab:
                 ep = self.lab.uplink(self.br, mac=mac, name=name)
             self.endpoints[name] = ep
         self.lab.ready()
-        if stp:  # after every port forwards: they stay forwarding (fact 10)
+        if stp:  # after every port forwards: they stay forwarding (docs/bridge-facts.md fact 10)
             self.br.set(stp=True)
         by_port = {ep.port: name for name, ep in self.endpoints.items()}
         self.port_macs = {name: self.br.port(ep).mac for name, ep in self.endpoints.items()}
@@ -71,6 +71,7 @@ class LiveLab:
         self.down: set[str] = set()
 
     def resolve(self, ref: str) -> bytes:
+        """The six bytes of a symbolic address (``vm1.mac``, ``h1.port_mac``) or a literal MAC."""
         found = self._bytes.get(ref)
         if found is None:
             found = self._bytes[ref] = _mac_bytes(ref)
@@ -121,6 +122,7 @@ class LiveLab:
         }
 
     def close(self) -> None:
+        """Tear the lab down."""
         self.lab.close()
 
 

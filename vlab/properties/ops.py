@@ -26,6 +26,7 @@ class FrameDraw:
     """The 802.1Q TCI (PCP, DEI and VID), or None for an untagged frame."""
 
     def to_bytes(self, resolve: Callable[[str], bytes]) -> bytes:
+        """The frame's bytes, with symbolic addresses (``vm1.mac``) resolved by ``resolve``."""
         tag = b"" if self.vlan is None else struct.pack("!HH", 0x8100, self.vlan)
         head = resolve(self.dst) + resolve(self.src) + tag
         return head + struct.pack("!H", self.ethertype) + self.payload

@@ -54,6 +54,7 @@ class Failure:
 
     @property
     def steps(self) -> int:
+        """How many operations the shrunk failing example has."""
         return len(self.ops)
 
 

@@ -54,14 +54,17 @@ class MachineTopology:
 
     @property
     def stp(self) -> bool:
+        """Whether the generated bridge options turn STP on."""
         return bool(dict(self.bridge).get("stp", False))
 
     def names(self) -> tuple[str, ...]:
+        """The endpoint names of this topology: vm1.., h1.., then uplink."""
         vms = tuple(f"vm{i}" for i in range(1, self.vms + 1))
         hosts = tuple(f"h{i}" for i in range(1, self.hosts + 1))
         return vms + hosts + (("uplink",) if self.uplink else ())
 
     def kind(self, name: str) -> str:
+        """``vm``, ``host`` or ``uplink``: what kind of endpoint the name stands for."""
         return "vm" if name.startswith("vm") else "host" if name.startswith("h") else "uplink"
 
     def mac(self, name: str) -> str:

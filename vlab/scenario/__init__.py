@@ -4,13 +4,47 @@
 lab, ``dump_scenario`` writes a :class:`Scenario` back out (so generated failures can be saved as
 files). The format is described in FORMAT.md next to this module; the pure-data building blocks
 (``BridgeSpec``, ``Send``, ``Expect``...) live in :mod:`vlab.scenario.model`.
+
+Names are imported on first use, so the pytest plugin can ask :mod:`vlab.scenario.select`
+whether a file is a scenario without loading the YAML reader or the runner.
 """
 
-from vlab.scenario.errors import ScenarioError, Where
-from vlab.scenario.load import load_scenario, loads_scenario
-from vlab.scenario.model import Scenario
-from vlab.scenario.runner import build_topology, run_scenario
-from vlab.scenario.writer import dump_scenario
+from __future__ import annotations
+
+import importlib
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from vlab.scenario.errors import ScenarioError, Where
+    from vlab.scenario.load import load_scenario, loads_scenario
+    from vlab.scenario.model import Scenario
+    from vlab.scenario.runner import build_topology, run_scenario
+    from vlab.scenario.writer import dump_scenario
+
+_HOMES = {
+    "Scenario": "vlab.scenario.model",
+    "ScenarioError": "vlab.scenario.errors",
+    "Where": "vlab.scenario.errors",
+    "build_topology": "vlab.scenario.runner",
+    "dump_scenario": "vlab.scenario.writer",
+    "load_scenario": "vlab.scenario.load",
+    "loads_scenario": "vlab.scenario.load",
+    "run_scenario": "vlab.scenario.runner",
+}
+
+
+def __getattr__(name: str) -> Any:
+    home = _HOMES.get(name)
+    if home is None:
+        raise AttributeError(f"module 'vlab.scenario' has no attribute {name!r}")
+    value = getattr(importlib.import_module(home), name)
+    globals()[name] = value
+    return value
+
+
+def __dir__() -> list[str]:
+    return sorted([*globals(), *_HOMES])
+
 
 __all__ = [
     "Scenario",

@@ -1,6 +1,7 @@
-"""pytest collection of ``scenarios/**/*.yaml``: one test item per file, run on the ``lab`` fixture.
+"""pytest collection of scenario files: one test item per file, run on the ``lab`` fixture.
 
-The vlab plugin re-exports :func:`pytest_collect_file` from here. Each item is a
+Which files are scenarios is decided by :mod:`vlab.scenario.select` (the plugin's
+``pytest_collect_file`` asks it before importing this module). Each item is a
 ``pytest.Function`` whose test function asks for the ``lab`` fixture, so a scenario gets its lab
 exactly as a Python test does (same setup, teardown and artifacts), is marked ``vlab`` (skipped
 without ``--vlab``), and carries xfail/skip markers computed from the running kernel.
@@ -23,20 +24,6 @@ from vlab.scenario.kernel import matches
 from vlab.scenario.load import load_scenario
 from vlab.scenario.model import Scenario
 from vlab.scenario.runner import run_scenario
-
-SUFFIXES = (".yaml", ".yml")
-
-
-def is_scenario_path(path: Path) -> bool:
-    """A YAML file somewhere below a directory called ``scenarios``."""
-    return path.suffix in SUFFIXES and "scenarios" in path.parts[:-1]
-
-
-def pytest_collect_file(file_path: Path, parent: pytest.Collector) -> ScenarioFile | None:
-    """Collect scenario files; everything else is left to other plugins."""
-    if is_scenario_path(file_path):
-        return ScenarioFile.from_parent(parent, path=file_path)
-    return None
 
 
 def scenario_test(scenario: Scenario) -> Callable[[Any], None]:

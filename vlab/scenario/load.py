@@ -6,15 +6,19 @@ writes them in, so every reference can be checked against declared names.
 
 from __future__ import annotations
 
+import difflib
 import re
+from functools import partial
 from pathlib import Path
 
-from yaml.nodes import Node, SequenceNode
+from yaml.nodes import MappingNode, Node, SequenceNode
 
-from vlab.scenario import fields, read_frames, read_steps, read_topology
+from vlab.scenario import fields, hints, read_frames, read_steps, read_topology, rules
+from vlab.scenario.errors import ScenarioError
 from vlab.scenario.kernel import check_range
 from vlab.scenario.model import FrameSpec, KernelRange, Scenario
 from vlab.scenario.names import Names
+from vlab.scenario.problems import attempt, collecting, fail_later
 from vlab.scenario.source import compose, decode, where
 from vlab.scenario.vocabulary import FEATURES
 
@@ -29,6 +33,7 @@ TOP_KEYS = (
     "frames",
     "steps",
 )
+REQUIRED = ("name", "topology", "steps")
 FRAME_NAME_RE = re.compile(r"^[A-Za-z][A-Za-z0-9_-]{0,39}$")
 
 
@@ -64,37 +69,92 @@ def _frames(node: Node, names: Names) -> tuple[tuple[str, FrameSpec], ...]:
                 "use a letter then letters, digits, '_' or '-'",
             )
         names.frames.append(key.value)
-    return tuple(
-        (key.value, read_frames.frame(value, f"frame '{key.value}'", names)) for key, value in pairs
+    read = read_frames.frame
+    frames = (
+        (key.value, attempt(partial(read, value, f"frame '{key.value}'", names), None))
+        for key, value in pairs
     )
+    return tuple((name, spec) for name, spec in frames if spec is not None)
+
+
+def _top(root: MappingNode) -> dict[str, Node]:
+    """The top-level sections; an unknown or missing key is recorded and the rest still read."""
+    found: dict[str, Node] = {}
+    meant: set[str] = set()  # what the unknown keys look like typos of
+    for key, value in root.value:
+        if key.value in TOP_KEYS:
+            found[key.value] = value
+        else:
+            meant.update(difflib.get_close_matches(key.value, TOP_KEYS, n=1, cutoff=0.6))
+            fail_later(
+                where(key),
+                f"unknown key '{key.value}' in a scenario",
+                fields.suggest(key.value, TOP_KEYS),
+            )
+    for name in REQUIRED:
+        if name not in found and name not in meant:  # a typo of it is reported already
+            fail_later(
+                where(root),
+                f"a scenario has no '{name}'",
+                f"add '{name}:'; allowed keys: {', '.join(TOP_KEYS)}",
+            )
+    return found
 
 
 def loads_scenario(data: bytes | str, name: str = "<scenario>") -> Scenario:
-    """Parse and validate scenario text; ``name`` is the file name used in error messages."""
+    """Parse and validate scenario text; ``name`` is the file name used in error messages.
+
+    Every mistake found is reported in one :class:`ScenarioError` (see
+    :mod:`vlab.scenario.problems`), up to a limit.
+    """
     text = decode(data, name) if isinstance(data, bytes) else data
-    root = compose(text, name)
-    found = fields.keys(root, "a scenario", TOP_KEYS, required=("name", "topology", "steps"))
+    try:
+        root = compose(text, name)
+    except ScenarioError as exc:
+        raise hints.explain(exc, text) from None
+    with collecting():
+        scenario = _read(root)
+    return scenario
+
+
+def _read(root: MappingNode) -> Scenario:
+    found = _top(root)
     names = Names()
-    bridges = read_topology.topology(found["topology"], names)
-    frames = _frames(found["frames"], names) if "frames" in found else ()
+    topology = found.get("topology")
+    bridges = (
+        attempt(lambda: read_topology.topology(topology, names), ()) if topology is not None else ()
+    )
+    frames = attempt(lambda: _frames(found["frames"], names), ()) if "frames" in found else ()
     requires = found.get("requires")
+    listed = found.get("steps")
+    steps = attempt(lambda: read_steps.steps(listed, names), ()) if listed is not None else ()
+    rules.check_ports(bridges, steps)
     return Scenario(
-        name=fields.text(found["name"], "name", 200),
-        description=fields.text(found["description"], "description")
+        name=attempt(lambda: fields.text(found["name"], "name", 200), "")
+        if "name" in found
+        else "",
+        description=attempt(lambda: fields.text(found["description"], "description"), "")
         if "description" in found
         else "",
-        references=_strings(found["references"], "references") if "references" in found else (),
-        xfail=_kernel_ranges(found["xfail"], "xfail") if "xfail" in found else (),
-        skip=_kernel_ranges(found["skip"], "skip") if "skip" in found else (),
-        requires=tuple(
-            fields.choice(item, "requires", FEATURES)
-            for item in fields.sequence(requires, "requires")
+        references=attempt(lambda: _strings(found["references"], "references"), ())
+        if "references" in found
+        else (),
+        xfail=attempt(lambda: _kernel_ranges(found["xfail"], "xfail"), ())
+        if "xfail" in found
+        else (),
+        skip=attempt(lambda: _kernel_ranges(found["skip"], "skip"), ()) if "skip" in found else (),
+        requires=attempt(
+            lambda: tuple(
+                fields.choice(item, "requires", FEATURES)
+                for item in fields.sequence(requires, "requires")
+            ),
+            (),
         )
         if requires is not None
         else (),
         bridges=bridges,
         frames=frames,
-        steps=read_steps.steps(found["steps"], names),
+        steps=steps,
         where=where(root),
     )
 

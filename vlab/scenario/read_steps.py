@@ -3,11 +3,12 @@
 from __future__ import annotations
 
 from collections.abc import Callable
+from functools import partial
 from typing import cast
 
 from yaml.nodes import Node, ScalarNode
 
-from vlab.scenario import fields
+from vlab.scenario import fields, problems
 from vlab.scenario.model import (
     Carrier,
     Expect,
@@ -151,7 +152,7 @@ def _set(node: Node, names: Names, note: str | None) -> SetBridge | SetPort:
         opts = options(node, "port option", PORT_OPTIONS, skip=reserved, check=check)
         at = names.endpoint(targets["port"], "set port")
         result = SetPort(at, opts, rejected, note, where(node))
-    if not opts:
+    if not any(k.value not in reserved for k, _ in mapping.value):  # not: every one was bad
         fields.fail(node, "set changes no option", "add at least one option to change")
     return result
 
@@ -242,15 +243,17 @@ def steps(node: Node, names: Names) -> tuple[Step, ...]:
             f"there are {len(items)} steps",
             f"at most {MAX_STEPS} are allowed; split the scenario",
         )
-    result = tuple(step(item, names) for item in items)
-    _check_last_sent(result, items)
-    return result
+    # each step on its own: a bad one is recorded and dropped, the rest still read
+    read = [(item, problems.attempt(partial(step, item, names), None)) for item in items]
+    pairs = [(item, parsed) for item, parsed in read if parsed is not None]
+    _check_last_sent(pairs)
+    return tuple(parsed for _, parsed in pairs)
 
 
-def _check_last_sent(result: tuple[Step, ...], items: list[Node]) -> None:
+def _check_last_sent(pairs: list[tuple[Node, Step]]) -> None:
     """``expect`` without a frame means "the frame sent last": something must have been sent."""
     sent = False
-    for item, parsed in zip(items, result, strict=True):
+    for item, parsed in pairs:
         sent = sent or isinstance(parsed, Send)
         if isinstance(parsed, Expect) and parsed.frame is None and not sent:
             fields.fail(

@@ -4,10 +4,11 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import replace
+from functools import partial
 
 from yaml.nodes import MappingNode, Node, ScalarNode, SequenceNode
 
-from vlab.scenario import fields
+from vlab.scenario import fields, problems
 from vlab.scenario.errors import ScenarioError, Where
 from vlab.scenario.model import BridgeSpec, EndpointSpec, FdbEntrySpec, Options, OptionValue
 from vlab.scenario.names import Names
@@ -54,10 +55,13 @@ def options(
             continue
         kind = table.get(key.value)
         if kind is None:
-            fields.fail(
-                key, f"unknown {what} '{key.value}'", fields.suggest(key.value, list(table))
+            problems.fail_later(
+                where(key), f"unknown {what} '{key.value}'", fields.suggest(key.value, list(table))
             )
-        result.append((key.value, option_value(value, key.value, kind)))
+            continue
+        read = problems.attempt(partial(option_value, value, key.value, kind), None)
+        if read is not None:  # a bad value was recorded; the other options are still read
+            result.append((key.value, read))
     problem = check(dict(result)) if check is not None and result else None
     if problem is not None:
         fields.fail(node, problem, "change the value, or mark a set step `rejected: true`")
@@ -66,11 +70,18 @@ def options(
 
 def _endpoint_from(name_node: Node, found: dict[str, Node], what: str) -> EndpointSpec:
     name = fields.name(name_node, f"{what} name")
+    # each field on its own: a bad one is recorded and the endpoint still declared
     return EndpointSpec(
         name=name,
-        mac=fields.endpoint_mac(found["mac"], f"{name} mac") if "mac" in found else None,
-        mtu=fields.endpoint_mtu(found["mtu"], f"{name} mtu", what) if "mtu" in found else None,
-        port=options(found["port"], "port option", PORT_OPTIONS, check=check_port)
+        mac=problems.attempt(lambda: fields.endpoint_mac(found["mac"], f"{name} mac"), None)
+        if "mac" in found
+        else None,
+        mtu=problems.attempt(lambda: fields.endpoint_mtu(found["mtu"], f"{name} mtu", what), None)
+        if "mtu" in found
+        else None,
+        port=problems.attempt(
+            lambda: options(found["port"], "port option", PORT_OPTIONS, check=check_port), ()
+        )
         if "port" in found
         else (),
         where=where(name_node),
@@ -117,7 +128,9 @@ def _bridge_fdb(node: Node, names: Names, bridge: BridgeSpec) -> tuple[FdbEntryS
     entries = []
     cabled = [ep.name for ep in bridge.endpoints()]
     for item in fields.sequence(node, "fdb"):
-        entry = fdb_entry(item, names, "fdb entry")
+        entry = problems.attempt(partial(fdb_entry, item, names, "fdb entry"), None)
+        if entry is None:
+            continue
         if entry.at not in cabled:
             fields.fail(
                 item,
@@ -146,7 +159,12 @@ def topology(node: Node, names: Names) -> tuple[BridgeSpec, ...]:
         found = fields.keys(value, f"bridge '{bridge_name}'", BRIDGE_KEYS)
         bridge = BridgeSpec(
             name=bridge_name,
-            options=options(found["options"], "bridge option", BRIDGE_OPTIONS, check=check_bridge)
+            options=problems.attempt(
+                partial(
+                    options, found["options"], "bridge option", BRIDGE_OPTIONS, check=check_bridge
+                ),
+                (),
+            )
             if "options" in found
             else (),
             vms=_endpoints(found["vms"], "vm") if "vms" in found else (),
