@@ -146,8 +146,8 @@ def open_private_dir(path: Path, what: str, fix: str, create: bool = True) -> in
         uid = os.geteuid()
         if st.st_uid != uid:
             raise LabError(
-                f"{what} {path} belongs to uid {st.st_uid}, not to you (uid {uid}): someone "
-                f"else may have planted it; remove it (as root: rm -r {path}) or {fix}"
+                f"{what} {path} belongs to {owner_text(st.st_uid)}, not to you (uid {uid}): "
+                f"someone else may have planted it; remove it (as root: rm -r {path}) or {fix}"
             )
         mode = stat.S_IMODE(st.st_mode)
         if mode & 0o022:
@@ -161,6 +161,15 @@ def open_private_dir(path: Path, what: str, fix: str, create: bool = True) -> in
         os.close(fd)
         raise
     return fd
+
+
+def owner_text(uid: int) -> str:
+    """``uid N``, or who an unmapped owner is when this process is in a user namespace."""
+    from vlab.rootless import in_user_namespace
+
+    if uid == _overflow_uid() and in_user_namespace():
+        return f"another user (uid {uid}: not mapped into this rootless user namespace)"
+    return f"uid {uid}"
 
 
 def _overflow_uid() -> int:
