@@ -210,7 +210,7 @@ def check_trusted(path: Path, what: str, fix: str) -> None:
         mode = stat.S_IMODE(st.st_mode)
         if st.st_uid not in owners:
             raise LabError(
-                f"{what} {path}: {part} belongs to uid {st.st_uid}, not to you (uid "
+                f"{what} {path}: {part} belongs to {owner_text(st.st_uid)}, not to you (uid "
                 f"{os.geteuid()}) or root, so its owner could plant files in it; {fix}"
             )
         writable = mode & 0o022
@@ -227,9 +227,12 @@ def check_trusted_file(path: Path, what: str, fix: str) -> os.stat_result:
     st = os.lstat(path)
     if not stat.S_ISREG(st.st_mode):
         raise LabError(f"{what} {path} is a {kind_of(st.st_mode)}, not a regular file; {fix}")
-    if st.st_uid not in trusted_owners() or stat.S_IMODE(st.st_mode) & 0o022:
+    if st.st_uid not in trusted_owners():
         raise LabError(
-            f"{what} {path} belongs to uid {st.st_uid} with mode "
-            f"{stat.S_IMODE(st.st_mode):04o}: someone else could have planted it; {fix}"
+            f"{what} {path} belongs to {owner_text(st.st_uid)}, not to you (uid {os.geteuid()}) "
+            f"or root: someone else could have planted it; {fix}"
         )
+    mode = stat.S_IMODE(st.st_mode)
+    if mode & 0o022:
+        raise LabError(f"{what} {path} is mode {mode:04o}, writable by others; {fix}")
     return st
