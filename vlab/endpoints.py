@@ -135,7 +135,8 @@ class Endpoint:
 
     def frames(self) -> list[Ether]:
         """Every frame received here and not yet consumed, in arrival order; drains the list."""
-        self.lab.settle()
+        self.lab._settle_unless_quiet()  # cheap when an earlier call settled the lab already
+        self._pull()
         out = [parse(data) for _ts, data in self._pending]
         self._pending.clear()
         return out

@@ -126,7 +126,7 @@ def settle(
     drain: Callable[[], int],
     fds: Sequence[int],
     timeout: float = 10.0,
-) -> None:
+) -> bytes:
     """Return once every frame in flight in the lab has been delivered (drained) or dropped.
 
     ``drain`` pulls whatever is readable at the lab's edges and says how many frames it got.
@@ -135,6 +135,8 @@ def settle(
     barrier, with unchanged counters. A frame that was between two places during the first
     round either finished moving during the barrier (and is drained now) or moved from one
     link to the next — which counts a packet on a lab link and changes the counters.
+
+    Returns the counters of the quiet lab, for :func:`still_quiet`.
     """
     deadline = time.monotonic() + timeout
     previous: bytes | None = None
@@ -144,7 +146,7 @@ def settle(
         got = drain()
         if not busy and not got:
             if counters == previous:
-                return
+                return counters
             previous = counters
             cpu_barrier()
             continue
@@ -162,3 +164,16 @@ def settle(
                 select.select(fds, [], [], min(0.002, remaining))
             else:
                 time.sleep(min(0.002, remaining))
+
+
+def still_quiet(watches: Sequence[QdiscWatch], quiet_counters: bytes) -> bool:
+    """Whether a lab :func:`settle` found quiet (with ``quiet_counters``) has stayed quiet.
+
+    Every frame that moves in a lab counts a packet on a lab link: sent into a tap, through a
+    veth, out of a bridge port. Unchanged counters therefore mean nothing has moved since the
+    lab was quiet, and empty queues that nothing waits in a qdisc either: what the edges held
+    then was drained then. Costs one counter dump per namespace instead of a settle's two
+    rounds over every endpoint, so reading many endpoints of a big lab stays cheap.
+    """
+    counters = b"".join(w.counters() for w in watches)
+    return counters == quiet_counters and not queued(watches)
