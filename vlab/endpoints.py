@@ -9,7 +9,6 @@ everything sent or received is kept for the pcap written when a test fails.
 from __future__ import annotations
 
 import collections
-import select
 import subprocess
 import time
 from collections.abc import Sequence
@@ -17,6 +16,7 @@ from typing import TYPE_CHECKING, Protocol
 
 from scapy.layers.l2 import Ether
 
+from vlab import quiesce
 from vlab import tap as taplib
 from vlab.capture import Record
 from vlab.errors import LabError
@@ -111,7 +111,7 @@ class Endpoint:
             remaining = deadline - time.monotonic()
             if remaining <= 0:
                 self.lab._fail_expect(self, m, timeout)
-            select.select([fd], [], [], remaining)
+            quiesce.wait_readable([fd], remaining)  # poll: fds of big labs exceed 1023
             if self._pull():
                 got = self._take(m)
         return got
