@@ -142,7 +142,7 @@ class Lab:
         self._dirty = True
         self._closed = False
         self._artifact_dir: Path | None = None  # where this lab's failure artifacts went
-        self._quiet_counters: bytes | None = None  # the lab's counters when last found quiet
+        self._quiet: quiesce.Quiet | None = None  # the lab when a settle last found it quiet
         self._guest_dir: Path | None = None
         self._guest_dir_is_temp = False
         self._switch = self._space("switch")
@@ -453,8 +453,8 @@ class Lab:
         """Return once every frame in flight has been delivered to an endpoint or dropped."""
         self._check_open()
         self._ready()
-        self._quiet_counters = None
-        self._quiet_counters = quiesce.settle(
+        self._quiet = None
+        self._quiet = quiesce.settle(
             [s.watch for s in self._spaces.values()],
             self._drain_all,
             [ep._io.fileno() for ep in self.endpoints.values()],
@@ -468,7 +468,7 @@ class Lab:
         Reading ``frames()`` of each of a thousand endpoints would otherwise settle the whole
         lab a thousand times (tens of seconds); see :func:`vlab.quiesce.still_quiet`.
         """
-        known = self._quiet_counters
+        known = self._quiet
         watches = [s.watch for s in self._spaces.values()]
         if known is None or self._dirty or self._closed or not quiesce.still_quiet(watches, known):
             self.settle()

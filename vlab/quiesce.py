@@ -23,6 +23,7 @@ import select
 import socket
 import time
 from collections.abc import Callable, Iterable, Sequence
+from dataclasses import dataclass
 
 from vlab.errors import LabError
 from vlab.rtnl import Rtnl
@@ -33,15 +34,33 @@ SOFTNET = "/proc/net/softnet_stat"
 WORK_CONSERVING = frozenset({"noqueue", "pfifo_fast", "pfifo", "bfifo", "fq_codel", "mq"})
 
 
-def softnet_backlog() -> int:
-    """Frames waiting in any CPU's input backlog (column 12 of softnet_stat since 5.x)."""
-    total = 0
+def softnet() -> tuple[int, int]:
+    """(frames received by any device on any CPU so far, frames waiting in CPU input backlogs).
+
+    Columns 1 and 12 of softnet_stat (the backlog column exists since 5.x). The first counts
+    every frame any device of the host received, lab or not, so it only moves forward.
+    """
+    processed = backlog = 0
     with open(SOFTNET, "rb") as fh:
         for line in fh.read().split(b"\n"):
             cols = line.split()
             if len(cols) > 11:
-                total += int(cols[11], 16)
-    return total
+                processed += int(cols[0], 16)
+                backlog += int(cols[11], 16)
+    return processed, backlog
+
+
+def softnet_backlog() -> int:
+    """Frames waiting in any CPU's input backlog (column 12 of softnet_stat since 5.x)."""
+    return softnet()[1]
+
+
+@dataclass
+class Quiet:
+    """What a lab looked like when :func:`settle` found it quiet, for :func:`still_quiet`."""
+
+    counters: bytes  # the lab's link counters
+    processed: int  # the host's count of received frames, read just before them
 
 
 def cpu_barrier() -> None:
@@ -151,7 +170,7 @@ def settle(
     drain: Callable[[], int],
     fds: Sequence[int],
     timeout: float = 10.0,
-) -> bytes:
+) -> Quiet:
     """Return once every frame in flight in the lab has been delivered (drained) or dropped.
 
     ``drain`` pulls whatever is readable at the lab's edges and says how many frames it got.
@@ -161,17 +180,18 @@ def settle(
     round either finished moving during the barrier (and is drained now) or moved from one
     link to the next — which counts a packet on a lab link and changes the counters.
 
-    Returns the counters of the quiet lab, for :func:`still_quiet`.
+    Returns what the quiet lab looked like, for :func:`still_quiet`.
     """
     deadline = time.monotonic() + timeout
     previous: bytes | None = None
     while True:
+        processed = softnet()[0]
         counters = b"".join(w.counters() for w in watches)
         busy = queued(watches)
         got = drain()
         if not busy and not got:
             if counters == previous:
-                return counters
+                return Quiet(counters, processed)
             previous = counters
             cpu_barrier()
             continue
@@ -191,19 +211,27 @@ def settle(
                 time.sleep(min(0.002, remaining))
 
 
-def still_quiet(watches: Sequence[QdiscWatch], quiet_counters: bytes) -> bool:
-    """Whether a lab :func:`settle` found quiet (with ``quiet_counters``) has stayed quiet.
+def still_quiet(watches: Sequence[QdiscWatch], quiet: Quiet) -> bool:
+    """Whether a lab :func:`settle` found ``quiet`` has stayed quiet since, without a settle.
 
-    Every frame that moves in a lab counts a packet on a lab link: sent into a tap, through a
-    veth, out of a bridge port. Unchanged counters therefore mean nothing has moved since the
-    lab was quiet, and empty shapers and backlogs that nothing waits in a queue either (a
-    work-conserving qdisc holds frames only when its device is full: thousands of counted
-    frames): what the edges held then was drained then. Costs one counter dump per namespace
-    instead of a settle's two rounds over every endpoint, so reading many endpoints of a big
-    lab stays cheap. A frame a program is sending at this very moment may be missed, as by any
-    read that does not wait.
+    Every frame that moves in a lab is received by some device (a tap written to, the far end
+    of a veth) or was sent by a program that holds it in a qdisc; a bridge forwarding into a
+    tap received it on another port first. So when the host has received no frame at all since
+    the lab was quiet (the softnet count, one small read), and no shaper or CPU backlog holds
+    one, nothing has moved. Otherwise the lab's own link counters decide: unchanged, nothing
+    moved in this lab (others' traffic moved the host's count), and the check is true again.
+    A work-conserving qdisc holds frames only while its device is full, which takes thousands
+    of counted frames. Reading many endpoints of a big lab thus costs one small read per call
+    on a quiet host and one counter dump per namespace on a busy one, instead of a settle's
+    two rounds over every endpoint. A frame a program sends at this very moment may be missed,
+    as by any read that does not wait.
     """
-    counters = b"".join(w.counters() for w in watches)
-    if counters != quiet_counters:
+    processed, backlog = softnet()
+    if backlog or any(w.shaped_busy() for w in watches):
         return False
-    return not any(w.shaped_busy() for w in watches) and not softnet_backlog()
+    if processed == quiet.processed:
+        return True
+    if b"".join(w.counters() for w in watches) != quiet.counters:
+        return False
+    quiet.processed = processed  # read before the counters: later frames still change it
+    return True

@@ -30,9 +30,9 @@ FOREIGN_SEND = (
 def settles(monkeypatch: pytest.MonkeyPatch) -> list[int]:
     """How many times the lab really settled (one entry per call)."""
     calls: list[int] = []
-    real: Callable[..., bytes] = quiesce.settle
+    real: Callable[..., quiesce.Quiet] = quiesce.settle
 
-    def counting(*args: Any, **kwargs: Any) -> bytes:
+    def counting(*args: Any, **kwargs: Any) -> quiesce.Quiet:
         calls.append(1)
         return real(*args, **kwargs)
 
