@@ -276,6 +276,7 @@ def test_a_planted_symlink_cannot_become_the_state_directory(
     assert f"vlab state directory {planted} is a symlink, not a directory" in err
 
 
+@pytest.mark.vlab  # needs the rootless suite's venv, built under --vlab only
 def test_a_fifo_planted_for_show_cannot_hang_it(
     venv: Path, shared: Path, attacker: User, victim: User
 ) -> None:
@@ -288,6 +289,7 @@ def test_a_fifo_planted_for_show_cannot_hang_it(
     assert shown.returncode == 1 and f"belongs to uid {attacker.uid}" in shown.stderr
 
 
+@pytest.mark.vlab  # needs the rootless suite's venv, built under --vlab only
 def test_someone_elses_runtime_dir_is_not_used(
     venv: Path, shared: Path, attacker: User, victim: User
 ) -> None:
