@@ -16,12 +16,21 @@ from collections.abc import Callable
 from pathlib import Path
 from types import FrameType
 
-from benchmarks import bench_build, bench_frames, bench_guest, bench_scale, ipbuild, report
+from benchmarks import (
+    bench_build,
+    bench_frames,
+    bench_frames_read,
+    bench_guest,
+    bench_scale,
+    ipbuild,
+    report,
+)
 from benchmarks.timing import Figure, Stats
 
 HERE = Path(__file__).resolve().parent
 BENCHES = (
     "build", "latency", "throughput", "properties", "soak", "big", "xdist", "qemu", "inspect",
+    "readall",
 )  # fmt: skip
 
 
@@ -88,6 +97,7 @@ def main(argv: list[str] | None = None) -> int:
         ("xdist", lambda: bench_scale.parallel(args.workers, xdist_labs)),
         ("qemu", lambda: bench_guest.run(quick)),
         ("inspect", lambda: importlib.import_module("benchmarks.bench_inspect").run(quick)),
+        ("readall", lambda: bench_frames_read.run(64 if quick else 256, 3 if quick else 5)),
     ]
     started = time.perf_counter()
     try:

@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import collections
 import contextlib
-import select
 import subprocess
 import time
 from collections.abc import Sequence
@@ -18,8 +17,8 @@ from typing import TYPE_CHECKING, Protocol
 
 from scapy.layers.l2 import Ether
 
+from vlab import quiesce, validate
 from vlab import tap as taplib
-from vlab import validate
 from vlab.capture import Record
 from vlab.errors import LabError
 from vlab.frames import FrameLike, Mask, as_mask, parse, to_bytes
@@ -161,7 +160,7 @@ class Endpoint:
             if remaining > 0:
                 # OSError/ValueError: the fd was closed under us; the check below says why
                 with contextlib.suppress(OSError, ValueError):
-                    select.select([fd], [], [], min(remaining, WAIT_SLICE))
+                    quiesce.wait_readable([fd], min(remaining, WAIT_SLICE))  # poll: fds > 1023
             with guard.lock:
                 guard.check()  # before touching fd: after close its number may be another's
                 self._check_alive()
@@ -194,7 +193,8 @@ class Endpoint:
     def frames(self) -> list[Ether]:
         """Every frame received here and not yet consumed, in arrival order; drains the list."""
         self._check_alive()
-        self.lab.settle()
+        self.lab._settle_unless_quiet()  # cheap when an earlier call settled the lab already
+        self._pull()
         out = [parse(data) for _ts, data in self._pending]
         self._pending.clear()
         return out

@@ -8,6 +8,12 @@ kernel or busybox upgrade (or a change to the init script below) makes a fresh i
 silently reusing a stale one. pytest-xdist workers may race to build the same key: a file lock
 serialises them and the image appears by an atomic rename, so nobody ever boots a half-written one.
 
+The cache decides what a guest boots, so it is trusted only if nobody else could have written it:
+root under ``sudo -E`` keeps the user's HOME, and must not boot an image that user planted in
+``~/.cache``. Every component of the cache's path must belong to this user or root and be
+writable by nobody else (sticky /tmp excepted), the image's files too, and the lock is opened
+without following symlinks (see :mod:`vlab.paths`).
+
 Boot time is dominated by the emulated CPU, so the image is shaped for TCG: an uncompressed cpio
 (nothing to inflate in the guest) and, where the kernel supports PVH, the decompressed ELF kernel
 (qemu jumps straight into it, skipping the bzImage real-mode setup and self-decompression).
@@ -34,6 +40,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from vlab.errors import LabError
+from vlab.paths import check_trusted, check_trusted_file, read_regular
 
 #: Debian packages that provide everything a guest needs.
 PACKAGES = ("qemu-system-x86", "linux-image-cloud-amd64", "busybox-static")
@@ -133,6 +140,15 @@ class GuestImage:
     release: str
     #: True when ``kernel`` is the decompressed ELF (booted through PVH), False for the bzImage.
     pvh: bool
+
+
+CACHE_FIX = (
+    "use a cache only you (or root) can write: set XDG_CACHE_HOME to a directory of yours "
+    "(under sudo, use -H rather than -E)"
+)
+#: The only file names a manifest may point at: never a path out of the image directory.
+KERNEL_NAMES = ("vmlinux", "bzImage")
+INITRD_NAMES = ("initrd.cpio",)
 
 
 def cache_root() -> Path:
@@ -393,17 +409,33 @@ def pvh_kernel(bzimage: bytes) -> bytes | None:
 
 @contextmanager
 def _locked(path: Path) -> Iterator[None]:
-    with open(path, "a") as lock:
-        fcntl.flock(lock, fcntl.LOCK_EX)
+    """An exclusive lock on ``path``, which is never followed if it is a symlink."""
+    flags = os.O_RDWR | os.O_CREAT | os.O_NOFOLLOW | os.O_CLOEXEC
+    try:
+        fd = os.open(path, flags, 0o644)
+    except OSError as e:
+        raise GuestError(f"cannot open the guest image lock {path}: {e.strerror}") from e
+    try:
+        check_trusted_file(path, "guest image lock", CACHE_FIX)
+        fcntl.flock(fd, fcntl.LOCK_EX)
         try:
             yield
         finally:
-            fcntl.flock(lock, fcntl.LOCK_UN)
+            fcntl.flock(fd, fcntl.LOCK_UN)
+    finally:
+        os.close(fd)
 
 
 def _load(directory: Path) -> GuestImage | None:
+    """The complete image in ``directory``, None if there is none; refuses one not ours."""
+    if not os.path.lexists(directory / "manifest.json"):
+        return None
+    check_trusted(directory, "guest image", CACHE_FIX)
     try:
-        manifest = json.loads((directory / "manifest.json").read_text())
+        check_trusted_file(directory / "manifest.json", "guest image manifest", CACHE_FIX)
+        manifest = json.loads(read_regular(directory / "manifest.json", 1 << 16, follow=False))
+        if manifest["kernel"] not in KERNEL_NAMES or manifest["initrd"] not in INITRD_NAMES:
+            return None
         image = GuestImage(
             directory=directory,
             kernel=directory / manifest["kernel"],
@@ -411,9 +443,13 @@ def _load(directory: Path) -> GuestImage | None:
             release=manifest["release"],
             pvh=manifest["pvh"],
         )
-    except (OSError, ValueError, KeyError):
+    except (OSError, ValueError, KeyError, TypeError, RecursionError):
         return None
-    return image if image.kernel.exists() and image.initrd.exists() else None
+    if not (os.path.lexists(image.kernel) and os.path.lexists(image.initrd)):
+        return None
+    for part in (image.kernel, image.initrd):
+        check_trusted_file(part, "guest image file", CACHE_FIX)
+    return image
 
 
 def _build(inputs: GuestInputs, directory: Path) -> None:
@@ -437,6 +473,7 @@ def ensure_image(cache: Path | None = None) -> GuestImage:
     """The cached image for the installed packages, building it first if needed."""
     inputs = find_inputs()
     root = cache if cache is not None else cache_root()
+    check_trusted(root, "guest image cache", CACHE_FIX)
     key = image_key(inputs)
     final = root / key
     image = _load(final)
@@ -446,6 +483,7 @@ def ensure_image(cache: Path | None = None) -> GuestImage:
         root.mkdir(parents=True, exist_ok=True)
     except OSError as e:
         raise GuestError(f"cannot create the guest image cache {root}: {e}") from e
+    check_trusted(root, "guest image cache", CACHE_FIX)  # what was just made, or raced in
     with _locked(root / f"{key}.lock"):
         image = _load(final)  # another worker may have built it while we waited
         if image is not None:

@@ -17,7 +17,6 @@ import contextlib
 import os
 import shutil
 import subprocess
-import tempfile
 import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
@@ -25,7 +24,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from vlab import limits, quiesce, report, rootless, tools, validate
+from vlab import limits, quiesce, report, rootless, scratch, tools, validate
 from vlab import tap as taplib
 from vlab.bridge import Bridge
 from vlab.capture import PacketPort, TapPort
@@ -150,6 +149,7 @@ class Lab:
         self._dirty = True
         self._closed = False
         self._artifact_dir: Path | None = None  # where this lab's failure artifacts went
+        self._quiet: quiesce.Quiet | None = None  # the lab when a settle last found it quiet
         self._guest_dir: Path | None = None
         self._guest_dir_is_temp = False
         if os.geteuid() != 0:  # a non-root user builds labs as root of a user namespace
@@ -216,8 +216,8 @@ class Lab:
             if self.artifacts is not None:
                 self._guest_dir = self.artifacts / "guests"
                 self._guest_dir.mkdir(parents=True, exist_ok=True)
-            else:
-                self._guest_dir = Path(tempfile.mkdtemp(prefix=f"vlab-{self.name[:20]}-guests-"))
+            else:  # removed by close(); after a SIGKILL, by the next lab's (see vlab.scratch)
+                self._guest_dir = scratch.make(f"{self.name}-guests")
                 self._guest_dir_is_temp = True
         return self._guest_dir
 
@@ -555,12 +555,25 @@ class Lab:
         """Return once every frame in flight has been delivered to an endpoint or dropped."""
         timeout = validate.timeout(timeout, "settle")
         self._ready()
-        quiesce.settle(
+        self._quiet = None
+        self._quiet = quiesce.settle(
             [s.watch for s in self._spaces.values()],
             self._drain_all,
             [ep._io.fileno() for ep in self.endpoints.values()],
             timeout,
         )
+
+    def _settle_unless_quiet(self) -> None:
+        """:meth:`settle`, unless nothing has moved in the lab since the last settle found it
+        quiet: then every frame that arrived anywhere was drained by that settle already.
+
+        Reading ``frames()`` of each of a thousand endpoints would otherwise settle the whole
+        lab a thousand times (tens of seconds); see :func:`vlab.quiesce.still_quiet`.
+        """
+        known = self._quiet
+        watches = [s.watch for s in self._spaces.values()]
+        if known is None or self._dirty or self._closed or not quiesce.still_quiet(watches, known):
+            self.settle()
 
     @guarded
     def expect_quiet(self) -> None:

@@ -159,12 +159,15 @@ def pytest_runtest_makereport(
     the_lab = item.stash.get(_LAB_KEY, None)
     if the_lab is not None and report.failed and call.when in ("call", "setup"):
         try:
-            directory = the_lab.write_artifacts()
             text = the_lab.describe()
             with contextlib.suppress(OSError):
                 text += "\n" + the_lab.fdb_text()
-            pcaps = sorted(p.name for p in directory.glob("*.pcap"))
-            text += f"\npcaps in {directory}: {', '.join(pcaps)}"
+            try:
+                directory = the_lab.write_artifacts()
+                pcaps = sorted(p.name for p in directory.glob("*.pcap"))
+                text += f"\npcaps in {directory}: {', '.join(pcaps)}"
+            except Exception as exc:  # disk full, read-only: keep the topology, say why
+                text += f"\n(pcaps and topology could not be written: {exc})"
             for guest in the_lab._guests:
                 text += _guest_logs(guest)
         except Exception as exc:  # a broken report must not hide the test's own failure

@@ -23,22 +23,44 @@ import select
 import socket
 import time
 from collections.abc import Callable, Iterable, Sequence
+from dataclasses import dataclass
 
 from vlab.errors import LabError
 from vlab.rtnl import Rtnl
 
 SOFTNET = "/proc/net/softnet_stat"
+#: Work-conserving qdiscs: they hold a frame only while their device refuses it (a tap's ring is
+#: full), which needs thousands of frames to have gone through it, counted on the link.
+WORK_CONSERVING = frozenset({"noqueue", "pfifo_fast", "pfifo", "bfifo", "fq_codel", "mq"})
 
 
-def softnet_backlog() -> int:
-    """Frames waiting in any CPU's input backlog (column 12 of softnet_stat since 5.x)."""
-    total = 0
+def softnet() -> tuple[int, int]:
+    """(frames received by any device on any CPU so far, frames waiting in CPU input backlogs).
+
+    Columns 1 and 12 of softnet_stat (the backlog column exists since 5.x). The first counts
+    every frame any device of the host received, lab or not, so it only moves forward.
+    """
+    processed = backlog = 0
     with open(SOFTNET, "rb") as fh:
         for line in fh.read().split(b"\n"):
             cols = line.split()
             if len(cols) > 11:
-                total += int(cols[11], 16)
-    return total
+                processed += int(cols[0], 16)
+                backlog += int(cols[11], 16)
+    return processed, backlog
+
+
+def softnet_backlog() -> int:
+    """Frames waiting in any CPU's input backlog (column 12 of softnet_stat since 5.x)."""
+    return softnet()[1]
+
+
+@dataclass
+class Quiet:
+    """What a lab looked like when :func:`settle` found it quiet, for :func:`still_quiet`."""
+
+    counters: bytes  # the lab's link counters
+    processed: int  # the host's count of received frames, read just before them
 
 
 def cpu_barrier() -> None:
@@ -74,6 +96,7 @@ class QdiscWatch:
         self.events = events
         self.stale = True
         self.may_queue = True
+        self.shapes = True  # a qdisc that may hold frames on its own timer (tbf, htb, netem...)
 
     def invalidate(self) -> None:
         self.stale = True
@@ -98,11 +121,21 @@ class QdiscWatch:
         rows = self.rtnl.qdiscs()
         self.stale = False
         self.may_queue = any(kind != "noqueue" for _i, _h, kind, _q in rows)
+        self.shapes = any(kind not in WORK_CONSERVING for _i, _h, kind, _q in rows)
         return [
             f"{kind} qdisc {handle >> 16:x}: on ifindex {ifindex} in {self.name}: {qlen} queued"
             for ifindex, handle, kind, qlen in rows
             if qlen
         ]
+
+    def shaped_busy(self) -> list[str]:
+        """:meth:`busy` for a namespace whose counters have not moved: only a shaper (or a
+        qdisc not seen yet) can hold a frame then, so the dump is skipped when there is none."""
+        if self._heard_of_changes():
+            self.stale = True
+        if not (self.stale or self.shapes):
+            return []
+        return self.busy()
 
     def counters(self) -> bytes:
         """Packet and drop counters of every link in the namespace, as one comparable blob."""
@@ -110,6 +143,17 @@ class QdiscWatch:
 
     def close(self) -> None:
         self.events.close()
+
+
+def wait_readable(fds: Sequence[int], timeout: float) -> None:
+    """Block until one of ``fds`` is readable or ``timeout`` seconds pass.
+
+    ``poll``, not ``select``: a lab of a thousand VMs has fds above select's limit of 1023.
+    """
+    poller = select.poll()
+    for fd in fds:
+        poller.register(fd, select.POLLIN)
+    poller.poll(max(0.0, timeout) * 1000)
 
 
 def queued(watches: Iterable[QdiscWatch]) -> list[str]:
@@ -126,7 +170,7 @@ def settle(
     drain: Callable[[], int],
     fds: Sequence[int],
     timeout: float = 10.0,
-) -> None:
+) -> Quiet:
     """Return once every frame in flight in the lab has been delivered (drained) or dropped.
 
     ``drain`` pulls whatever is readable at the lab's edges and says how many frames it got.
@@ -135,16 +179,19 @@ def settle(
     barrier, with unchanged counters. A frame that was between two places during the first
     round either finished moving during the barrier (and is drained now) or moved from one
     link to the next — which counts a packet on a lab link and changes the counters.
+
+    Returns what the quiet lab looked like, for :func:`still_quiet`.
     """
     deadline = time.monotonic() + timeout
     previous: bytes | None = None
     while True:
+        processed = softnet()[0]
         counters = b"".join(w.counters() for w in watches)
         busy = queued(watches)
         got = drain()
         if not busy and not got:
             if counters == previous:
-                return
+                return Quiet(counters, processed)
             previous = counters
             cpu_barrier()
             continue
@@ -159,6 +206,32 @@ def settle(
             # A shaper releases frames on its own timer: wait for an edge to become readable,
             # but re-read the queues often enough to notice frames that end up dropped.
             if fds:
-                select.select(fds, [], [], min(0.002, remaining))
+                wait_readable(fds, min(0.002, remaining))
             else:
                 time.sleep(min(0.002, remaining))
+
+
+def still_quiet(watches: Sequence[QdiscWatch], quiet: Quiet) -> bool:
+    """Whether a lab :func:`settle` found ``quiet`` has stayed quiet since, without a settle.
+
+    Every frame that moves in a lab is received by some device (a tap written to, the far end
+    of a veth) or was sent by a program that holds it in a qdisc; a bridge forwarding into a
+    tap received it on another port first. So when the host has received no frame at all since
+    the lab was quiet (the softnet count, one small read), and no shaper or CPU backlog holds
+    one, nothing has moved. Otherwise the lab's own link counters decide: unchanged, nothing
+    moved in this lab (others' traffic moved the host's count), and the check is true again.
+    A work-conserving qdisc holds frames only while its device is full, which takes thousands
+    of counted frames. Reading many endpoints of a big lab thus costs one small read per call
+    on a quiet host and one counter dump per namespace on a busy one, instead of a settle's
+    two rounds over every endpoint. A frame a program sends at this very moment may be missed,
+    as by any read that does not wait.
+    """
+    processed, backlog = softnet()
+    if backlog or any(w.shaped_busy() for w in watches):
+        return False
+    if processed == quiet.processed:
+        return True
+    if b"".join(w.counters() for w in watches) != quiet.counters:
+        return False
+    quiet.processed = processed  # read before the counters: later frames still change it
+    return True

@@ -15,6 +15,7 @@ from typing import TYPE_CHECKING
 
 from vlab.capture import Record, write_pcap
 from vlab.frames import Mask, closeness, field_diff, parse, summary
+from vlab.paths import safe_component
 
 if TYPE_CHECKING:
     from vlab.endpoints import Endpoint
@@ -32,7 +33,7 @@ def write_artifacts(lab: Lab, directory: Path | None = None) -> Path:
     if directory is None:
         directory = lab._artifact_dir or lab.artifacts
     if directory is None:
-        directory = Path(tempfile.mkdtemp(prefix=f"vlab-{lab.name[:20]}-"))
+        directory = Path(tempfile.mkdtemp(prefix=f"vlab-{safe_component(lab.name, 20)}-"))
     directory.mkdir(parents=True, exist_ok=True)
     for ep in lab.endpoints.values():
         records = [(ts, data) for ts, _sent, data in ep._log]
@@ -47,7 +48,11 @@ def write_artifacts(lab: Lab, directory: Path | None = None) -> Path:
 
 
 def _artifact_line(lab: Lab) -> str:
-    return f"pcaps (one per endpoint) and topology: {write_artifacts(lab)}"
+    """Where the artifacts are, or why there are none: never an error replacing the report."""
+    try:
+        return f"pcaps (one per endpoint) and topology: {write_artifacts(lab)}"
+    except Exception as exc:  # disk full, read-only: the failure text above must survive
+        return f"(pcaps and topology could not be written: {exc})"
 
 
 def missing_frame(lab: Lab, ep: Endpoint, mask: Mask, timeout: float) -> str:

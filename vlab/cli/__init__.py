@@ -11,6 +11,9 @@ Commands that build labs enter a user namespace first when not run as root; that
 before any thread exists, so it is the first thing :func:`main` does for them. ``exec`` and
 ``show`` instead join the user namespace of the ``vlab up`` process that owns the lab.
 Every failure is one line on stderr and a non-zero exit code; no tracebacks for user mistakes.
+Ctrl-C at any moment, even while the lab core is still being imported (it is imported lazily,
+inside :func:`main`; this module imports only the standard library before that), ends the
+command with ``vlab: interrupted`` and exit code 130.
 """
 
 from __future__ import annotations
@@ -19,9 +22,6 @@ import argparse
 import os
 import sys
 from collections.abc import Sequence
-
-from vlab import rootless
-from vlab.errors import LabError
 
 EXIT_ERROR = 1
 EXIT_USAGE = 2
@@ -80,6 +80,17 @@ def _error(message: str, code: int = EXIT_ERROR) -> int:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
+    try:
+        return _main(argv)
+    except KeyboardInterrupt:  # before or after the commands' own handling, e.g. in imports
+        return _error("interrupted", 130)
+
+
+def _main(argv: Sequence[str] | None) -> int:
+    # imported here, not at the top: until main() runs, a Ctrl-C could only be a traceback
+    from vlab import rootless
+    from vlab.errors import LabError
+
     args = _parser().parse_args(argv)
     try:
         if args.command in BUILDS_LABS - {"doctor"}:  # doctor reports a failure as a row

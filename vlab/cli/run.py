@@ -9,12 +9,15 @@ it is. The exit code is pytest's.
 
 from __future__ import annotations
 
+import os
 import sys
 import time
 from pathlib import Path
 from typing import Any, TextIO
 
 import pytest
+
+from vlab.paths import kind_of
 
 OUTCOMES = ("passed", "failed", "error", "skipped", "xfailed", "xpassed")
 
@@ -125,6 +128,11 @@ def run(
     missing = [p for p in paths if not Path(p).exists()]
     if missing:
         print(f"vlab: run: no such file or directory: {', '.join(missing)}", file=sys.stderr)
+        return 4
+    special = [p for p in paths if not (Path(p).is_file() or Path(p).is_dir())]
+    if special:  # a FIFO or device would hang or flood the loader, and pytest ignores them
+        kinds = ", ".join(f"{p} ({kind_of(os.stat(p).st_mode)})" for p in special)
+        print(f"vlab: run: not a regular file or directory: {kinds}", file=sys.stderr)
         return 4
     args = ["--vlab", "-p", "no:terminal", "-p", "no:cacheprovider", *paths]
     # every YAML file under the paths asked for is a scenario, wherever they are

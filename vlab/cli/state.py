@@ -6,6 +6,11 @@ node's namespace; ``vlab exec`` and ``vlab show`` then open ``/proc/PID/fd/N`` (
 the same user, or root, do that) and ``setns`` into it. The file is removed when the lab is torn
 down; a file whose process is gone (SIGKILL, reboot) is stale and ignored, and removed when
 possible. A pid reused by an unrelated process is told apart by the process start time.
+
+The directory is private (0700, this user's own, never a symlink: see :mod:`vlab.paths`), so
+nobody else can plant a file in it, and even so each file is created with O_EXCL|O_NOFOLLOW and
+read back only if it is a regular file of bounded size: without XDG_RUNTIME_DIR the directory
+lives in /tmp, where another local user could otherwise have prepared it.
 """
 
 from __future__ import annotations
@@ -13,6 +18,8 @@ from __future__ import annotations
 import contextlib
 import json
 import os
+import re
+import secrets
 import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -20,8 +27,13 @@ from typing import Any
 
 from vlab import rootless
 from vlab.errors import LabError
+from vlab.paths import RefusedFile, open_private_dir, read_regular
 
 FORMAT = 1
+MAX_STATE_BYTES = 16 << 20
+"""Far beyond a 1024-port lab's state (~250 kB); bounds what ``vlab show`` reads."""
+_STATE_NAME = re.compile(r"^[0-9]{1,10}\.json$")
+_FIX = "set VLAB_STATE_DIR to a directory of your own"
 
 
 def state_dir() -> Path:
@@ -37,9 +49,18 @@ def state_dir() -> Path:
     if uid == 0:
         return Path("/run/vlab")
     runtime = os.environ.get("XDG_RUNTIME_DIR")
-    if runtime and Path(runtime).is_dir():
+    if runtime and _own_dir(runtime):
         return Path(runtime) / "vlab"
     return Path(tempfile.gettempdir()) / f"vlab-{uid}"
+
+
+def _own_dir(path: str) -> bool:
+    """A directory of this user's (an XDG_RUNTIME_DIR kept by ``sudo -E`` is someone else's)."""
+    try:
+        st = os.stat(path)
+    except OSError:
+        return False
+    return os.path.isdir(path) and st.st_uid == os.geteuid()
 
 
 def start_time(pid: int) -> int | None:
@@ -93,8 +114,8 @@ class RunningLab:
 
     @classmethod
     def from_json(cls, text: str, path: Path | None = None) -> RunningLab:
-        data: dict[str, Any] = json.loads(text)
-        if data.get("format") != FORMAT:
+        data: dict[str, Any] = json.loads(text)  # deep nesting: RecursionError, see running()
+        if not isinstance(data, dict) or data.get("format") != FORMAT:
             raise ValueError(f"state format {data.get('format')!r}")
         return cls(
             pid=int(data["pid"]),
@@ -122,15 +143,32 @@ class RunningLab:
 
 
 def publish(lab: RunningLab) -> Path:
-    """Write the lab's state file atomically (readers never see half a file)."""
+    """Write the lab's state file atomically (readers never see half a file), mode 0600.
+
+    The temporary file gets a random name and is created with O_EXCL|O_NOFOLLOW inside the
+    checked directory, then renamed over the final name: nothing planted can redirect the write.
+    """
     directory = state_dir()
-    directory.mkdir(mode=0o755 if rootless.host_uid() == 0 else 0o700, parents=True, exist_ok=True)
-    path = directory / f"{lab.pid}.json"
-    tmp = directory / f".{lab.pid}.json.tmp"
-    tmp.write_text(lab.to_json())
-    tmp.replace(path)
-    lab.path = path
-    return path
+    dfd = open_private_dir(directory, "vlab state directory", _FIX)
+    try:
+        name = f"{lab.pid}.json"
+        tmp = f".{lab.pid}.{secrets.token_hex(6)}.tmp"
+        flags = os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC
+        fd = os.open(tmp, flags, 0o600, dir_fd=dfd)
+        try:
+            with os.fdopen(fd, "w", closefd=False) as out:
+                out.write(lab.to_json())
+            os.rename(tmp, name, src_dir_fd=dfd, dst_dir_fd=dfd)
+        except BaseException:
+            with contextlib.suppress(OSError):
+                os.unlink(tmp, dir_fd=dfd)
+            raise
+        finally:
+            os.close(fd)
+    finally:
+        os.close(dfd)
+    lab.path = directory / name
+    return lab.path
 
 
 def unpublish(lab: RunningLab) -> None:
@@ -139,19 +177,35 @@ def unpublish(lab: RunningLab) -> None:
 
 
 def running() -> list[RunningLab]:
-    """Every lab whose owner process is alive, oldest first; stale files are cleaned up."""
+    """Every lab whose owner process is alive, oldest first; stale files are cleaned up.
+
+    A state directory that is not private is refused (:class:`LabError`): its files could name
+    another user's process. In it, only regular files are read (a FIFO would block, a symlink
+    to /dev/zero never end), at most :data:`MAX_STATE_BYTES` each; a file that is not valid
+    state (broken or deeply nested JSON) is skipped.
+    """
     directory = state_dir()
+    try:
+        dfd = open_private_dir(directory, "vlab state directory", _FIX, create=False)
+    except FileNotFoundError:
+        return []
     labs = []
-    for path in sorted(directory.glob("*.json")) if directory.is_dir() else []:
-        try:
-            lab = RunningLab.from_json(path.read_text(), path)
-        except (OSError, ValueError, KeyError, TypeError):
-            continue
-        if lab.alive():
-            labs.append(lab)
-        else:
-            with contextlib.suppress(OSError):
-                path.unlink(missing_ok=True)
+    try:
+        for name in sorted(n for n in os.listdir(dfd) if _STATE_NAME.match(n)):
+            try:
+                data = read_regular(name, MAX_STATE_BYTES, follow=False, dir_fd=dfd, what="state")
+                lab = RunningLab.from_json(data.decode(), directory / name)
+            except (RefusedFile, OSError, ValueError, LookupError, TypeError, AttributeError):
+                continue
+            except RecursionError:  # JSON nested deeper than the parser's stack
+                continue
+            if lab.alive():
+                labs.append(lab)
+            else:
+                with contextlib.suppress(OSError):
+                    os.unlink(name, dir_fd=dfd)
+    finally:
+        os.close(dfd)
     return sorted(labs, key=lambda lab: lab.start)
 
 

@@ -13,13 +13,14 @@ from pathlib import Path
 
 from yaml.nodes import MappingNode, Node, SequenceNode
 
+from vlab.paths import RefusedFile
 from vlab.scenario import fields, hints, read_frames, read_steps, read_topology, rules
-from vlab.scenario.errors import ScenarioError
+from vlab.scenario.errors import ScenarioError, Where
 from vlab.scenario.kernel import check_range
 from vlab.scenario.model import FrameSpec, KernelRange, Scenario
 from vlab.scenario.names import Names
 from vlab.scenario.problems import attempt, collecting, fail_later
-from vlab.scenario.source import compose, decode, where
+from vlab.scenario.source import compose, decode, read_source, where
 from vlab.scenario.vocabulary import FEATURES
 
 TOP_KEYS = (
@@ -160,6 +161,14 @@ def _read(root: MappingNode) -> Scenario:
 
 
 def load_scenario(path: str | Path) -> Scenario:
-    """Load the scenario file at ``path``; nothing is built, so a bad file costs nothing."""
+    """Load the scenario file at ``path``; nothing is built, so a bad file costs nothing.
+
+    Only a regular file is read, and only up to the size limit: a FIFO, a device or a symlink to
+    /dev/zero is a :class:`ScenarioError` at once, not a hang or a gigabyte in memory.
+    """
     path = Path(path)
-    return loads_scenario(path.read_bytes(), str(path))
+    try:
+        data = read_source(path)
+    except RefusedFile as exc:
+        raise ScenarioError(Where(str(path), 1, 1), exc.problem, exc.fix) from None
+    return loads_scenario(data, str(path))

@@ -7,11 +7,13 @@ duplicate keys and runaway nesting are rejected here so later stages only meet p
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import NoReturn
 
 import yaml
 from yaml.nodes import MappingNode, Node, ScalarNode
 
+from vlab.paths import RefusedFile, read_regular
 from vlab.scenario.errors import ScenarioError, Where
 
 MAX_BYTES = 1 << 20
@@ -94,13 +96,29 @@ class _Loader(yaml.SafeLoader):
         return node
 
 
+def read_source(path: Path) -> bytes:
+    """The bytes of a scenario file: a regular file, read up to one byte past :data:`MAX_BYTES`.
+
+    Raises :class:`~vlab.paths.RefusedFile` (FIFO, device, directory, too large) or OSError.
+    """
+    try:
+        return read_regular(path, MAX_BYTES, what="scenario")
+    except RefusedFile as exc:
+        if "bytes" in exc.problem:  # the same advice as for text handed to loads_scenario
+            raise RefusedFile(path, exc.problem, _TOO_LARGE_FIX) from None
+        raise
+
+
+_TOO_LARGE_FIX = f"a scenario may be at most {MAX_BYTES} bytes; split it into several files"
+
+
 def decode(data: bytes, name: str) -> str:
     """UTF-8 text of ``data``, or an error pointing at the first byte that is not UTF-8."""
     if len(data) > MAX_BYTES:
         raise ScenarioError(
             Where(name, 1, 1),
             f"the file is {len(data)} bytes",
-            f"a scenario may be at most {MAX_BYTES} bytes; split it into several files",
+            _TOO_LARGE_FIX,
         )
     try:
         text = data.decode("utf-8")
