@@ -19,6 +19,8 @@ from vlab.errors import LabError, Unsupported
 from vlab.lab import Lab
 from vlab.scenario.collect import pytest_collect_file
 
+pytest_plugins = ["vlab.kernel.pytest_plugin"]  # --vlab-kernel: see docs/kernel-under-test.md
+
 SKIP_REASON = "lab tests need --vlab"
 LAB_FIXTURES = frozenset({"lab"})
 _LAB_KEY = pytest.StashKey[Lab]()
