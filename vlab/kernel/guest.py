@@ -37,8 +37,10 @@ def main(argv: list[str]) -> None:
     os.chdir(request["cwd"])
     os.environ.clear()
     os.environ.update(request["env"])
+    os.environ["TMPDIR"] = "/run/tmp"  # a tmpfs: the host's /tmp is read-only in the guest
+    os.environ["VLAB_KERNEL_GUEST"] = "1"  # for tests that must not boot guests from a guest
     if not os.access(".", os.W_OK):  # the host's root is read-only here: hypothesis' example
-        os.environ.setdefault("HYPOTHESIS_STORAGE_DIRECTORY", "/tmp/vlab-hypothesis")  # db too
+        os.environ.setdefault("HYPOTHESIS_STORAGE_DIRECTORY", "/run/tmp/vlab-hypothesis")  # db too
     command = request["argv"]
     os.execv(command[0], command)
 

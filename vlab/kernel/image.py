@@ -2,9 +2,11 @@
 
 The guest does not get a root filesystem of its own: its initramfs loads the virtio, virtio-console
 and virtio-fs drivers, mounts the host's ``/`` read-only over virtio-fs, puts tmpfs on the
-directories a running system writes (``/tmp``, ``/run``, ``/dev/shm``) and the host's pytest
-temporary directory back on top, writable (a second virtio-fs share, so pcaps and artifacts a
-test writes in the guest land on the host beside the report), then ``switch_root``\\ s into it.
+directories a running system writes (``/run``, ``/dev/shm``; ``TMPDIR`` is ``/run/tmp``) and
+the host's pytest temporary directory on top, writable (a second virtio-fs share, so pcaps and
+artifacts a test writes in the guest land on the host beside the report), then
+``switch_root``\\ s into it. The host's ``/tmp`` stays visible (read-only): test projects and
+files made there by the host are where the tests expect them.
 Everything else the guest runs is the host's own files: the same Python, venv, vlab and tests,
 and the kernel's modules from ``/lib/modules/<release>``, which the guest's ``modprobe`` finds
 there on demand (``switch_root`` moves the new root onto ``/``, so the kernel's own module loader
@@ -153,7 +155,7 @@ export PATH=/sbin:/bin
 mount -t proc proc /proc
 mount -t sysfs sysfs /sys
 mount -t devtmpfs devtmpfs /dev
-fail() {{ echo "vlab-kernel: $*" >/dev/console; echo o >/proc/sysrq-trigger; sleep 5; }}
+fail() {{ echo "vlab-kernel: $*" >/dev/console; echo b >/proc/sysrq-trigger; sleep 5; }}
 for m in /lib/modules/*.ko; do insmod "$m" || echo "vlab-kernel: insmod $m failed"; done
 work=; python=; guest=
 for arg in $(cat /proc/cmdline); do
@@ -165,7 +167,8 @@ for arg in $(cat /proc/cmdline); do
 done
 mkdir -p /newroot
 mount -t virtiofs -o ro {ROOT_TAG} /newroot || fail "cannot mount the host root over virtio-fs"
-for d in tmp run dev/shm; do mount -t tmpfs -o mode=1777 tmpfs /newroot/$d; done
+for d in run dev/shm; do mount -t tmpfs -o mode=1777 tmpfs /newroot/$d; done
+mkdir -p /newroot/run/tmp && chmod 1777 /newroot/run/tmp
 if [ -n "$work" ]; then
     mkdir -p "/newroot$work"
     mount -t virtiofs {WORK_TAG} "/newroot$work" || fail "cannot mount the work share $work"
@@ -182,7 +185,7 @@ exec switch_root /newroot /bin/sh -c '
     modprobe -q tun; ip link set lo up
     "$0" -I -S "$1" "$2" </dev/null 2>/dev/console
     echo "vlab-kernel: worker exited with status $?" >/dev/console
-    echo o >/proc/sysrq-trigger; sleep 5' "$python" "$guest" "$port"
+    echo b >/proc/sysrq-trigger; sleep 5' "$python" "$guest" "$port"
 """
 
 
