@@ -20,7 +20,7 @@ from benchmarks import bench_build, bench_frames, bench_guest, bench_scale, ipbu
 from benchmarks.timing import Figure, Stats
 
 HERE = Path(__file__).resolve().parent
-BENCHES = ("build", "latency", "throughput", "properties", "soak", "big", "xdist", "qemu")
+BENCHES = ("build", "latency", "throughput", "properties", "soak", "big", "xdist", "qemu", "kernel")
 
 
 def properties(seconds: float) -> list[Figure]:
@@ -85,6 +85,7 @@ def main(argv: list[str] | None = None) -> int:
         ("big", lambda: bench_scale.big_lab(64, 3 if quick else 10)),
         ("xdist", lambda: bench_scale.parallel(args.workers, xdist_labs)),
         ("qemu", lambda: bench_guest.run(quick)),
+        ("kernel", lambda: importlib.import_module("benchmarks.bench_kernel").run(quick)),
     ]
     started = time.perf_counter()
     try:

@@ -566,8 +566,12 @@ class Lab:
         except OSError as exc:
             raise LabError(f"cannot run {argv[0]!r} in {ns.name}: {exc.strerror}") from None
 
-    def _sync_link(self, index: int) -> None:
+    def _sync_link(self, index: int, port: str | None = None, up: bool = True) -> None:
         self._switch.links.link_state(index)
+        if port is not None and not up:  # kernels whose GETLINK runs no linkwatch work (6.1)
+            deadline = time.monotonic() + 2.0  # act on carrier loss up to a second later
+            while self._switch.links.port_states().get(port, 0) and time.monotonic() < deadline:
+                time.sleep(0.002)
 
     def _link_updown(self, ns: NetNS, ifindex: int, up: bool) -> None:
         space = next(s for s in self._spaces.values() if s.ns is ns)

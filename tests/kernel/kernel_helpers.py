@@ -50,9 +50,7 @@ def pytest_argv(*args: str) -> list[str]:
     return [sys.executable, "-m", "pytest", "-p", "no:cacheprovider", *args]
 
 
-def run_pytest(
-    cwd: Path, *args: str, timeout: float = 600
-) -> subprocess.CompletedProcess[str]:
+def run_pytest(cwd: Path, *args: str, timeout: float = 600) -> subprocess.CompletedProcess[str]:
     """An inner pytest session as a user runs it, to completion."""
     return subprocess.run(
         pytest_argv(*args), cwd=cwd, capture_output=True, text=True, timeout=timeout

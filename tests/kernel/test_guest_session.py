@@ -24,7 +24,7 @@ from vlab.kernel.image import inspect_kernel
 
 pytestmark = [pytest.mark.vlab, pytest.mark.qemu]
 
-INNER = '''
+INNER = """
 import platform
 import pytest
 from scapy.layers.l2 import Ether
@@ -50,7 +50,7 @@ def test_deliberately_fails(lab):
     frame = Ether(src=vm1.mac, dst="02:00:00:00:00:99", type=0x88B5) / b"never-back"
     vm1.send(frame)
     vm1.expect(frame, timeout=0.2)  # a port never gets its own frame back: this fails
-'''
+"""
 
 
 def _project(tmp_path: Path) -> Path:
@@ -209,9 +209,7 @@ def test_sigkill_of_pytest_leaves_no_qemu_and_no_virtiofsd(tmp_path: Path) -> No
         ("/etc/hostname", "is not a Linux kernel"),
     ],
 )
-def test_a_bad_kernel_is_a_usage_error_at_once(
-    tmp_path: Path, kernel: str, message: str
-) -> None:
+def test_a_bad_kernel_is_a_usage_error_at_once(tmp_path: Path, kernel: str, message: str) -> None:
     (tmp_path / "test_x.py").write_text("def test_x(lab):\n    pass\n")
     began = time.monotonic()
     done = run_pytest(tmp_path, "--vlab", f"--vlab-kernel={kernel}", "test_x.py", timeout=60)

@@ -1,8 +1,9 @@
 """Guest side of a kernel-under-test worker: become the host's worker process, then exec it.
 
-Started by the initramfs (``python -I -S .../vlab/kernel/guest.py /dev/vportNpM``) once the host's
-root is mounted: a script on the standard library only, because under TCG every import counts
-(importing the ``vlab`` package here would cost seconds, only to be thrown away by the exec). It says hello on the port, reads one JSON line from the launcher (the argv, working
+Started by the initramfs (``python -I -S .../vlab/kernel/guest.py /dev/vportNpM``) once the
+host's root is mounted: a script on the standard library only, because under TCG every import
+counts (importing the ``vlab`` package here would cost seconds, only to be thrown away by the
+exec). It says hello on the port, reads one JSON line from the launcher (the argv, working
 directory and environment the host gave the launcher), puts the port on stdin/stdout and execs
 that argv, so execnet's bootstrap runs in the guest exactly as it would on the host.
 """

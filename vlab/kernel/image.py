@@ -84,6 +84,7 @@ def bzimage_release(data: bytes) -> str | None:
 
 def _deps(moddir: Path) -> tuple[dict[str, tuple[str, list[str]]], set[str]]:
     """``{name: (relative path, [dependency names])}`` from modules.dep, and the built-in names."""
+
     def name_of(rel: str) -> str:
         base = re.sub(r"\.ko(\.(xz|gz|zst))?$", "", os.path.basename(rel))
         return base.replace("-", "_")
@@ -201,7 +202,7 @@ def _busybox() -> Path:
 
 
 def build_initramfs(kernel: KernelImage, busybox: Path) -> bytes:
-    """busybox with its applets, the boot modules (numbered: the glob loads them in order), /init."""
+    """busybox and its applets, the boot modules (numbered: the glob loads them in order), /init."""
     d, f, link = stat.S_IFDIR | 0o755, stat.S_IFREG, stat.S_IFLNK | 0o777
     entries: list[tuple[str, int, bytes, tuple[int, int]]] = []
     dirs = ("bin", "sbin", "usr", "usr/bin", "usr/sbin", "dev", "proc", "sys", "tmp", "newroot")
@@ -220,7 +221,7 @@ def build_initramfs(kernel: KernelImage, busybox: Path) -> bytes:
 
 @dataclass(frozen=True)
 class BootFiles:
-    """What QEMU gets: ``-kernel`` (the PVH ELF where possible, else the bzImage) and ``-initrd``."""
+    """What QEMU gets: ``-kernel`` (the PVH ELF if possible, else the bzImage) and ``-initrd``."""
 
     kernel: Path
     initrd: Path

@@ -24,6 +24,7 @@ import contextlib
 import ctypes
 import json
 import os
+import re
 import shutil
 import signal
 import socket
@@ -252,6 +253,11 @@ def parse(argv: list[str]) -> tuple[argparse.Namespace, list[str]]:
     parser.add_argument("--work", help="host directory the guest may write (pytest's basetemp)")
     parser.add_argument("--timeout", type=float, default=BOOT_TIMEOUT, help="boot deadline, s")
     parser.add_argument("--log-dir", help="for <pid>.console.log and <pid>.error (default: /tmp)")
+    parser.add_argument(
+        "--oneshot",
+        action="store_true",
+        help="run one program: stdin is not forwarded, the exit status is the guest program's",
+    )
     return parser.parse_known_args(argv)
 
 
@@ -274,6 +280,13 @@ def main(argv: list[str] | None = None) -> int:
         request = {"argv": [sys.executable, *rest], "cwd": os.getcwd(), "env": dict(os.environ)}
         guest.host.sendall(json.dumps(request).encode() + b"\n")
         ended = threading.Event()
+        if args.oneshot:
+            _pump_out(guest.host, 1)  # until the guest rebooted after its program ended
+            guest.qemu.wait()
+            found = re.findall(r"worker exited with status (\d+)", log.read_text(errors="replace"))
+            if not found:
+                raise BootError(f"the guest died before its program ended; {tail(log)}")
+            return int(found[-1])
         feeder = threading.Thread(target=_pump_in, args=(0, guest.host, ended), daemon=True)
         feeder.start()
         _pump_out(guest.host, 1)

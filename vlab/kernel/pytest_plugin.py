@@ -64,7 +64,9 @@ def pytest_configure(config: pytest.Config) -> None:
     if not config.getoption("--vlab"):
         raise pytest.UsageError("--vlab-kernel needs --vlab (it runs lab tests in a guest)")
     if not config.pluginmanager.hasplugin("xdist"):
-        raise pytest.UsageError("--vlab-kernel runs tests through pytest-xdist: pip install pytest-xdist")
+        raise pytest.UsageError(
+            "--vlab-kernel runs tests through pytest-xdist: pip install pytest-xdist"
+        )
     from vlab.kernel.image import ensure_boot_files, inspect_kernel
     from vlab.kernel.launcher import unavailable
 
@@ -106,7 +108,7 @@ def pytest_sessionstart(session: pytest.Session) -> Generator[None, None, None]:
     guests = config.stash.get(_KEY, None)
     if guests is None:
         return (yield)
-    basetemp = config._tmp_path_factory.getbasetemp()
+    basetemp = config._tmp_path_factory.getbasetemp()  # type: ignore[attr-defined]
     spec = launcher_spec(guests.path, basetemp, config.option.vlab_kernel_timeout)
     config.option.tx = [spec] * guests.count
     try:
