@@ -273,10 +273,12 @@ def main(argv: list[str] | None = None) -> int:
     log_dir = Path(args.log_dir) if args.log_dir else Path(tempfile.gettempdir())
     log = log_dir / f"{os.getpid()}.console.log"
     guest: Guest | None = None
+    booted = False
     try:
         boot = ensure_boot_files(inspect_kernel(args.kernel))
         guest = Guest(boot, work, sys.executable, log)
         guest.wait_hello(args.timeout)
+        booted = True
         request = {"argv": [sys.executable, *rest], "cwd": os.getcwd(), "env": dict(os.environ)}
         guest.host.sendall(json.dumps(request).encode() + b"\n")
         ended = threading.Event()
@@ -297,7 +299,7 @@ def main(argv: list[str] | None = None) -> int:
         return 0
     except LabError as exc:
         message = f"vlab: {exc}"
-        if not args.log_dir:
+        if booted or not args.log_dir:  # boot failures: the pytest controller reports them
             print(message, file=sys.stderr)
         with contextlib.suppress(OSError):  # for the controller's error message
             log_dir.mkdir(parents=True, exist_ok=True)
