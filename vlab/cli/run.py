@@ -155,7 +155,8 @@ def run(
             paths, kernels, common, lambda: Progress(out, explicit), out, markdown, json_path
         )
     if markdown or json_path:
-        print("vlab: run: --markdown/--json export the --kernel table: add --kernel", file=out)
+        message = "--markdown/--json export the --kernel table: add --kernel"
+        print(f"vlab: run: {message}", file=sys.stderr)
         return 4
     progress = Progress(out, {Path(p).resolve() for p in paths})
     code = pytest.main(args, plugins=[progress])
