@@ -21,6 +21,7 @@ import pytest
 from kernel_helpers import ROOT, kernel_or_skip, pytest_argv, run_pytest
 
 from vlab.kernel.image import inspect_kernel
+from vlab.scenario.kernel import matches
 
 pytestmark = [pytest.mark.vlab, pytest.mark.qemu]
 
@@ -58,6 +59,7 @@ def _project(tmp_path: Path) -> Path:
     (project / "scenarios").mkdir(parents=True)
     (project / "test_inner.py").write_text(INNER)
     shutil.copy(ROOT / "scenarios/forwarding/vlan_filtering.yaml", project / "scenarios")
+    shutil.copy(ROOT / "scenarios/fdb/fdb_max_learned.yaml", project / "scenarios")
     return project
 
 
@@ -112,6 +114,12 @@ def test_guest_kernel_session_against_the_host_kernel(tmp_path: Path) -> None:
     for name in ("test_dummy_flood", "vlan_filtering"):
         assert on_host[name][0] == "skipped", host.stdout
         assert in_guest[name][0] == "passed", guest.stdout
+    # a scenario's kernel range is decided by the kernel that runs it (collected in the guest)
+    for outcomes, kernel_release in ((on_host, platform.release()), (in_guest, release)):
+        expected = "skipped" if matches("<6.8", kernel_release) else "passed"
+        assert outcomes["fdb_max_learned"][0] == expected, (kernel_release, outcomes)
+    assert in_guest["fdb_max_learned"] != on_host["fdb_max_learned"]
+    assert f"kernel {release}: no IFLA_BR_FDB_MAX_LEARNED" in guest.stdout
     # a failing test reports alike on both: the lab section, and pcaps on the host
     assert in_guest["test_deliberately_fails"][0] == "failure"
     assert on_host["test_deliberately_fails"][0] == "failure"
