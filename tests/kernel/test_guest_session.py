@@ -118,7 +118,6 @@ def test_guest_kernel_session_against_the_host_kernel(tmp_path: Path) -> None:
     for outcomes, kernel_release in ((on_host, platform.release()), (in_guest, release)):
         expected = "skipped" if matches("<6.8", kernel_release) else "passed"
         assert outcomes["fdb_max_learned"][0] == expected, (kernel_release, outcomes)
-    assert in_guest["fdb_max_learned"] != on_host["fdb_max_learned"]
     assert f"kernel {release}: no IFLA_BR_FDB_MAX_LEARNED" in guest.stdout
     # a failing test reports alike on both: the lab section, and pcaps on the host
     assert in_guest["test_deliberately_fails"][0] == "failure"
