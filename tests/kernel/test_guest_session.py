@@ -18,12 +18,16 @@ from pathlib import Path
 from xml.etree import ElementTree
 
 import pytest
-from kernel_helpers import ROOT, kernel_or_skip, pytest_argv, run_pytest
+from kernel_helpers import ROOT, in_guest, kernel_or_skip, pytest_argv, run_pytest
 
 from vlab.kernel.image import inspect_kernel
 from vlab.scenario.kernel import matches
 
-pytestmark = [pytest.mark.vlab, pytest.mark.qemu]
+pytestmark = [
+    pytest.mark.vlab,
+    pytest.mark.qemu,
+    pytest.mark.skipif(in_guest(), reason="drives pytest and vlab from the host; this is a guest"),
+]
 
 INNER = """
 import platform
@@ -225,6 +229,16 @@ def test_a_bad_kernel_is_a_usage_error_at_once(tmp_path: Path, kernel: str, mess
     assert message in done.stderr and "Traceback" not in done.stderr, done.stderr
     assert "or 'host'" in done.stderr  # the fix
     assert elapsed < 20
+
+
+def test_the_kernel_option_needs_vlab_and_host_is_the_default(tmp_path: Path) -> None:
+    (tmp_path / "test_x.py").write_text("import platform\n\ndef test_x():\n    pass\n")
+    done = run_pytest(tmp_path, "--vlab-kernel=/boot/vmlinuz-x", "test_x.py", timeout=60)
+    assert done.returncode == pytest.ExitCode.USAGE_ERROR
+    assert "--vlab-kernel needs --vlab" in done.stderr
+    done = run_pytest(tmp_path, "--vlab", "--vlab-kernel=host", "test_x.py", timeout=60)
+    assert done.returncode == 0, done.stdout + done.stderr
+    assert "kernel under test" not in done.stdout
 
 
 def test_a_guest_that_does_not_come_up_in_time_is_a_usage_error(tmp_path: Path) -> None:

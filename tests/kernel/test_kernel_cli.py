@@ -9,12 +9,16 @@ import sys
 from pathlib import Path
 
 import pytest
-from kernel_helpers import ROOT, kernel_or_skip
+from kernel_helpers import ROOT, in_guest, kernel_or_skip
 
 from vlab.kernel.image import inspect_kernel
 from vlab.scenario.features import missing
 
-pytestmark = [pytest.mark.vlab, pytest.mark.qemu]
+pytestmark = [
+    pytest.mark.vlab,
+    pytest.mark.qemu,
+    pytest.mark.skipif(in_guest(), reason="drives pytest and vlab from the host; this is a guest"),
+]
 
 
 def vlab(*args: str, timeout: float = 600) -> subprocess.CompletedProcess[str]:
