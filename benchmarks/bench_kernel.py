@@ -122,7 +122,7 @@ def run(quick: bool) -> list[Figure]:
             "s",
             "same test on the host kernel",
             Stats.of(host_labs),
-            note="ratio < 1: the guest's emulated CPU is slower",
+            note="the guest runs on an emulated CPU (TCG)",
         ),
         Figure(
             f"scenario library under guest kernel {release}, -n 2",
