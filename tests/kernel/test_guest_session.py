@@ -259,3 +259,25 @@ def test_a_guest_that_does_not_come_up_in_time_is_a_usage_error(tmp_path: Path) 
     assert "last lines of the guest console" in done.stderr
     assert "INTERNALERROR" not in done.stdout + done.stderr
     assert time.monotonic() - began < 60
+
+
+def test_a_guest_that_panics_mid_session_fails_its_test_not_the_session(tmp_path: Path) -> None:
+    """The guest kernel crashes under a test: that test fails, with the console, and it ends.
+
+    ``--max-worker-restart=0`` spares the replacement guest xdist would boot for the next test
+    (it does, tested by hand; 40 s more here).
+    """
+    kernel = kernel_or_skip()
+    (tmp_path / "test_panic.py").write_text(
+        "import pytest\n\n"
+        "@pytest.mark.vlab\n"
+        "def test_crash_the_kernel(lab):\n"
+        "    with open('/proc/sysrq-trigger', 'w') as f:\n"
+        "        f.write('c')\n"
+    )
+    done = run_pytest(
+        tmp_path, "--vlab", f"--vlab-kernel={kernel}", "--max-worker-restart=0", "test_panic.py"
+    )
+    assert done.returncode == pytest.ExitCode.TESTS_FAILED, done.stdout + done.stderr
+    assert "crashed while running 'test_panic.py::test_crash_the_kernel'" in done.stdout
+    assert "Kernel panic" in done.stderr and "last lines of the guest console" in done.stderr

@@ -71,13 +71,24 @@ def _die_with(parent: int) -> Callable[[], None]:
     return setup
 
 
+_VERDICT = re.compile(r"Kernel panic|BUG:|Oops|vlab-kernel:")
+
+
 def tail(path: Path, lines: int = 30) -> str:
-    """The last lines of a log file, indented, for error messages."""
+    """The last lines of a log file, indented, for error messages.
+
+    A panic's first line (the reason) is usually followed by a stack trace longer than the
+    tail; lines saying what went wrong are kept in front of it.
+    """
     try:
         text = path.read_text(errors="replace")
     except OSError:
         text = ""
-    body = "\n".join(f"  | {line}" for line in text.rstrip("\n").splitlines()[-lines:])
+    all_lines = text.rstrip("\n").splitlines()
+    last = all_lines[-lines:]
+    verdicts = [x for x in all_lines[:-lines] if _VERDICT.search(x)][-5:]
+    shown = [*verdicts, "...", *last] if verdicts else last
+    body = "\n".join(f"  | {line}" for line in shown)
     return f"last lines of the guest console {path}:\n{body or '  | (empty)'}"
 
 
