@@ -261,7 +261,7 @@ def test_a_guest_that_does_not_come_up_in_time_is_a_usage_error(tmp_path: Path) 
     assert time.monotonic() - began < 60
 
 
-def test_a_guest_that_panics_mid_session_fails_its_test_not_the_session(tmp_path: Path) -> None:
+def test_a_guest_that_panics_mid_session_fails_its_test_with_the_console(tmp_path: Path) -> None:
     """The guest kernel crashes under a test: that test fails, with the console, and it ends.
 
     ``--max-worker-restart=0`` spares the replacement guest xdist would boot for the next test
