@@ -9,7 +9,8 @@ through an execnet ``popen`` gateway whose "python" is :mod:`vlab.kernel.launche
 Modules: :mod:`.image` (which kernel, its release and modules; the initramfs), :mod:`.launcher`
 (host side: virtiofsd + QEMU, stdio bridged to the guest), :mod:`.guest` (guest side: the worker's
 environment, then exec of the real Python), :mod:`.pytest_plugin` (``--vlab-kernel``),
-:mod:`.probe` (one command in a guest, for ``vlab doctor --kernel``).
+:mod:`.probe` (one program in a guest, for ``vlab doctor --kernel``), :mod:`.matrix`
+(``vlab run --kernel A --kernel B``: a test x kernel table).
 """
 
 from __future__ import annotations
