@@ -55,3 +55,16 @@ def fuzz(session: nox.Session) -> None:
     """Long fuzzing runs of the scenario loader and frame injection."""
     session.install("-e", ".[dev]")
     session.run("pytest", "--vlab", "tests/fuzz", "--vlab-profile=thorough", *session.posargs)
+
+
+@nox.session(python=PY)
+def guest_kernel(session: nox.Session) -> None:
+    """The scenario library and tests/kernel on Debian's cloud kernel, in QEMU guests (TCG)."""
+    import glob
+
+    session.install("-e", ".[dev]")
+    kernels = sorted(glob.glob("/boot/vmlinuz-*-cloud-amd64"))
+    if not kernels:
+        session.error("no /boot/vmlinuz-*-cloud-amd64: ./dev test installs linux-image-cloud-amd64")
+    args = session.posargs or ["-n", "2", "scenarios", "tests/kernel"]
+    session.run("pytest", "--vlab", f"--vlab-kernel={kernels[-1]}", "-ra", *args)

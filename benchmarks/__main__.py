@@ -31,6 +31,7 @@ HERE = Path(__file__).resolve().parent
 BENCHES = (
     "build", "latency", "throughput", "properties", "soak", "big", "xdist", "qemu", "inspect",
     "readall",
+    "kernel",
 )  # fmt: skip
 
 
@@ -98,6 +99,7 @@ def main(argv: list[str] | None = None) -> int:
         ("qemu", lambda: bench_guest.run(quick)),
         ("inspect", lambda: importlib.import_module("benchmarks.bench_inspect").run(quick)),
         ("readall", lambda: bench_frames_read.run(64 if quick else 256, 3 if quick else 5)),
+        ("kernel", lambda: importlib.import_module("benchmarks.bench_kernel").run(quick)),
     ]
     started = time.perf_counter()
     try:

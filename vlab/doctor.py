@@ -458,15 +458,35 @@ def as_dicts(checks: list[Check]) -> list[dict[str, object]]:
     return [asdict(c) for c in checks]
 
 
-def main(as_json: bool = False) -> int:
+def in_guest(kernel: str) -> tuple[list[Check], str]:
+    """The checks probed inside a QEMU guest booted with ``kernel`` (``vlab doctor --kernel``)."""
+    from vlab.kernel.probe import run_python
+
+    done = run_python(kernel, ["-m", "vlab.cli", "doctor", "--json"])
+    try:
+        rows = json.loads(done.stdout.strip().splitlines()[-1])["checks"]
+        checks = [Check(**row) for row in rows]
+    except (ValueError, IndexError, KeyError, TypeError):
+        raise LabError(
+            f"vlab doctor in the guest on {done.release} printed no table (status "
+            f"{done.status}): {done.stdout[-2000:]!r}"
+        ) from None
+    return checks, f"kernel {done.release} ({kernel}), probed in a QEMU guest"
+
+
+def main(as_json: bool = False, kernel: str | None = None) -> int:
     """Print the table (or JSON); exit 1 only when labs cannot run here at all."""
     from vlab.cli.table import table
 
-    checks = diagnose()
+    where = None
+    if kernel is not None and kernel != "host":
+        checks, where = in_guest(kernel)
+    else:
+        checks = diagnose()
     if as_json:
         print(json.dumps({"labs_can_run": labs_can_run(checks), "checks": as_dicts(checks)}))
     else:
-        print(header())
+        print(header() if where is None else f"{header()}\n{where}")
         print()
         rows = [(c.area, c.name, c.status, c.detail) for c in checks]
         print(table(("AREA", "CHECK", "STATUS", "DETAIL"), rows))

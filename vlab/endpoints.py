@@ -220,7 +220,8 @@ class Endpoint:
         self._check_alive()
         self._set_carrier(up)
         self.carrier = up
-        self.lab._sync_link(self.bridge.port(self).index)
+        port = self.bridge.port(self)
+        self.lab._sync_link(port.index, port.name, up)
         self.lab._topology_changed()
 
     def _set_carrier(self, up: bool) -> None:

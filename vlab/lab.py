@@ -363,19 +363,25 @@ class Lab:
     ) -> Uplink:
         """The bridge's pNIC port; its far end, in the upstream namespace, is the network.
 
-        Only a veth carries frames both ways (a dummy link swallows what the bridge sends and
-        can inject nothing), so the uplink is a veth; ``kind="dummy"`` is refused where the
-        kernel lacks the dummy link type (as on the kernels vlab is developed on).
+        Only a veth carries frames both ways, so that is the default. ``kind="dummy"`` makes
+        the port a dummy link of the switch namespace (see :mod:`vlab.dummy`): it receives what
+        the bridge sends and can be watched, but injects nothing (``send()`` is a LabError);
+        ``Unsupported`` (a skip) where the kernel lacks the dummy link type.
         """
         br = self._bridge(bridge)
-        if kind != "veth":
-            raise LabError(f"uplink kind={kind!r}: only 'veth' can both receive and inject frames")
+        if kind not in ("veth", "dummy"):
+            raise LabError(f"uplink kind={kind!r}: choose 'veth' (default) or 'dummy'")
         if name is None:
             name = "uplink" if "uplink" not in self.endpoints else f"uplink-{br.name}"[:15]
         self._check_name(name, "uplink")
         mtu = self._endpoint_mtu("uplink", name, mtu)
         mac = self._endpoint_mac("uplink", name, mac, "02")
         self._check_room(br, f"uplink {name}")
+        if kind == "dummy":
+            from vlab.dummy import add_dummy_uplink
+
+            with self._rollback():
+                return add_dummy_uplink(self, br, name, mac, mtu)
         with self._rollback():
             space = self._space("upstream")
             port = self._next("eth")
@@ -532,13 +538,15 @@ class Lab:
                 if ep is not None and not ep.carrier:
                     continue
                 # a tap keeps operstate UNKNOWN: it had carrier from birth, so no link event
-                tap = isinstance(ep, VM)
+                tap = isinstance(ep, VM) or getattr(ep, "link_kind", "") == "dummy"
                 if not _link_ready(self._switch.links, port.index, tap):
                     missing.append(f"{port.name} is not up")
                 elif not (port.state_managed or br.stp) and ports.get(port.name) != 3:
                     missing.append(f"{port.name} is not forwarding yet")
         for ep in self.endpoints.values():
             if not isinstance(ep, Host | Uplink) or not ep.carrier:
+                continue
+            if getattr(ep, "link_kind", "") == "dummy":  # a port of the switch: checked above
                 continue
             space = self._spaces["upstream" if isinstance(ep, Uplink) else ep.name]
             if not _link_ready(space.links, ep.ifindex, False):
@@ -683,8 +691,12 @@ class Lab:
                 f"cannot run {argv[0]!r} in {ns.name}: {exc.strerror}"
             ) from None
 
-    def _sync_link(self, index: int) -> None:
+    def _sync_link(self, index: int, port: str | None = None, up: bool = True) -> None:
         self._switch.links.link_state(index)
+        if port is not None and not up:  # kernels whose GETLINK runs no linkwatch work (6.1)
+            deadline = time.monotonic() + 2.0  # act on carrier loss up to a second later
+            while self._switch.links.port_states().get(port, 0) and time.monotonic() < deadline:
+                time.sleep(0.002)
 
     def _link_updown(self, ns: NetNS, ifindex: int, up: bool) -> None:
         space = next(s for s in self._spaces.values() if s.ns is ns)

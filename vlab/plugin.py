@@ -24,6 +24,8 @@ if TYPE_CHECKING:
     from vlab.qemu import QemuGuest
     from vlab.scenario.collect import ScenarioFile
 
+pytest_plugins = ["vlab.kernel.pytest_plugin"]  # --vlab-kernel: see docs/kernel-under-test.md
+
 SKIP_REASON = "lab tests need --vlab"
 LAB_FIXTURES = frozenset({"lab"})
 _LAB_KEY = pytest.StashKey["Lab"]()

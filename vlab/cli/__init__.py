@@ -42,6 +42,7 @@ def _parser() -> argparse.ArgumentParser:
 
     doctor = sub.add_parser("doctor", help="what this machine can do, probed for real")
     doctor.add_argument("--json", action="store_true", help="machine-readable output")
+    doctor.add_argument("--kernel", metavar="PATH", help="probe this bzImage in a QEMU guest")
 
     up = sub.add_parser("up", help="build a scenario file's topology; Ctrl-C tears it down")
     up.add_argument("file", help="a scenario file (YAML, see vlab/scenario/FORMAT.md)")
@@ -67,6 +68,15 @@ def _parser() -> argparse.ArgumentParser:
     run.add_argument("-x", "--exitfirst", action="store_true", help="stop at the first failure")
     run.add_argument("-k", metavar="EXPR", help="only tests matching EXPR (as pytest -k)")
     run.add_argument("-n", metavar="WORKERS", help="parallel workers (pytest-xdist)")
+    run.add_argument(
+        "--kernel",
+        action="append",
+        metavar="PATH",
+        help="run on this kernel ('host' or a bzImage, in a QEMU guest); repeat for a "
+        "test x kernel table, differences first",
+    )
+    run.add_argument("--markdown", metavar="FILE", help="with --kernel: the table as markdown")
+    run.add_argument("--json", metavar="FILE", help="with --kernel: the table as JSON (- stdout)")
 
     from vlab.cli.where import add_parser as add_where
 
@@ -117,7 +127,7 @@ def _dispatch(args: argparse.Namespace) -> int:
     if args.command == "doctor":
         from vlab.doctor import main as doctor
 
-        return doctor(as_json=args.json)
+        return doctor(as_json=args.json, kernel=args.kernel)
     if args.command == "up":
         from vlab.cli.up import up
 
@@ -143,4 +153,12 @@ def _dispatch(args: argparse.Namespace) -> int:
         return where(args.mac, args.netns, as_json=args.json, explain=args.explain)
     from vlab.cli.run import run
 
-    return run(args.paths, exitfirst=args.exitfirst, keyword=args.k, workers=args.n)
+    return run(
+        args.paths,
+        exitfirst=args.exitfirst,
+        keyword=args.k,
+        workers=args.n,
+        kernels=args.kernel,
+        markdown=args.markdown,
+        json_path=args.json,
+    )

@@ -124,6 +124,9 @@ def run(
     keyword: str | None = None,
     workers: str | None = None,
     out: TextIO = sys.stdout,
+    kernels: list[str] | None = None,
+    markdown: str | None = None,
+    json_path: str | None = None,
 ) -> int:
     missing = [p for p in paths if not Path(p).exists()]
     if missing:
@@ -143,6 +146,18 @@ def run(
         args += ["-k", keyword]
     if workers:
         args += ["-n", workers]
+    if kernels:  # one session per kernel, then a test x kernel table
+        from vlab.kernel.matrix import run_matrix
+
+        explicit = {Path(p).resolve() for p in paths}
+        common = [a for a in args if a not in paths]
+        return run_matrix(
+            paths, kernels, common, lambda: Progress(out, explicit), out, markdown, json_path
+        )
+    if markdown or json_path:
+        message = "--markdown/--json export the --kernel table: add --kernel"
+        print(f"vlab: run: {message}", file=sys.stderr)
+        return 4
     progress = Progress(out, {Path(p).resolve() for p in paths})
     code = pytest.main(args, plugins=[progress])
     print(progress.summary(), file=out, flush=True)
