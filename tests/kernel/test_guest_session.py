@@ -62,6 +62,7 @@ def _project(tmp_path: Path) -> Path:
     project = tmp_path / "project"
     (project / "scenarios").mkdir(parents=True)
     (project / "test_inner.py").write_text(INNER)
+    (project / "pytest.ini").write_text("[pytest]\nvlab_scenarios = scenarios\n")
     shutil.copy(ROOT / "scenarios/forwarding/vlan_filtering.yaml", project / "scenarios")
     shutil.copy(ROOT / "scenarios/fdb/fdb_max_learned.yaml", project / "scenarios")
     return project
