@@ -25,14 +25,14 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from vlab import quiesce, report
+from vlab import quiesce, report, spawn
 from vlab import tap as taplib
 from vlab.bridge import Bridge
 from vlab.capture import PacketPort, TapPort
 from vlab.endpoints import VM, Endpoint, Host, Uplink
 from vlab.errors import LabError, Unsupported
 from vlab.frames import Mask
-from vlab.netns import NetNS, setns
+from vlab.netns import NetNS
 from vlab.options import BRIDGE_OPTIONS, encode_bridge, encode_mtu, normalize_mac, pack_data
 from vlab.reaper import reap
 from vlab.rtnl import LinkRequests, Rtnl, qdisc_events
@@ -532,32 +532,7 @@ class Lab:
     def _run_in(
         self, ns: NetNS, argv: list[str], check: bool, timeout: float
     ) -> subprocess.CompletedProcess[str]:
-        if not argv:
-            raise LabError(f"nothing to run in {ns.name}: give a program and its arguments")
-        fd = ns.fd
-        try:
-            return subprocess.run(
-                argv,
-                preexec_fn=lambda: setns(fd),
-                pass_fds=(fd,),
-                capture_output=True,
-                text=True,
-                check=check,
-                timeout=timeout,
-            )
-        except FileNotFoundError:
-            raise LabError(f"cannot run {argv[0]!r} in {ns.name}: not installed") from None
-        except subprocess.TimeoutExpired:
-            raise LabError(
-                f"{' '.join(argv)} in {ns.name} did not finish within {timeout:g} s"
-            ) from None
-        except subprocess.CalledProcessError as exc:
-            raise LabError(
-                f"{' '.join(argv)} failed in {ns.name} (exit {exc.returncode}): "
-                f"{exc.stderr.strip()}"
-            ) from None
-        except OSError as exc:
-            raise LabError(f"cannot run {argv[0]!r} in {ns.name}: {exc.strerror}") from None
+        return spawn.run(ns, argv, check=check, timeout=timeout)
 
     def _sync_link(self, index: int) -> None:
         self._switch.links.link_state(index)
