@@ -16,11 +16,34 @@ from collections.abc import Callable
 from pathlib import Path
 from types import FrameType
 
-from benchmarks import bench_build, bench_frames, bench_guest, bench_scale, ipbuild, report
+from benchmarks import (
+    bench_build,
+    bench_frames,
+    bench_guest,
+    bench_peer,
+    bench_scale,
+    bench_suite,
+    ipbuild,
+    report,
+)
 from benchmarks.timing import Figure, Stats
 
 HERE = Path(__file__).resolve().parent
-BENCHES = ("build", "latency", "throughput", "properties", "soak", "big", "xdist", "qemu")
+BENCHES = (
+    "build",
+    "latency",
+    "throughput",
+    "properties",
+    "soak",
+    "big",
+    "xdist",
+    "qemu",
+    "row",
+    "programs",
+    "busy",
+    "startup",
+    "peer",
+)
 
 
 def properties(seconds: float) -> list[Figure]:
@@ -61,6 +84,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--soak-labs", type=int, help="labs in the soak (500; 100 with --quick)")
     parser.add_argument("--xdist-labs", type=int, help="labs for the xdist bench (200)")
     parser.add_argument("--workers", type=int, default=4, help="xdist workers (4)")
+    parser.add_argument("--row-labs", type=int, default=200, help="labs in a row (200)")
     parser.add_argument("--out", type=Path, default=HERE, help="where RESULTS.md and the plot go")
     args = parser.parse_args(argv)
     if os.geteuid() != 0:
@@ -85,6 +109,11 @@ def main(argv: list[str] | None = None) -> int:
         ("big", lambda: bench_scale.big_lab(64, 3 if quick else 10)),
         ("xdist", lambda: bench_scale.parallel(args.workers, xdist_labs)),
         ("qemu", lambda: bench_guest.run(quick)),
+        ("row", lambda: bench_suite.labs_in_a_row(args.row_labs)),
+        ("programs", lambda: bench_suite.programs(quick)),
+        ("busy", lambda: bench_suite.negative_checks(quick)),
+        ("startup", lambda: bench_suite.startup(quick)),
+        ("peer", lambda: bench_peer.run(quick)),
     ]
     started = time.perf_counter()
     try:
