@@ -25,7 +25,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from vlab import quiesce, report, spawn
+from vlab import nspool, quiesce, report, spawn
 from vlab import tap as taplib
 from vlab.bridge import Bridge
 from vlab.capture import PacketPort, TapPort
@@ -145,6 +145,9 @@ class Lab:
         self._artifact_dir: Path | None = None  # where this lab's failure artifacts went
         self._guest_dir: Path | None = None
         self._guest_dir_is_temp = False
+        self._shell = nspool.take(quiet)  # a reused switch namespace with a dormant bridge
+        if self._shell is not None:
+            self._spaces["switch"] = self._shell.space  # type: ignore[assignment]
         self._switch = self._space("switch")
         self._switch_rtnl = self._switch.rtnl
 
@@ -179,12 +182,31 @@ class Lab:
                 self._sockets.clear()
             finally:
                 while self._spaces:
-                    _name, space = self._spaces.popitem()
-                    space.close()
+                    name, space = self._spaces.popitem()
+                    if name == "switch" and self._shell is not None:
+                        self._release_switch()
+                    else:
+                        space.close()
+
+    def _release_switch(self) -> None:
+        """A switch namespace whose only bridge sits at the pool's ifindex goes to the pool."""
+        shell, self._shell = self._shell, None
+        assert shell is not None
+        bridges = list(self.bridges.values())
+        if self.quiet and len(bridges) == 1 and bridges[0].index == nspool.BRIDGE_INDEX:
+            nspool.give(shell, lambda: _Namespace("switch", True))
+        else:
+            shell.close()
+
+    def _expose_switch(self) -> None:
+        """Before a test looks into the switch namespace, a dormant bridge must be gone."""
+        if self._shell is not None and self._shell.dormant:
+            nspool.discard_dormant(self._shell)
 
     def namespaces(self) -> dict[str, NetNS]:
         """The lab's namespaces by name (``switch``, ``upstream``, one per host), for tools
         that enter them (``vlab up``/``exec``) — their fds stay owned by the lab."""
+        self._expose_switch()
         return {name: space.ns for name, space in self._spaces.items()}
 
     def guest_dir(self) -> Path:
@@ -248,8 +270,10 @@ class Lab:
         # mcast_querier in the same message as the query intervals starts with the old ones.
         querier = encoded.pop("multicast_querier", None) if len(encoded) > 1 else None
         index = self._switch.index()
+        data = pack_data(BRIDGE_OPTIONS, encoded)
         try:
-            self._switch.links.add_bridge(name, index, mac, pack_data(BRIDGE_OPTIONS, encoded), mtu)
+            if not self._adopt_bridge(name, index, mac, data, mtu):
+                self._switch.links.add_bridge(name, index, mac, data, mtu)
         except OSError as exc:
             shown = ", ".join(f"{k}={v!r}" for k, v in options.items())
             if exc.errno == 95:  # EOPNOTSUPP: e.g. vlan_filtering without the config option
@@ -262,6 +286,16 @@ class Lab:
         if querier is not None:
             br.set(multicast_querier=bool(querier))
         return br
+
+    def _adopt_bridge(self, name: str, index: int, mac: str, data: bytes, mtu: int | None) -> bool:
+        """The first bridge of a reused switch namespace is its dormant bridge, made anew."""
+        if index != nspool.BRIDGE_INDEX:
+            return False
+        if self._shell is None:
+            if self.quiet and mtu is None:  # a fresh namespace may join the pool afterwards
+                self._shell = nspool.wrap(self._switch)
+            return False
+        return nspool.adopt(self._shell, name, mac, data, mtu)
 
     def vm(
         self,
@@ -522,6 +556,8 @@ class Lab:
         ``lab.run("switch", "tc", "qdisc", "add", "dev", "eth0", "root", "tbf", ...)``
         """
         self._check_open()
+        if node == "switch":
+            self._expose_switch()
         space = self._spaces.get(node)
         if space is None:
             raise LabError(f"unknown node {node!r}; nodes of this lab: {', '.join(self._spaces)}")
