@@ -60,6 +60,7 @@ BRIDGE_INDEX = 2
 PORT_GROUP = 0x7653  # links in this group are deleted in one request when a lab is reset
 READY_MAX = 8
 RESETTERS = 2
+BACKLOG_MAX = 4  # namespaces waiting for a reset; beyond that, resets would only lag further
 
 RTM_DELLINK = 17
 RTM_GETADDR = 22
@@ -360,7 +361,14 @@ class Pool:
     def give(self, shell: _Shell, factory: Any) -> None:
         self._ensure_threads()
         with self.lock:
-            self.in_flight += 1
+            busy = self.in_flight >= BACKLOG_MAX
+            if busy:
+                self.stats["skipped"] = self.stats.get("skipped", 0) + 1
+            else:
+                self.in_flight += 1
+        if busy:  # labs end faster than they can be reset: drop it, as without a pool
+            shell.close()
+            return
         self.dirty.put((shell, factory))
 
     def drain(self, timeout: float = 30.0) -> bool:
