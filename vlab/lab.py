@@ -292,7 +292,7 @@ class Lab:
         if index != nspool.BRIDGE_INDEX:
             return False
         if self._shell is None:
-            if self.quiet and mtu is None:  # a fresh namespace may join the pool afterwards
+            if self.quiet and mtu is None and nspool.enabled():  # may join the pool later
                 self._shell = nspool.wrap(self._switch)
             return False
         return nspool.adopt(self._shell, name, mac, data, mtu)

@@ -474,6 +474,11 @@ def pool() -> Pool:
     return _pool
 
 
+def enabled() -> bool:
+    """Whether closed labs' switch namespaces go to the pool (opt-in, see the module doc)."""
+    return _pool.enabled
+
+
 def take(quiet: bool) -> _Shell | None:
     """A verified switch namespace with a dormant bridge, or None (then make a fresh one)."""
     if not quiet or not _pool.enabled:
