@@ -15,8 +15,8 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import socket
-import subprocess
 import time
 from collections.abc import Callable, Iterator
 from typing import Any
@@ -91,7 +91,7 @@ def state(lab: Lab) -> dict[str, Any]:
         "fdb": js("bridge", "-j", "fdb", "show"),
         "mdb": js("bridge", "-j", "mdb", "show"),
         "qdiscs": js("tc", "-j", "qdisc", "show"),
-        "nft": lab.run("switch", "nft", "list", "ruleset").stdout,
+        "nft": lab.run("switch", "nft", "list", "ruleset").stdout if shutil.which("nft") else "",
         "sysctls": sorted(line for line in sysctls.splitlines() if "stable_secret" not in line),
         "sockets": sorted(sockets.splitlines()),
         "processes": _processes(lab.namespaces()["switch"].inode),
@@ -250,6 +250,8 @@ def _qdisc(lab: Lab) -> None:
 
 
 def _nft(lab: Lab) -> None:
+    if shutil.which("nft") is None:
+        pytest.skip("needs nft (Debian: nftables)")
     lab.run("switch", "nft", "add", "table", "bridge", "t")
 
 
@@ -283,9 +285,9 @@ DIRT: dict[str, Dirt] = {
 
 @pytest.fixture(scope="module", autouse=True)
 def _needs_tools() -> None:
-    for tool in ("ip", "bridge", "tc", "nft", "sysctl", "ss"):
-        if subprocess.run(["sh", "-c", f"command -v {tool}"], capture_output=True).returncode:
-            pytest.skip(f"needs {tool}")
+    for tool in ("ip", "bridge", "tc", "sysctl", "ss"):
+        if shutil.which(tool) is None:
+            pytest.skip(f"needs {tool} (iproute2, procps)")
 
 
 @pytest.mark.parametrize("dirt", list(DIRT))
