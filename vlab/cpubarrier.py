@@ -25,6 +25,7 @@ this is unavailable, :func:`barrier` says so and the caller falls back to migrat
 
 from __future__ import annotations
 
+import os
 import select
 import shutil
 import socket
@@ -85,6 +86,7 @@ class MarkerBarrier:
         from vlab import spawn  # programs in namespaces; imported late to keep imports one way
 
         self.cpus = cpus
+        self.pid = os.getpid()
         self.seq = 0
         self.ns = NetNS.create("cpu-markers")
         self.rtnl: Rtnl | None = None
@@ -202,6 +204,8 @@ def barrier() -> bool:
     if _broken is not None:
         return False
     with _lock:
+        if _barrier is not None and _barrier.pid != os.getpid():
+            _barrier = None  # a forked child: the parent reads those sockets too; make its own
         if _barrier is None:
             try:
                 _barrier = MarkerBarrier(online_cpus())
