@@ -21,7 +21,9 @@ from benchmarks import (
     bench_frames,
     bench_frames_read,
     bench_guest,
+    bench_peer,
     bench_scale,
+    bench_suite,
     ipbuild,
     report,
 )
@@ -32,6 +34,11 @@ BENCHES = (
     "build", "latency", "throughput", "properties", "soak", "big", "xdist", "qemu", "inspect",
     "readall",
     "kernel",
+    "row",
+    "programs",
+    "busy",
+    "startup",
+    "peer",
 )  # fmt: skip
 
 
@@ -73,6 +80,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--soak-labs", type=int, help="labs in the soak (500; 100 with --quick)")
     parser.add_argument("--xdist-labs", type=int, help="labs for the xdist bench (200)")
     parser.add_argument("--workers", type=int, default=4, help="xdist workers (4)")
+    parser.add_argument("--row-labs", type=int, default=200, help="labs in a row (200)")
     parser.add_argument("--out", type=Path, default=HERE, help="where RESULTS.md and the plot go")
     args = parser.parse_args(argv)
     if os.geteuid() != 0:
@@ -100,6 +108,11 @@ def main(argv: list[str] | None = None) -> int:
         ("inspect", lambda: importlib.import_module("benchmarks.bench_inspect").run(quick)),
         ("readall", lambda: bench_frames_read.run(64 if quick else 256, 3 if quick else 5)),
         ("kernel", lambda: importlib.import_module("benchmarks.bench_kernel").run(quick)),
+        ("row", lambda: bench_suite.labs_in_a_row(args.row_labs)),
+        ("programs", lambda: bench_suite.programs(quick)),
+        ("busy", lambda: bench_suite.negative_checks(quick)),
+        ("startup", lambda: bench_suite.startup(quick)),
+        ("peer", lambda: bench_peer.run(quick)),
     ]
     started = time.perf_counter()
     try:

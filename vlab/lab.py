@@ -24,7 +24,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from vlab import limits, quiesce, report, rootless, scratch, tools, validate
+from vlab import limits, nspool, quiesce, report, rootless, scratch, spawn, tools, validate
 from vlab import tap as taplib
 from vlab.bridge import Bridge
 from vlab.capture import PacketPort, TapPort
@@ -32,7 +32,7 @@ from vlab.endpoints import VM, Endpoint, Host, Uplink
 from vlab.errors import LabError, Unsupported
 from vlab.frames import Mask
 from vlab.guard import LabGuard, guarded
-from vlab.netns import NetNS, setns
+from vlab.netns import NetNS
 from vlab.options import BRIDGE_OPTIONS, encode_bridge, encode_mtu, normalize_mac, pack_data
 from vlab.reaper import reap
 from vlab.rtnl import LinkRequests, Rtnl, qdisc_events
@@ -154,6 +154,9 @@ class Lab:
         self._guest_dir_is_temp = False
         if os.geteuid() != 0:  # a non-root user builds labs as root of a user namespace
             rootless.ensure()
+        self._shell = nspool.take(quiet)  # a reused switch namespace with a dormant bridge
+        if self._shell is not None:
+            self._spaces["switch"] = self._shell.space  # type: ignore[assignment]
         try:
             self._switch = self._space("switch")
         except OSError as exc:
@@ -201,12 +204,31 @@ class Lab:
                 self._sockets.clear()
             finally:
                 while self._spaces:
-                    _name, space = self._spaces.popitem()
-                    space.close()
+                    name, space = self._spaces.popitem()
+                    if name == "switch" and self._shell is not None:
+                        self._release_switch()
+                    else:
+                        space.close()
+
+    def _release_switch(self) -> None:
+        """A switch namespace whose only bridge sits at the pool's ifindex goes to the pool."""
+        shell, self._shell = self._shell, None
+        assert shell is not None
+        bridges = list(self.bridges.values())
+        if self.quiet and len(bridges) == 1 and bridges[0].index == nspool.BRIDGE_INDEX:
+            nspool.give(shell, lambda: _Namespace("switch", True))
+        else:
+            shell.close()
+
+    def _expose_switch(self) -> None:
+        """Before a test looks into the switch namespace, a dormant bridge must be gone."""
+        if self._shell is not None and self._shell.dormant:
+            nspool.discard_dormant(self._shell)
 
     def namespaces(self) -> dict[str, NetNS]:
         """The lab's namespaces by name (``switch``, ``upstream``, one per host), for tools
         that enter them (``vlab up``/``exec``) — their fds stay owned by the lab."""
+        self._expose_switch()
         return {name: space.ns for name, space in self._spaces.items()}
 
     @guarded
@@ -269,8 +291,10 @@ class Lab:
         # mcast_querier in the same message as the query intervals starts with the old ones.
         querier = encoded.pop("multicast_querier", None) if len(encoded) > 1 else None
         index = self._switch.index()
+        data = pack_data(BRIDGE_OPTIONS, encoded)
         try:
-            self._switch.links.add_bridge(name, index, mac, pack_data(BRIDGE_OPTIONS, encoded), mtu)
+            if not self._adopt_bridge(name, index, mac, data, mtu):
+                self._switch.links.add_bridge(name, index, mac, data, mtu)
         except OSError as exc:
             shown = ", ".join(f"{k}={v!r}" for k, v in options.items())
             if exc.errno == 95:  # EOPNOTSUPP: e.g. vlan_filtering without the config option
@@ -289,6 +313,16 @@ class Lab:
                     self._switch.links.delete(index)
                 raise
         return br
+
+    def _adopt_bridge(self, name: str, index: int, mac: str, data: bytes, mtu: int | None) -> bool:
+        """The first bridge of a reused switch namespace is its dormant bridge, made anew."""
+        if index != nspool.BRIDGE_INDEX:
+            return False
+        if self._shell is None:
+            if self.quiet and mtu is None and nspool.enabled():  # may join the pool later
+                self._shell = nspool.wrap(self._switch)
+            return False
+        return nspool.adopt(self._shell, name, mac, data, mtu)
 
     @guarded
     def vm(
@@ -649,6 +683,8 @@ class Lab:
 
         ``lab.run("switch", "tc", "qdisc", "add", "dev", "eth0", "root", "tbf", ...)``
         """
+        if node == "switch":
+            self._expose_switch()
         space = self._spaces.get(node) if isinstance(node, str) else None
         if space is None:
             raise LabError(f"unknown node {node!r}; nodes of this lab: {', '.join(self._spaces)}")
@@ -663,33 +699,7 @@ class Lab:
         check = validate.flag(check, "run(check)")
         timeout = validate.timeout(timeout, "run")
         argv = tools.resolve(argv)  # ip, bridge, tc: in /usr/sbin, off a normal user's PATH
-        fd = ns.fd
-        try:
-            return subprocess.run(
-                argv,
-                preexec_fn=lambda: setns(fd),
-                pass_fds=(fd,),
-                capture_output=True,
-                text=True,
-                check=check,
-                timeout=timeout,
-            )
-        except FileNotFoundError:
-            raise LabError(f"cannot run {argv[0]!r} in {ns.name}: not installed") from None
-        except subprocess.TimeoutExpired:
-            raise LabError(
-                f"{' '.join(argv)} in {ns.name} did not finish within {timeout:g} s"
-            ) from None
-        except subprocess.CalledProcessError as exc:
-            raise LabError(
-                f"{' '.join(argv)} failed in {ns.name} (exit {exc.returncode}): "
-                f"{exc.stderr.strip()}"
-            ) from None
-        except OSError as exc:
-            problem = limits.fd_limit_error(exc, f"cannot run {argv[0]!r} in {ns.name}")
-            raise problem or LabError(
-                f"cannot run {argv[0]!r} in {ns.name}: {exc.strerror}"
-            ) from None
+        return spawn.run(ns, argv, check=check, timeout=timeout)
 
     def _sync_link(self, index: int, port: str | None = None, up: bool = True) -> None:
         self._switch.links.link_state(index)

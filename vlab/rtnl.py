@@ -323,7 +323,9 @@ class LinkRequests:
         data = nla(VETH_INFO_PEER, peer)
         info = nla(IFLA_INFO_KIND, b"veth\0") + nla(IFLA_INFO_DATA | NLA_F_NESTED, data)
         body = (
-            ifinfo() + link_attrs(name, mac, mtu, master) + nla(IFLA_LINKINFO | NLA_F_NESTED, info)
+            ifinfo(index)  # 0: the kernel picks (its per-namespace cursor, not the lowest free)
+            + link_attrs(name, mac, mtu, master)
+            + nla(IFLA_LINKINFO | NLA_F_NESTED, info)
         )
         self._new(body, True)
 
