@@ -20,8 +20,10 @@ def which(name: str) -> str | None:
 
 
 def resolve(argv: list[str]) -> list[str]:
-    """``argv`` with a bare program name replaced by its path when :func:`which` finds it."""
-    if not argv or "/" in argv[0]:
+    """``argv`` with a bare program name replaced by its path when only the sbin fallback of
+    :func:`which` finds it; a program on PATH keeps the name the caller gave (it shows in
+    ``CompletedProcess.args`` and in error texts)."""
+    if not argv or "/" in argv[0] or shutil.which(argv[0]):
         return argv
     found = which(argv[0])
     return [found, *argv[1:]] if found else argv
