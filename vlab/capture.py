@@ -8,6 +8,7 @@ and a capture that ignored it would show a tagged frame as untagged.
 
 from __future__ import annotations
 
+import ctypes
 import errno
 import os
 import socket
@@ -24,6 +25,9 @@ PACKET_AUXDATA = 8
 PACKET_IGNORE_OUTGOING = 23
 SO_TIMESTAMPNS = 35
 SO_RCVBUFFORCE = 33
+SO_ATTACH_FILTER = 26
+PACKET_STATISTICS = 6
+PACKET_OUTGOING = 4
 TP_STATUS_VLAN_VALID = 1 << 4
 TP_STATUS_VLAN_TPID_VALID = 1 << 6
 _AUX = struct.Struct("=IIIHHHH")
@@ -89,6 +93,34 @@ def _from_ancillary(data: bytes, ancillary: list[tuple[int, int, bytes]]) -> Rec
     return ts or time.time_ns(), data
 
 
+def socket_drops(sock: socket.socket) -> int:
+    """Frames the kernel dropped at this socket since the last call (its receive buffer was full).
+
+    PACKET_STATISTICS (struct tpacket_stats: packets, drops) is reset by every read, so callers
+    add the result to a running total.
+    """
+    _packets, drops = struct.unpack("=II", sock.getsockopt(SOL_PACKET, PACKET_STATISTICS, 8))
+    return int(drops)
+
+
+def _outgoing_only(sock: socket.socket) -> None:
+    """A classic BPF filter keeping only frames the interface transmits (PACKET_OUTGOING).
+
+    On a tap, that is exactly what the VM receives; what the VM sends is refused in the kernel,
+    so a VM's own sends cost no copy and no read.
+    """
+    prog = struct.pack(
+        "=" + "HBBI" * 4,
+        *(0x20, 0, 0, 0xFFFFF000 + 4),  # ld skb->pkt_type (SKF_AD_PKTTYPE)
+        *(0x15, 0, 1, PACKET_OUTGOING),  # jeq #PACKET_OUTGOING
+        *(0x06, 0, 0, 0x40000),  # ret whole frame
+        *(0x06, 0, 0, 0),  # ret 0: drop
+    )
+    code = ctypes.create_string_buffer(prog)
+    fprog = struct.pack("=HxxxxxxQ", 4, ctypes.addressof(code))
+    sock.setsockopt(socket.SOL_SOCKET, SO_ATTACH_FILTER, fprog)
+
+
 class PacketPort:
     """A raw socket on one interface: what arrives there and a way to send from there."""
 
@@ -96,6 +128,12 @@ class PacketPort:
         """Open in the calling thread's namespace (the socket stays bound to it afterwards)."""
         self.sock = packet_socket(ifname, outgoing=False)
         self.ifname = ifname
+        self.dropped = 0  # frames the kernel dropped at this socket, in total
+
+    def kernel_drops(self) -> int:
+        """Total frames dropped at the socket so far (PACKET_STATISTICS, accumulated)."""
+        self.dropped += socket_drops(self.sock)
+        return self.dropped
 
     def fileno(self) -> int:
         return self.sock.fileno()
@@ -108,18 +146,7 @@ class PacketPort:
 
     def drain(self) -> list[Record]:
         """Everything queued on the socket now, without blocking."""
-        out: list[Record] = []
-        recvmsg = self.sock.recvmsg
-        while True:
-            try:
-                data, anc, _flags, _addr = recvmsg(_SNAP, _CMSG_SPACE)
-            except BlockingIOError:
-                return out
-            except OSError as exc:
-                if exc.errno != errno.ENETDOWN:
-                    raise
-                continue  # reported once after the link went down (set_carrier): not an error
-            out.append(_from_ancillary(data, anc))
+        return _drain_socket(self.sock)
 
     def close(self) -> None:
         self.sock.close()
@@ -136,15 +163,34 @@ class TapPort:
 
     A tap would take frames of any size, but no guest NIC can send more than its MTU allows,
     and the bridge would drop such a frame silently at egress: refuse it here, as a veth does.
+
+    What the VM receives is read from a packet socket on the tap (in the switch namespace) that
+    keeps only what the tap transmits: a tap fd read carries no timestamp, and the socket's copy
+    carries the kernel's transmit time. The tap fd is still drained on every read, so its queue
+    (txqlen frames) only fills when vlab does not read for that long — and a read that finds it
+    that full marks the tap's own drop counter as worth checking (``maybe_dropped``).
     """
 
-    def __init__(self, fd: int, ifname: str, mtu: int = 1500) -> None:
+    def __init__(self, fd: int, ifname: str, mtu: int = 1500, txqlen: int = 0) -> None:
+        """Open in the namespace of the tap (the switch namespace) when ``txqlen`` is given;
+        ``TapPort(fd, name, mtu)`` alone is a send-only handle."""
         self.fd = fd
         self.ifname = ifname
         self.mtu = mtu
+        self.txqlen = txqlen
+        self.maybe_dropped = False
+        self.dropped = 0
+        self.sock: socket.socket | None = None
+        if txqlen:
+            self.sock = packet_socket(ifname, outgoing=True)
+            try:
+                _outgoing_only(self.sock)
+            except OSError:
+                self.sock.close()
+                raise
 
     def fileno(self) -> int:
-        return self.fd
+        return self.fd if self.sock is None else self.sock.fileno()
 
     def send(self, frame: bytes) -> None:
         if len(frame) > max_frame(self.mtu, frame) or len(frame) < 14:
@@ -154,15 +200,54 @@ class TapPort:
         except OSError as exc:
             raise _send_error(self.ifname, frame, exc) from None
 
+    def kernel_drops(self) -> int:
+        """Frames the tap's socket lost (PACKET_STATISTICS, accumulated): the VM's reads."""
+        if self.sock is not None:
+            self.dropped += socket_drops(self.sock)
+        return self.dropped
+
     def drain(self) -> list[Record]:
-        out: list[Record] = []
+        """What the VM received since the last drain, stamped with the kernel's transmit time.
+
+        The tap fd is emptied first (its frames are the socket's copies, made just before the
+        tap queued them): a read of ``txqlen`` frames or more means the queue was full at some
+        point, the only time a tap drops.
+        """
         read = os.read
+        n = 0
+        fallback: list[Record] = []
         while True:
             try:
                 data = read(self.fd, _SNAP)
             except BlockingIOError:
-                return out
-            out.append((time.time_ns(), data))
+                break
+            n += 1
+            if self.sock is None:  # a send-only handle used as a reader: no kernel times
+                fallback.append((time.time_ns(), data))
+        if n >= self.txqlen > 0:
+            self.maybe_dropped = True
+        if self.sock is None:
+            return fallback
+        return _drain_socket(self.sock)
+
+    def close(self) -> None:
+        if self.sock is not None:
+            self.sock.close()
+
+
+def _drain_socket(sock: socket.socket) -> list[Record]:
+    out: list[Record] = []
+    recvmsg = sock.recvmsg
+    while True:
+        try:
+            data, anc, _flags, _addr = recvmsg(_SNAP, _CMSG_SPACE)
+        except BlockingIOError:
+            return out
+        except OSError as exc:
+            if exc.errno != errno.ENETDOWN:
+                raise
+            continue  # reported once after the link went down (set_carrier): not an error
+        out.append(_from_ancillary(data, anc))
 
 
 def _send_error(ifname: str, frame: bytes, exc: OSError) -> LabError:
@@ -191,9 +276,6 @@ def write_pcap(path: Path, records: Iterable[Record]) -> Path:
     return path
 
 
-PACKET_OUTGOING = 4
-
-
 class GuestTapPort:
     """A tap whose fd belongs to a real guest: watched from the bridge side, never read.
 
@@ -209,6 +291,12 @@ class GuestTapPort:
         self.mtu = mtu
         self.guest_sent: list[Record] = []
         self.sock = packet_socket(ifname, outgoing=True)
+        self.dropped = 0
+
+    def kernel_drops(self) -> int:
+        """Frames the watching socket lost (PACKET_STATISTICS, accumulated): verdicts suffer."""
+        self.dropped += socket_drops(self.sock)
+        return self.dropped
 
     def fileno(self) -> int:
         return self.sock.fileno()

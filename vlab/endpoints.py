@@ -17,6 +17,7 @@ from typing import TYPE_CHECKING, Protocol
 
 from scapy.layers.l2 import Ether
 
+from vlab import loss
 from vlab import tap as taplib
 from vlab.capture import Record
 from vlab.errors import LabError
@@ -57,6 +58,8 @@ class Endpoint:
         self._log: collections.deque[tuple[int, bool, bytes]] = collections.deque(maxlen=PCAP_KEEP)
         self.carrier = True
         self._log_sends = True
+        self._overflow = 0  # frames past loss.PENDING_MAX, counted as lost
+        self._loss_base: dict[str, int] = {}  # loss counters forgiven by clear()
 
     # --- sending -------------------------------------------------------------------------
 
@@ -64,9 +67,10 @@ class Endpoint:
         """Put one frame on the wire here, as this endpoint would."""
         data = to_bytes(frame)
         self.lab._ready()
+        sent_at = time.time_ns()  # before the write: never after any receiver's kernel stamp
         self._io.send(data)
         if self._log_sends:
-            self._log.append((time.time_ns(), True, data))
+            self._log.append((sent_at, True, data))
 
     # --- receiving -----------------------------------------------------------------------
 
@@ -80,6 +84,10 @@ class Endpoint:
             self._log.extend((ts, False, data) for ts, data in records)
             for noise in self.lab._noise:
                 records = [r for r in records if not noise(r[1])]
+            room = loss.PENDING_MAX - len(self._pending)
+            if len(records) > room:
+                self._overflow += len(records) - max(room, 0)
+                records = records[: max(room, 0)]
             self._pending.extend(records)
         return len(records)
 
@@ -114,6 +122,9 @@ class Endpoint:
             select.select([fd], [], [], remaining)
             if self._pull():
                 got = self._take(m)
+        lost = loss.quick(self)
+        if lost:
+            self.lab._fail_lost(lost, f"{self.name}.expect()")
         return got
 
     def expect_none(
@@ -122,8 +133,9 @@ class Endpoint:
         """Assert that no frame (or none matching ``frame``) arrived here and none is on its way.
 
         "On its way" is decided from kernel queues, not a sleep: see :mod:`vlab.quiesce`.
+        Never passes after frames were lost in the lab (see :mod:`vlab.loss`).
         """
-        self.lab.settle()
+        self.lab._settle(10.0, f"{self.name}.expect_none()")
         if frame is None:
             unexpected = list(self._pending)
             m = None
@@ -135,15 +147,22 @@ class Endpoint:
 
     def frames(self) -> list[Ether]:
         """Every frame received here and not yet consumed, in arrival order; drains the list."""
-        self.lab.settle()
+        self.lab._settle(10.0, f"{self.name}.frames()")
         out = [parse(data) for _ts, data in self._pending]
         self._pending.clear()
         return out
 
     def clear(self) -> None:
-        """Forget received frames without asserting anything about them (keeps the pcap)."""
+        """Forget received frames without asserting anything about them (keeps the pcap).
+
+        Frames lost here so far (see :mod:`vlab.loss`) are forgiven as well: later checks at
+        this endpoint judge what arrives from now on.
+        """
         self._pull()
         self._pending.clear()
+        self._overflow = 0
+        self._loss_base.pop("store", None)
+        loss.forgive(self)
 
     # --- link ----------------------------------------------------------------------------
 

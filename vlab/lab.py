@@ -25,7 +25,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from vlab import quiesce, report
+from vlab import delivery, loss, quiesce, report
 from vlab import tap as taplib
 from vlab.bridge import Bridge
 from vlab.capture import PacketPort, TapPort
@@ -52,6 +52,7 @@ PURE_L2_SYSCTLS = (
     ("net/bridge/bridge-nf-call-arptables", "0"),
 )
 OPER_UP, OPER_UNKNOWN = 6, 0
+TAP_TXQLEN = 4096  # frames a tap queues for its VM before it drops (tx_dropped)
 
 
 def _link_ready(links: LinkRequests, index: int, tap: bool) -> bool:
@@ -290,12 +291,19 @@ class Lab:
         self._taps.append(fd)
         self._switch.next_index = max(self._switch.next_index, index + 1)
         try:
-            self._switch.links.set_link(index, mac=tap_mac, master=br.index, mtu=mtu, txqlen=4096)
+            self._switch.links.set_link(
+                index, mac=tap_mac, master=br.index, mtu=mtu, txqlen=TAP_TXQLEN
+            )
         except OSError as exc:
             raise LabError(
                 f"vm {name}: cannot attach {port} to {br.name}: {exc.strerror}"
             ) from None
-        io: Any = TapPort(fd, port, mtu or 1500)
+        if guest is None:  # the emulated VM reads a stamping socket on its tap: see TapPort
+            with self._switch.ns.entered():
+                io: Any = TapPort(fd, port, mtu or 1500, txqlen=TAP_TXQLEN)
+            self._sockets.append(io)
+        else:
+            io = TapPort(fd, port, mtu or 1500)
         vm = VM(self, name, mac, port, br, io, fd, tap_mac)
         self._register(vm, br, index, tap_mac)
         if guest == "qemu":
@@ -415,6 +423,7 @@ class Lab:
             missing = self._not_ready()
             if not missing:
                 self._dirty = False
+                loss.baseline(self)
                 return
             if time.monotonic() > deadline:
                 raise LabError(
@@ -450,7 +459,14 @@ class Lab:
         return sum(ep._pull() for ep in self.endpoints.values())
 
     def settle(self, timeout: float = 10.0) -> None:
-        """Return once every frame in flight has been delivered to an endpoint or dropped."""
+        """Return once every frame in flight has been delivered to an endpoint or dropped.
+
+        Fails (:class:`vlab.loss.FramesLost`) when the kernel dropped frames at an endpoint
+        before vlab read them: what "arrived" is then not what the lab delivered.
+        """
+        self._settle(timeout, "settle()")
+
+    def _settle(self, timeout: float, what: str) -> None:
         self._check_open()
         self._ready()
         quiesce.settle(
@@ -459,6 +475,24 @@ class Lab:
             [ep._io.fileno() for ep in self.endpoints.values()],
             timeout,
         )
+        lost = loss.lab_losses(self)
+        if lost:
+            self._fail_lost(lost, what)
+
+    def expect(
+        self,
+        frame: Any,
+        at: Any,
+        timeout: float = 1.0,
+        mask: Any = None,
+    ) -> list[Any]:
+        """Exact delivery: each endpoint in ``at`` receives ``frame``, and no other one does.
+
+        Consumes the copies it matched and returns them in the order of ``at``; ``at=[]``
+        asserts nobody receives it. See :func:`vlab.delivery.expect_at`.
+        """
+        self._check_open()
+        return delivery.expect_at(self, frame, at, timeout, mask)
 
     def expect_quiet(self) -> None:
         """Assert that no endpoint holds a frame the test has not consumed, and none is coming."""
@@ -505,7 +539,11 @@ class Lab:
 
     def _fail_expect(self, ep: Endpoint, mask: Mask, timeout: float) -> None:
         self._drain_all()
-        raise AssertionError(report.missing_frame(self, ep, mask, timeout))
+        lost = loss.losses(ep, fresh=True)
+        raise AssertionError(report.missing_frame(self, ep, mask, timeout, lost))
+
+    def _fail_lost(self, lost: list[loss.Loss], what: str) -> None:
+        raise loss.FramesLost(report.lost_frames(self, lost, what))
 
     def _fail_none(
         self, ep: Endpoint, mask: Mask | None, unexpected: list[tuple[int, bytes]]

@@ -74,6 +74,7 @@ class QdiscWatch:
         self.events = events
         self.stale = True
         self.may_queue = True
+        self.last: dict[int, bytes] = {}  # ifindex -> counters, from the latest dump
 
     def invalidate(self) -> None:
         self.stale = True
@@ -105,8 +106,14 @@ class QdiscWatch:
         ]
 
     def counters(self) -> bytes:
-        """Packet and drop counters of every link in the namespace, as one comparable blob."""
-        return b"".join(stats for _index, stats in self.rtnl.link_counters())
+        """Packet and drop counters of every link in the namespace, as one comparable blob.
+
+        Kept in :attr:`last` too: after a settle, the drop counters vlab checks for lost frames
+        (:mod:`vlab.loss`) are read from there instead of asking the kernel again.
+        """
+        rows = self.rtnl.link_counters()
+        self.last = dict(rows)
+        return b"".join(stats for _index, stats in rows)
 
     def close(self) -> None:
         self.events.close()

@@ -404,3 +404,19 @@ def fdb_dump(rtnl: Rtnl) -> list[tuple[str, int, int, int, int, int]]:
             )
         )
     return out
+
+
+def link_stats64(rtnl: Rtnl, index: int) -> bytes | None:
+    """One link's ``struct rtnl_link_stats64`` now (RTM_GETSTATS for that ifindex alone).
+
+    The full structure: rx/tx packets, bytes, errors, dropped first, then the detailed error
+    counters. None when the link is gone.
+    """
+    body = struct.pack("=BxHiI", 0, 0, index, 1)  # filter_mask: IFLA_STATS_LINK_64
+    try:
+        replies = rtnl.get(RTM_GETSTATS, body)
+    except OSError:
+        return None
+    for reply in replies:
+        return attrs(reply, 12).get(IFLA_STATS_LINK_64)
+    return None

@@ -1,0 +1,159 @@
+"""Frames lost at the lab's edges: counted from the kernel, never passed over in silence.
+
+A verdict about an endpoint is only as good as its capture. Under a flood the kernel drops what
+vlab has not read yet — a tap's queue holds ``txqlen`` frames, a packet socket its receive
+buffer — and a negative check that passed after such a drop would be a lie. So every place a
+frame can be lost on its way into or out of vlab is read back from the kernel's own counters:
+
+    socket   PACKET_STATISTICS drops of the packet socket an endpoint's frames are read from (a
+             host's or uplink's far end; the VM's tap, watched from the switch namespace)
+    port     tx_dropped of the endpoint's bridge port, in the switch namespace: a tap whose
+             queue was full (the VM had not read), a veth whose peer's backlog was full
+    sent     frames a host or uplink sent that never reached the bridge: tx_dropped of its own
+             veth (the bridge side's input backlog was full). A VM's tap has no such queue: a
+             write hands the frame to the bridge synchronously (and the tap's rx_dropped counts
+             frames nobody wanted, such as link-local frames the bridge passes up, not losses)
+    store    frames beyond vlab's own per-endpoint bound (:data:`PENDING_MAX`)
+
+A loss is sticky: every later ``settle``/``expect_none``/``frames``/``lab.expect`` fails with the
+counts until the test calls ``clear()`` on that endpoint (which means "forget what arrived, and
+what was lost, so far"). ``expect`` fails too when its endpoint's socket or store lost frames
+(read at no cost on every call) or its tap may have overflowed since the last read.
+"""
+
+from __future__ import annotations
+
+import struct
+from dataclasses import dataclass
+from typing import TYPE_CHECKING
+
+from vlab.rtnl import link_stats64
+
+if TYPE_CHECKING:
+    from vlab.endpoints import Endpoint
+    from vlab.lab import Lab, _Namespace
+
+PENDING_MAX = 200_000  # frames one endpoint holds unconsumed; past it they are counted as lost
+_TX_DROPPED = 56  # offset in struct rtnl_link_stats64
+
+
+class FramesLost(AssertionError):
+    """The kernel (or vlab's bound) dropped frames at an endpoint: no verdict there is sound."""
+
+
+@dataclass(frozen=True)
+class Loss:
+    """``count`` frames lost at one capture point of one endpoint, and what to do about it."""
+
+    endpoint: str
+    kind: str  # socket, port, sent, store
+    count: int
+    where: str
+    counter: str
+    hint: str
+
+    def __str__(self) -> str:
+        return f"{self.endpoint}: {self.count} frame(s) lost at {self.where} ({self.counter})"
+
+
+def _space_of(ep: Endpoint) -> _Namespace | None:
+    ns = getattr(ep, "ns", None)
+    return next((s for s in ep.lab._spaces.values() if s.ns is ns), None)
+
+
+def _counter(space: _Namespace, index: int, offset: int, fresh: bool) -> int:
+    row = link_stats64(space.rtnl, index) if fresh else space.watch.last.get(index)
+    if row is None or len(row) < offset + 8:
+        return 0
+    return int(struct.unpack_from("=Q", row, offset)[0])
+
+
+def measure(ep: Endpoint, links: bool, fresh: bool) -> dict[str, int]:
+    """Current totals of every loss counter of ``ep`` (link counters only with ``links``).
+
+    ``fresh`` reads link counters now; otherwise from the dump the last ``settle`` made.
+    """
+    out = {"store": ep._overflow}
+    drops = getattr(ep._io, "kernel_drops", None)
+    if drops is not None:
+        out["socket"] = drops()
+    if links:
+        lab = ep.lab
+        index = ep.bridge.port(ep).index
+        out["port"] = _counter(lab._switch, index, _TX_DROPPED, fresh)
+        if ep.kind != "vm":  # a tap hands a VM's frames to the bridge synchronously: no queue
+            space = _space_of(ep)
+            if space is not None:
+                out["sent"] = _counter(space, ep.ifindex, _TX_DROPPED, fresh)  # type: ignore[attr-defined]
+    return out
+
+
+def _describe(ep: Endpoint, kind: str, count: int) -> Loss:
+    port, br = ep.port, ep.bridge.name
+    ifname = getattr(ep, "ifname", port)
+    drain = "read it during the flood (expect()/frames() between batches), or send in batches"
+    if kind == "socket":
+        where = f"{ep.name}'s packet socket on {ifname}"
+        counter = "PACKET_STATISTICS drops: its receive buffer was full"
+        hint = drain
+    elif kind == "port" and ep.kind == "vm":
+        txqlen = getattr(ep._io, "txqlen", 0) or "txqlen"
+        where = f"tap {port} on {br}"
+        counter = f"tx_dropped of {port} in the switch namespace: its queue of {txqlen} was full"
+        hint = (
+            f"{drain}; or give the tap a longer queue: "
+            f"lab.run('switch', 'ip', 'link', 'set', '{port}', 'txqueuelen', '65536')"
+        )
+    elif kind == "port":
+        where = f"port {port} on {br}, the cable to {ep.name}"
+        counter = f"tx_dropped of {port} in the switch namespace: the input backlog was full"
+        hint = f"{drain}; or raise net.core.netdev_max_backlog"
+    elif kind == "sent":
+        where = f"{ep.name}'s {ifname}"
+        counter = f"tx_dropped of {ifname}: frames it sent never reached the bridge"
+        hint = "send fewer frames at once (the kernel's input backlog was full)"
+    else:
+        where = f"vlab's store for {ep.name}"
+        counter = f"more than {PENDING_MAX} frames received and not consumed"
+        hint = "consume frames during the flood (frames(), expect(), clear())"
+    return Loss(ep.name, kind, count, where, counter, hint)
+
+
+def losses(ep: Endpoint, links: bool = True, fresh: bool = False) -> list[Loss]:
+    """Losses at ``ep`` not yet forgiven by ``clear()``."""
+    now = measure(ep, links, fresh)
+    base = ep._loss_base
+    return [_describe(ep, k, v - base.get(k, 0)) for k, v in now.items() if v > base.get(k, 0)]
+
+
+def quick(ep: Endpoint) -> list[Loss]:
+    """The checks cheap enough for every ``expect``: socket and store, the tap when it may
+    have overflowed (a read found its queue full)."""
+    maybe = getattr(ep._io, "maybe_dropped", False)
+    found = losses(ep, links=maybe, fresh=True)
+    if maybe and not found:
+        ep._io.maybe_dropped = False  # type: ignore[attr-defined]
+    return found
+
+
+def forgive(ep: Endpoint) -> None:
+    """``clear()``: what was lost so far no longer fails assertions."""
+    ep._loss_base.update(measure(ep, links=True, fresh=True))
+    if hasattr(ep._io, "maybe_dropped"):
+        ep._io.maybe_dropped = False  # type: ignore[attr-defined]
+
+
+def baseline(lab: Lab) -> None:
+    """Start counting at an endpoint once its links are up: what the kernel dropped before
+    (its own chatter on a link whose peer was not up yet, with ``quiet=False``) was never a
+    frame of the test's — vlab's sends wait for the lab to be ready."""
+    for ep in lab.endpoints.values():
+        if not ep._loss_base:
+            now = measure(ep, links=True, fresh=True)
+            ep._loss_base.update({k: v for k, v in now.items() if k in ("port", "sent")})
+            ep._loss_base.setdefault("store", 0)
+
+
+def lab_losses(lab: Lab, fresh: bool = False) -> list[Loss]:
+    """Losses at every endpoint of the lab (after a settle, from its last counter dump)."""
+    return [loss for ep in lab.endpoints.values() for loss in losses(ep, True, fresh)]
