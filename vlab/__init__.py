@@ -5,6 +5,7 @@ from vlab.endpoints import VM, Endpoint, Host, Uplink
 from vlab.errors import LabError, Unsupported
 from vlab.frames import Mask
 from vlab.lab import Lab, Where
+from vlab.stats import LinkStats
 
 __all__ = [
     "VM",
@@ -14,6 +15,7 @@ __all__ = [
     "Host",
     "Lab",
     "LabError",
+    "LinkStats",
     "Mask",
     "Port",
     "Unsupported",

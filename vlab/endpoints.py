@@ -28,6 +28,7 @@ if TYPE_CHECKING:
     from vlab.lab import Lab
     from vlab.netns import NetNS
     from vlab.qemu import GuestResult, QemuGuest
+    from vlab.stats import LinkStats
 
 PCAP_KEEP = 50_000  # frames kept per endpoint for the failure pcap
 
@@ -163,6 +164,13 @@ class Endpoint:
         self._overflow = 0
         self._loss_base.pop("store", None)
         loss.forgive(self)
+
+    def stats(self) -> LinkStats:
+        """Kernel counters of this endpoint's own NIC: rx is what it received (see
+        :mod:`vlab.stats`; for a VM, its tap's counters seen from the guest)."""
+        from vlab.stats import endpoint_stats
+
+        return endpoint_stats(self)
 
     # --- link ----------------------------------------------------------------------------
 
