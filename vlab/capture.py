@@ -166,9 +166,9 @@ class TapPort:
 
     What the VM receives is read from a packet socket on the tap (in the switch namespace) that
     keeps only what the tap transmits: a tap fd read carries no timestamp, and the socket's copy
-    carries the kernel's transmit time. The tap fd is still drained on every read, so its queue
-    (txqlen frames) only fills when vlab does not read for that long — and a read that finds it
-    that full marks the tap's own drop counter as worth checking (``maybe_dropped``).
+    carries the kernel's transmit time. The tap fd is still drained, so its queue (txqlen
+    frames) only fills when vlab does not read for that long — and a read that finds it that
+    full marks the tap's own drop counter as worth checking (``maybe_dropped``).
     """
 
     def __init__(self, fd: int, ifname: str, mtu: int = 1500, txqlen: int = 0) -> None:
@@ -180,6 +180,7 @@ class TapPort:
         self.txqlen = txqlen
         self.maybe_dropped = False
         self.dropped = 0
+        self.owed = 0  # frames the socket showed that the tap fd has not yielded yet
         self.sock: socket.socket | None = None
         if txqlen:
             self.sock = packet_socket(ifname, outgoing=True)
@@ -209,26 +210,30 @@ class TapPort:
     def drain(self) -> list[Record]:
         """What the VM received since the last drain, stamped with the kernel's transmit time.
 
-        The tap fd is emptied first (its frames are the socket's copies, made just before the
-        tap queued them): a read of ``txqlen`` frames or more means the queue was full at some
+        The socket is read first; the tap fd only while it owes frames the socket has shown
+        (each socket copy is made just before the tap queues the frame), so an idle drain costs
+        one read. A fd read of ``txqlen`` frames or more means the queue was full at some
         point, the only time a tap drops.
         """
+        if self.sock is None:  # a send-only handle used as a reader: no kernel times
+            return [(time.time_ns(), data) for data in self._read_fd()]
+        out = _drain_socket(self.sock)
+        self.owed += len(out)
+        if self.owed > 0:
+            n = len(self._read_fd())
+            if n >= self.txqlen:
+                self.maybe_dropped = True
+            self.owed = max(0, self.owed - n)
+        return out
+
+    def _read_fd(self) -> list[bytes]:
+        out = []
         read = os.read
-        n = 0
-        fallback: list[Record] = []
         while True:
             try:
-                data = read(self.fd, _SNAP)
+                out.append(read(self.fd, _SNAP))
             except BlockingIOError:
-                break
-            n += 1
-            if self.sock is None:  # a send-only handle used as a reader: no kernel times
-                fallback.append((time.time_ns(), data))
-        if n >= self.txqlen > 0:
-            self.maybe_dropped = True
-        if self.sock is None:
-            return fallback
-        return _drain_socket(self.sock)
+                return out
 
     def close(self) -> None:
         if self.sock is not None:
