@@ -196,6 +196,34 @@ class Endpoint:
         return f"<{type(self).__name__} {self.name} {self.mac} port={self.port}>"
 
 
+class EdgePoll:
+    """Which endpoints have something to read, in one poll(2) instead of a read per endpoint.
+
+    A settle drains every endpoint several times; a read that finds nothing costs a syscall
+    and a Python exception, so a lab of 64 VMs paid 64 of each per round for nothing.
+    """
+
+    def __init__(self) -> None:
+        self.poll = select.poll()
+        self.fds: dict[int, Endpoint] = {}
+
+    def drain(self, endpoints: Sequence[Endpoint]) -> int:
+        if len(endpoints) != len(self.fds) or any(
+            self.fds.get(ep._io.fileno()) is not ep for ep in endpoints
+        ):
+            self.poll = select.poll()
+            self.fds = {ep._io.fileno(): ep for ep in endpoints}
+            for fd in self.fds:
+                self.poll.register(fd, select.POLLIN)
+        ready = {fd for fd, _events in self.poll.poll(0)}
+        got = 0
+        for fd, ep in self.fds.items():
+            owed: int = getattr(ep._io, "owed", 0)  # a tap fd still owing frames
+            if fd in ready or owed:
+                got += ep._pull()
+        return got
+
+
 def _resolve_mask(frame: FrameLike | Mask, mask: Mask | Sequence[str] | None) -> Mask:
     if mask is None:
         return as_mask(frame)

@@ -29,7 +29,7 @@ from vlab import delivery, loss, quiesce, report
 from vlab import tap as taplib
 from vlab.bridge import Bridge
 from vlab.capture import PacketPort, TapPort
-from vlab.endpoints import VM, Endpoint, Host, Uplink
+from vlab.endpoints import VM, EdgePoll, Endpoint, Host, Uplink
 from vlab.errors import LabError, Unsupported
 from vlab.frames import Mask
 from vlab.netns import NetNS, setns
@@ -144,6 +144,7 @@ class Lab:
         self._dirty = True
         self._closed = False
         self._artifact_dir: Path | None = None  # where this lab's failure artifacts went
+        self._edges = EdgePoll()
         self._guest_dir: Path | None = None
         self._guest_dir_is_temp = False
         self._switch = self._space("switch")
@@ -456,7 +457,7 @@ class Lab:
     # --- observing -------------------------------------------------------------------------
 
     def _drain_all(self) -> int:
-        return sum(ep._pull() for ep in self.endpoints.values())
+        return self._edges.drain(list(self.endpoints.values()))
 
     def settle(self, timeout: float = 10.0) -> None:
         """Return once every frame in flight has been delivered to an endpoint or dropped.

@@ -24,6 +24,8 @@ what was lost, so far"). ``expect`` fails too when its endpoint's socket or stor
 from __future__ import annotations
 
 import struct
+import weakref
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
@@ -32,9 +34,11 @@ from vlab.rtnl import link_stats64
 if TYPE_CHECKING:
     from vlab.endpoints import Endpoint
     from vlab.lab import Lab, _Namespace
+    from vlab.quiesce import QdiscWatch
 
 PENDING_MAX = 200_000  # frames one endpoint holds unconsumed; past it they are counted as lost
 _TX_DROPPED = 56  # offset in struct rtnl_link_stats64
+_U64 = struct.Struct("=Q")
 
 
 class FramesLost(AssertionError):
@@ -129,7 +133,12 @@ def losses(ep: Endpoint, links: bool = True, fresh: bool = False) -> list[Loss]:
 def quick(ep: Endpoint) -> list[Loss]:
     """The checks cheap enough for every ``expect``: socket and store, the tap when it may
     have overflowed (a read found its queue full)."""
-    maybe = getattr(ep._io, "maybe_dropped", False)
+    io, base = ep._io, ep._loss_base
+    maybe = getattr(io, "maybe_dropped", False)
+    if not maybe and ep._overflow <= base.get("store", 0):
+        drops = getattr(io, "kernel_drops", None)
+        if drops is None or drops() <= base.get("socket", 0):
+            return []  # the common case, in a getsockopt
     found = losses(ep, links=maybe, fresh=True)
     if maybe and not found:
         ep._io.maybe_dropped = False  # type: ignore[attr-defined]
@@ -139,9 +148,9 @@ def quick(ep: Endpoint) -> list[Loss]:
 def forgive(ep: Endpoint) -> None:
     """``clear()``: what was lost so far no longer fails assertions."""
     ep._loss_base.update(measure(ep, links=True, fresh=True))
-    if hasattr(ep._io, "maybe_dropped"):
-        ep._io.maybe_dropped = False  # type: ignore[attr-defined]
-        ep._io.owed = 0  # type: ignore[attr-defined]
+    resync = getattr(ep._io, "resync", None)
+    if resync is not None:
+        resync()
 
 
 def baseline(lab: Lab) -> None:
@@ -155,30 +164,50 @@ def baseline(lab: Lab) -> None:
             ep._loss_base.setdefault("store", 0)
 
 
-def _suspect(ep: Endpoint) -> bool:
-    """Could ``ep`` have lost anything? The fast test behind every settle, read from the
-    counters the settle just dumped: a getsockopt and two lookups when nothing was lost."""
-    base = ep._loss_base
-    if ep._overflow > base.get("store", 0):
-        return True
-    drops = getattr(ep._io, "kernel_drops", None)
-    if drops is not None and drops() > base.get("socket", 0):
-        return True
-    row = ep.lab._switch.watch.last.get(ep.bridge.ports[ep.port].index)
-    if row is not None and struct.unpack_from("=Q", row, _TX_DROPPED)[0] > base.get("port", 0):
-        return True
-    if ep.kind == "vm":
-        return False
-    space = _space_of(ep)
-    row = space.watch.last.get(ep.ifindex) if space is not None else None  # type: ignore[attr-defined]
-    return row is not None and struct.unpack_from("=Q", row, _TX_DROPPED)[0] > base.get("sent", 0)
+class _Probe:
+    """Where one endpoint's losses are read, looked up once per topology, not per check."""
+
+    __slots__ = ("drops", "ep", "far", "far_index", "port_index")
+
+    def __init__(self, ep: Endpoint) -> None:
+        self.ep = ep
+        self.drops: Callable[[], int] | None = getattr(ep._io, "kernel_drops", None)
+        self.port_index = ep.bridge.ports[ep.port].index
+        space = None if ep.kind == "vm" else _space_of(ep)
+        self.far: QdiscWatch | None = space.watch if space is not None else None
+        self.far_index: int = getattr(ep, "ifindex", 0)
+
+    def suspect(self, switch: dict[int, bytes]) -> bool:
+        ep, base = self.ep, self.ep._loss_base
+        if ep._overflow > base.get("store", 0):
+            return True
+        if self.drops is not None and self.drops() > base.get("socket", 0):
+            return True
+        row = switch.get(self.port_index)
+        if row is not None and _U64.unpack_from(row, _TX_DROPPED)[0] > base.get("port", 0):
+            return True
+        row = self.far.last.get(self.far_index) if self.far is not None else None
+        return row is not None and _U64.unpack_from(row, _TX_DROPPED)[0] > base.get("sent", 0)
+
+
+_probes: weakref.WeakKeyDictionary[Lab, tuple[list[object], list[_Probe]]] = (
+    weakref.WeakKeyDictionary()
+)
+
+
+def _suspects(lab: Lab) -> list[Endpoint]:
+    """Endpoints that could have lost anything: the fast test behind every settle, read from
+    the counters the settle just dumped (a few lookups per endpoint when nothing was lost)."""
+    key: list[object] = [ep._io for ep in lab.endpoints.values()]
+    cached = _probes.get(lab)
+    if cached is None or cached[0] != key:
+        cached = (key, [_Probe(ep) for ep in lab.endpoints.values()])
+        _probes[lab] = cached
+    switch = lab._switch.watch.last
+    return [probe.ep for probe in cached[1] if probe.suspect(switch)]
 
 
 def lab_losses(lab: Lab, fresh: bool = False) -> list[Loss]:
     """Losses at every endpoint of the lab (after a settle, from its last counter dump)."""
-    return [
-        loss
-        for ep in lab.endpoints.values()
-        if fresh or _suspect(ep)
-        for loss in losses(ep, True, fresh)
-    ]
+    endpoints = list(lab.endpoints.values()) if fresh else _suspects(lab)
+    return [loss for ep in endpoints for loss in losses(ep, True, fresh)]
