@@ -150,7 +150,7 @@ def pytest_runtest_makereport(
             text = the_lab.describe()
             with contextlib.suppress(OSError):
                 text += "\n" + the_lab.fdb_text()
-            pcaps = sorted(p.name for p in directory.glob("*.pcap"))
+            pcaps = sorted(p.name for p in directory.glob("*.pcap*"))  # lab.pcapng too
             text += f"\npcaps in {directory}: {', '.join(pcaps)}"
             for guest in the_lab._guests:
                 tail = "\n".join(guest.boot_log.splitlines()[-40:])
