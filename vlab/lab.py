@@ -20,10 +20,10 @@ import socket
 import subprocess
 import tempfile
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from vlab import delivery, loss, quiesce, report
 from vlab import tap as taplib
@@ -36,6 +36,11 @@ from vlab.netns import NetNS, setns
 from vlab.options import BRIDGE_OPTIONS, encode_bridge, encode_mtu, normalize_mac, pack_data
 from vlab.reaper import reap
 from vlab.rtnl import LinkRequests, Rtnl, qdisc_events
+
+if TYPE_CHECKING:
+    from scapy.layers.l2 import Ether
+
+    from vlab.frames import FrameLike
 
 _NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,14}$")
 QUIET_SYSCTLS = (
@@ -482,11 +487,11 @@ class Lab:
 
     def expect(
         self,
-        frame: Any,
-        at: Any,
+        frame: FrameLike | Mask,
+        at: Sequence[Endpoint | str],
         timeout: float = 1.0,
-        mask: Any = None,
-    ) -> list[Any]:
+        mask: Mask | Sequence[str] | None = None,
+    ) -> list[Ether]:
         """Exact delivery: each endpoint in ``at`` receives ``frame``, and no other one does.
 
         Consumes the copies it matched and returns them in the order of ``at``; ``at=[]``

@@ -98,7 +98,7 @@ def test_bad_at_is_a_lab_error(lab: Lab) -> None:
     _br, vm1, vm2, _h1, _up = four(lab)
     f = probe(vm1.mac)
     with pytest.raises(LabError, match="give a list of endpoints"):
-        lab.expect(f, at=vm2)
+        lab.expect(f, at=vm2)  # type: ignore[arg-type]  # deliberate misuse
     with pytest.raises(LabError, match="'vm9' is not an endpoint of this lab"):
         lab.expect(f, at=["vm9"])
     with pytest.raises(LabError, match="vm2 is listed twice"):
