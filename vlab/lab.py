@@ -35,7 +35,7 @@ from vlab.frames import Mask
 from vlab.netns import NetNS, setns
 from vlab.options import BRIDGE_OPTIONS, encode_bridge, encode_mtu, normalize_mac, pack_data
 from vlab.reaper import reap
-from vlab.rtnl import LinkRequests, Rtnl, qdisc_events
+from vlab.rtnl import LinkRequests, Rtnl, qdisc_events, set_noqueue
 
 if TYPE_CHECKING:
     from scapy.layers.l2 import Ether
@@ -300,6 +300,7 @@ class Lab:
             self._switch.links.set_link(
                 index, mac=tap_mac, master=br.index, mtu=mtu, txqlen=TAP_TXQLEN
             )
+            set_noqueue(self._switch.rtnl, index)  # see set_noqueue: one queue less to watch
         except OSError as exc:
             raise LabError(
                 f"vm {name}: cannot attach {port} to {br.name}: {exc.strerror}"
