@@ -62,8 +62,9 @@ class QdiscWatch:
     """The qdiscs of one lab namespace that could be holding frames, read only when they can.
 
     A noqueue qdisc (veths, bridges, and taps, which vlab gives one: see rtnl.set_noqueue) never
-    holds a frame; a real queue can (a tbf a test adds, frames a burst left for a later softirq). Dumping every namespace's qdiscs twice per check
-    was most of the cost of ``settle``, so a namespace whose qdiscs are all noqueue is not
+    holds a frame; a real queue can (a tbf a test adds, frames a burst left for a later
+    softirq). Dumping every namespace's qdiscs twice per check was most of the cost of
+    ``settle``, so a namespace whose qdiscs are all noqueue is not
     dumped again until the kernel announces a qdisc change on the RTNLGRP_TC group (``tc``
     adding a shaper) or the lab adds a link (default qdiscs attach without an announcement).
     """
