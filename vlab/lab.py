@@ -293,24 +293,23 @@ class Lab:
         port = self._next("vnet")
         with self._switch.ns.entered():
             fd = taplib.open_tap(port)
+            self._taps.append(fd)
             index = socket.if_nametoindex(port)
-        self._taps.append(fd)
+            # the emulated VM reads a stamping socket on its tap (see TapPort); a guest's
+            # tap is watched by the guest's own port instead
+            io: Any = TapPort(fd, port, mtu or 1500, txqlen=TAP_TXQLEN if guest is None else 0)
+        if io.sock is not None:
+            self._sockets.append(io)
         self._switch.next_index = max(self._switch.next_index, index + 1)
         try:
+            set_noqueue(self._switch.rtnl, index)  # while it is down: no qdisc swap to wait on
             self._switch.links.set_link(
                 index, mac=tap_mac, master=br.index, mtu=mtu, txqlen=TAP_TXQLEN
             )
-            set_noqueue(self._switch.rtnl, index)  # see set_noqueue: one queue less to watch
         except OSError as exc:
             raise LabError(
                 f"vm {name}: cannot attach {port} to {br.name}: {exc.strerror}"
             ) from None
-        if guest is None:  # the emulated VM reads a stamping socket on its tap: see TapPort
-            with self._switch.ns.entered():
-                io: Any = TapPort(fd, port, mtu or 1500, txqlen=TAP_TXQLEN)
-            self._sockets.append(io)
-        else:
-            io = TapPort(fd, port, mtu or 1500)
         vm = VM(self, name, mac, port, br, io, fd, tap_mac)
         self._register(vm, br, index, tap_mac)
         if guest == "qemu":
