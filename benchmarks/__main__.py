@@ -31,7 +31,8 @@ from benchmarks.timing import Figure, Stats
 
 HERE = Path(__file__).resolve().parent
 BENCHES = (
-    "build", "latency", "throughput", "properties", "soak", "big", "xdist", "qemu", "inspect",
+    "build", "latency", "throughput",
+    "sustained", "properties", "soak", "big", "xdist", "qemu", "inspect",
     "readall",
     "kernel",
     "row",
@@ -101,6 +102,7 @@ def main(argv: list[str] | None = None) -> int:
     plan: list[tuple[str, Callable[[], list[Figure]]]] = [
         ("latency", lambda: bench_frames.latency(quick)),
         ("throughput", lambda: bench_frames.throughput(quick)),
+        ("sustained", lambda: bench_frames.sustained(quick)),
         ("properties", lambda: properties(3.0 if quick else 10.0)),
         ("big", lambda: bench_scale.big_lab(64, 3 if quick else 10)),
         ("xdist", lambda: bench_scale.parallel(args.workers, xdist_labs)),
@@ -120,7 +122,7 @@ def main(argv: list[str] | None = None) -> int:
             print("bench: build+destroy and scaling ...", flush=True)
             build_figures, curve = bench_build.run(quick)
             figures += build_figures
-        for name, bench in plan[:3]:
+        for name, bench in plan[:4]:
             if name in chosen:
                 print(f"bench: {name} ...", flush=True)
                 figures += bench()
@@ -129,7 +131,7 @@ def main(argv: list[str] | None = None) -> int:
             soak_figures, data = bench_scale.soak_figures(soak_labs)
             figures += soak_figures
             soak_seconds = data.seconds
-        for name, bench in plan[3:]:
+        for name, bench in plan[4:]:
             if name in chosen:
                 print(f"bench: {name} ...", flush=True)
                 figures += bench()

@@ -17,6 +17,7 @@ if TYPE_CHECKING:
     from vlab.errors import LabError, Unsupported
     from vlab.frames import Mask
     from vlab.lab import Lab, Where
+    from vlab.stats import LinkStats
 
 try:
     __version__ = version("vlab")
@@ -31,6 +32,7 @@ _HOMES = {
     "FdbEntry": "vlab.bridge",
     "Host": "vlab.endpoints",
     "Lab": "vlab.lab",
+    "LinkStats": "vlab.stats",
     "LabError": "vlab.errors",
     "Mask": "vlab.frames",
     "Port": "vlab.bridge",
@@ -61,6 +63,7 @@ __all__ = [
     "Host",
     "Lab",
     "LabError",
+    "LinkStats",
     "Mask",
     "Port",
     "Unsupported",

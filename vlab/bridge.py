@@ -25,6 +25,7 @@ from vlab.options import (
 
 if TYPE_CHECKING:
     from vlab.lab import Lab
+    from vlab.stats import LinkStats
 
 
 @dataclass(frozen=True)
@@ -102,6 +103,12 @@ class Port:
     def options(self) -> dict[str, Any]:
         """The port's options as the kernel reports them now."""
         return unpack_data(PORT_OPTIONS, self.bridge.lab._switch_rtnl.port_data(self.index))
+
+    def stats(self) -> LinkStats:
+        """The port device's kernel counters: rx is what the bridge got from the endpoint."""
+        from vlab.stats import port_stats
+
+        return port_stats(self)
 
     def __repr__(self) -> str:
         return f"<Port {self.name} of {self.bridge.name}>"

@@ -8,6 +8,7 @@ and a capture that ignored it would show a tagged frame as untagged.
 
 from __future__ import annotations
 
+import ctypes
 import errno
 import os
 import socket
@@ -24,11 +25,16 @@ PACKET_AUXDATA = 8
 PACKET_IGNORE_OUTGOING = 23
 SO_TIMESTAMPNS = 35
 SO_RCVBUFFORCE = 33
+SO_ATTACH_FILTER = 26
+PACKET_STATISTICS = 6
+PACKET_OUTGOING = 4
 TP_STATUS_VLAN_VALID = 1 << 4
 TP_STATUS_VLAN_TPID_VALID = 1 << 6
 _AUX = struct.Struct("=IIIHHHH")
+_TPACKET_STATS = struct.Struct("=II")
 _CMSG_SPACE = socket.CMSG_SPACE(_AUX.size) + socket.CMSG_SPACE(16)
 _SNAP = 65536 + 4
+MAX_TRUESIZE = 1 << 20  # an skb's memory charge; a lab frame (<= 64 KiB) stays well below
 
 Record = tuple[int, bytes]  # (timestamp in ns, frame)
 
@@ -89,12 +95,70 @@ def _from_ancillary(data: bytes, ancillary: list[tuple[int, int, bytes]]) -> Rec
     return ts or time.time_ns(), data
 
 
-class PacketPort:
+def socket_drops(sock: socket.socket) -> int:
+    """Frames the kernel dropped at this socket since the last call (its receive buffer was full).
+
+    PACKET_STATISTICS (struct tpacket_stats: packets, drops) is reset by every read, so callers
+    add the result to a running total.
+    """
+    _packets, drops = _TPACKET_STATS.unpack(sock.getsockopt(SOL_PACKET, PACKET_STATISTICS, 8))
+    return int(drops)
+
+
+class _DropCount:
+    """A socket's drops, asked of the kernel only when it can have dropped.
+
+    A socket drops a frame only when its queue is full, and frames leave the queue only by
+    being read: so until vlab has read, since the last check, at least as many frames as a
+    full queue holds (its receive buffer over the largest truesize a lab frame can have), the
+    socket cannot have dropped one. Only then is the kernel asked — which keeps the check
+    after a single-frame expect or a settle of a quiet lab free of syscalls.
+    """
+
+    sock: socket.socket | None
+    dropped = 0
+    read_since_check = 0  # frames read since the kernel was last asked
+    full_queue = 0  # fewest frames a full receive queue holds (0: always ask)
+
+    def kernel_drops(self) -> int:
+        """Total frames dropped at the socket so far (PACKET_STATISTICS, accumulated)."""
+        if self.sock is not None and self.read_since_check >= max(self.full_queue, 1):
+            self.dropped += socket_drops(self.sock)
+            self.read_since_check = 0
+        elif self.sock is not None and not self.full_queue:
+            self.dropped += socket_drops(self.sock)  # a tiny buffer: no bound to lean on
+        return self.dropped
+
+    def _counted(self, sock: socket.socket) -> socket.socket:
+        rcvbuf = sock.getsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF)
+        self.full_queue = rcvbuf // MAX_TRUESIZE
+        return sock
+
+
+def _outgoing_only(sock: socket.socket) -> None:
+    """A classic BPF filter keeping only frames the interface transmits (PACKET_OUTGOING).
+
+    On a tap, that is exactly what the VM receives; what the VM sends is refused in the kernel,
+    so a VM's own sends cost no copy and no read.
+    """
+    prog = struct.pack(
+        "=" + "HBBI" * 4,
+        *(0x20, 0, 0, 0xFFFFF000 + 4),  # ld skb->pkt_type (SKF_AD_PKTTYPE)
+        *(0x15, 0, 1, PACKET_OUTGOING),  # jeq #PACKET_OUTGOING
+        *(0x06, 0, 0, 0x40000),  # ret whole frame
+        *(0x06, 0, 0, 0),  # ret 0: drop
+    )
+    code = ctypes.create_string_buffer(prog)
+    fprog = struct.pack("=HxxxxxxQ", 4, ctypes.addressof(code))
+    sock.setsockopt(socket.SOL_SOCKET, SO_ATTACH_FILTER, fprog)
+
+
+class PacketPort(_DropCount):
     """A raw socket on one interface: what arrives there and a way to send from there."""
 
     def __init__(self, ifname: str) -> None:
         """Open in the calling thread's namespace (the socket stays bound to it afterwards)."""
-        self.sock = packet_socket(ifname, outgoing=False)
+        self.sock: socket.socket = self._counted(packet_socket(ifname, outgoing=False))
         self.ifname = ifname
 
     def fileno(self) -> int:
@@ -108,18 +172,9 @@ class PacketPort:
 
     def drain(self) -> list[Record]:
         """Everything queued on the socket now, without blocking."""
-        out: list[Record] = []
-        recvmsg = self.sock.recvmsg
-        while True:
-            try:
-                data, anc, _flags, _addr = recvmsg(_SNAP, _CMSG_SPACE)
-            except BlockingIOError:
-                return out
-            except OSError as exc:
-                if exc.errno != errno.ENETDOWN:
-                    raise
-                continue  # reported once after the link went down (set_carrier): not an error
-            out.append(_from_ancillary(data, anc))
+        out = _drain_socket(self.sock)
+        self.read_since_check += len(out)
+        return out
 
     def close(self) -> None:
         self.sock.close()
@@ -131,20 +186,39 @@ def max_frame(mtu: int, frame: bytes) -> int:
     return mtu + 14 + (4 if tagged else 0)
 
 
-class TapPort:
+class TapPort(_DropCount):
     """The VM's side of a tap: frames written here enter the bridge as if the guest sent them.
 
     A tap would take frames of any size, but no guest NIC can send more than its MTU allows,
     and the bridge would drop such a frame silently at egress: refuse it here, as a veth does.
+
+    What the VM receives is read from a packet socket on the tap (in the switch namespace) that
+    keeps only what the tap transmits: a tap fd read carries no timestamp, and the socket's copy
+    carries the kernel's transmit time. The tap fd is still drained, so its queue (txqlen
+    frames) only fills when vlab does not read for that long — and a read that finds it that
+    full marks the tap's own drop counter as worth checking (``maybe_dropped``).
     """
 
-    def __init__(self, fd: int, ifname: str, mtu: int = 1500) -> None:
+    def __init__(self, fd: int, ifname: str, mtu: int = 1500, txqlen: int = 0) -> None:
+        """Open in the namespace of the tap (the switch namespace) when ``txqlen`` is given;
+        ``TapPort(fd, name, mtu)`` alone is a send-only handle."""
         self.fd = fd
         self.ifname = ifname
         self.mtu = mtu
+        self.txqlen = txqlen
+        self.maybe_dropped = False
+        self.owed = 0  # frames the socket showed that the tap fd has not yielded yet
+        self.sock: socket.socket | None = None
+        if txqlen:
+            self.sock = self._counted(packet_socket(ifname, outgoing=True))
+            try:
+                _outgoing_only(self.sock)
+            except OSError:
+                self.sock.close()
+                raise
 
     def fileno(self) -> int:
-        return self.fd
+        return self.fd if self.sock is None else self.sock.fileno()
 
     def send(self, frame: bytes) -> None:
         if len(frame) > max_frame(self.mtu, frame) or len(frame) < 14:
@@ -155,14 +229,61 @@ class TapPort:
             raise _send_error(self.ifname, frame, exc) from None
 
     def drain(self) -> list[Record]:
-        out: list[Record] = []
+        """What the VM received since the last drain, stamped with the kernel's transmit time.
+
+        The socket is read first; the tap fd only while it owes frames the socket has shown
+        (each socket copy is made just before the tap queues the frame), so an idle drain costs
+        one read. A fd read of ``txqlen`` frames or more means the queue was full at some
+        point, the only time a tap drops.
+        """
+        if self.sock is None:  # a send-only handle used as a reader: no kernel times
+            return [(time.time_ns(), data) for data in self._read_fd()]
+        out = _drain_socket(self.sock)
+        self.read_since_check += len(out)
+        self.owed += len(out)
+        if self.owed > 0:
+            n = len(self._read_fd(self.owed))
+            if n >= self.txqlen:
+                self.maybe_dropped = True
+            self.owed -= n
+        return out
+
+    def _read_fd(self, limit: int = 1 << 62) -> list[bytes]:
+        """Up to ``limit`` frames from the tap fd: the frames owed, and no read past them to
+        learn that there are no more (a read that finds nothing costs an exception)."""
+        out: list[bytes] = []
         read = os.read
-        while True:
+        while len(out) < limit:
             try:
-                data = read(self.fd, _SNAP)
+                out.append(read(self.fd, _SNAP))
             except BlockingIOError:
-                return out
-            out.append((time.time_ns(), data))
+                break
+        return out
+
+    def resync(self) -> None:
+        """Empty the tap fd and owe nothing: after a loss was forgiven, start clean."""
+        self._read_fd()
+        self.owed = 0
+        self.maybe_dropped = False
+
+    def close(self) -> None:
+        if self.sock is not None:
+            self.sock.close()
+
+
+def _drain_socket(sock: socket.socket) -> list[Record]:
+    out: list[Record] = []
+    recvmsg = sock.recvmsg
+    while True:
+        try:
+            data, anc, _flags, _addr = recvmsg(_SNAP, _CMSG_SPACE)
+        except BlockingIOError:
+            return out
+        except OSError as exc:
+            if exc.errno != errno.ENETDOWN:
+                raise
+            continue  # reported once after the link went down (set_carrier): not an error
+        out.append(_from_ancillary(data, anc))
 
 
 def _send_error(ifname: str, frame: bytes, exc: OSError) -> LabError:
@@ -191,10 +312,7 @@ def write_pcap(path: Path, records: Iterable[Record]) -> Path:
     return path
 
 
-PACKET_OUTGOING = 4
-
-
-class GuestTapPort:
+class GuestTapPort(_DropCount):
     """A tap whose fd belongs to a real guest: watched from the bridge side, never read.
 
     Reading the tap fd would steal frames from QEMU, so a packet socket on the tap (in the
@@ -208,7 +326,7 @@ class GuestTapPort:
         self.ifname = ifname
         self.mtu = mtu
         self.guest_sent: list[Record] = []
-        self.sock = packet_socket(ifname, outgoing=True)
+        self.sock: socket.socket = self._counted(packet_socket(ifname, outgoing=True))
 
     def fileno(self) -> int:
         return self.sock.fileno()
@@ -228,6 +346,7 @@ class GuestTapPort:
                     raise
                 continue
             record = _from_ancillary(data, anc)
+            self.read_since_check += 1
             if addr[2] == PACKET_OUTGOING:
                 out.append(record)
             else:

@@ -18,24 +18,41 @@ import os
 import shutil
 import subprocess
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from vlab import limits, nspool, quiesce, report, rootless, scratch, spawn, tools, validate
+from vlab import (
+    delivery,
+    limits,
+    loss,
+    nspool,
+    quiesce,
+    report,
+    rootless,
+    scratch,
+    spawn,
+    tools,
+    validate,
+)
 from vlab import tap as taplib
 from vlab.bridge import Bridge
 from vlab.capture import PacketPort, TapPort
-from vlab.endpoints import VM, Endpoint, Host, Uplink
+from vlab.endpoints import VM, EdgePoll, Endpoint, Host, Uplink
 from vlab.errors import LabError, Unsupported
 from vlab.frames import Mask
 from vlab.guard import LabGuard, guarded
 from vlab.netns import NetNS
 from vlab.options import BRIDGE_OPTIONS, encode_bridge, encode_mtu, normalize_mac, pack_data
 from vlab.reaper import reap
-from vlab.rtnl import LinkRequests, Rtnl, qdisc_events
+from vlab.rtnl import LinkRequests, Rtnl, qdisc_events, set_noqueue
+
+if TYPE_CHECKING:
+    from scapy.layers.l2 import Ether
+
+    from vlab.frames import FrameLike
 
 QUIET_SYSCTLS = (
     # no link-local addresses, router solicitations, DAD or MLD reports on lab links
@@ -51,6 +68,7 @@ PURE_L2_SYSCTLS = (
     ("net/bridge/bridge-nf-call-arptables", "0"),
 )
 OPER_UP, OPER_UNKNOWN = 6, 0
+TAP_TXQLEN = 4096  # frames a tap queues for its VM before it drops (tx_dropped)
 
 
 def _link_ready(links: LinkRequests, index: int, tap: bool) -> bool:
@@ -150,6 +168,7 @@ class Lab:
         self._closed = False
         self._artifact_dir: Path | None = None  # where this lab's failure artifacts went
         self._quiet: quiesce.Quiet | None = None  # the lab when a settle last found it quiet
+        self._edges = EdgePoll()
         self._guest_dir: Path | None = None
         self._guest_dir_is_temp = False
         if os.geteuid() != 0:  # a non-root user builds labs as root of a user namespace
@@ -351,17 +370,29 @@ class Lab:
                 fd = taplib.open_tap(port)
                 self._taps.append(fd)
                 undo.append(lambda: self._forget_tap(fd))
+                # the emulated VM reads a stamping socket on its tap (see TapPort); a guest's
+                # tap is watched by the guest's own port instead
+                try:
+                    txqlen = TAP_TXQLEN if guest is None else 0
+                    io: Any = TapPort(fd, port, mtu or 1500, txqlen=txqlen)
+                except OSError as exc:
+                    problem = limits.fd_limit_error(exc, f"vm {name}: cannot watch tap {port}")
+                    raise problem or LabError(
+                        f"vm {name}: cannot watch tap {port}: {exc.strerror}"
+                    ) from None
+            if io.sock is not None:
+                self._sockets.append(io)
             index = self._switch.links.index_of(port)
             self._switch.next_index = max(self._switch.next_index, index + 1)
             try:
+                set_noqueue(self._switch.rtnl, index)  # while down: no qdisc swap to wait on
                 self._switch.links.set_link(
-                    index, mac=tap_mac, master=br.index, mtu=mtu, txqlen=4096
+                    index, mac=tap_mac, master=br.index, mtu=mtu, txqlen=TAP_TXQLEN
                 )
             except OSError as exc:
                 raise LabError(
                     f"vm {name}: cannot attach {port} to {br.name}: {exc.strerror}"
                 ) from None
-            io: Any = TapPort(fd, port, mtu or 1500)
             vm = VM(self, name, mac, port, br, io, fd, tap_mac)
             self._register(vm, br, index, tap_mac)
             if guest == "qemu":
@@ -556,6 +587,7 @@ class Lab:
             missing = self._not_ready()
             if not missing:
                 self._dirty = False
+                loss.baseline(self)
                 return
             if time.monotonic() > deadline:
                 raise LabError(
@@ -590,12 +622,18 @@ class Lab:
     # --- observing -------------------------------------------------------------------------
 
     def _drain_all(self) -> int:
-        return sum(ep._pull() for ep in self.endpoints.values())
+        return self._edges.drain(list(self.endpoints.values()))
 
     @guarded
     def settle(self, timeout: float = 10.0) -> None:
-        """Return once every frame in flight has been delivered to an endpoint or dropped."""
-        timeout = validate.timeout(timeout, "settle")
+        """Return once every frame in flight has been delivered to an endpoint or dropped.
+
+        Fails (:class:`vlab.loss.FramesLost`) when the kernel dropped frames at an endpoint
+        before vlab read them: what "arrived" is then not what the lab delivered.
+        """
+        self._settle(validate.timeout(timeout, "settle"), "settle()")
+
+    def _settle(self, timeout: float, what: str) -> None:
         self._ready()
         self._quiet = None
         self._quiet = quiesce.settle(
@@ -604,8 +642,27 @@ class Lab:
             [ep._io.fileno() for ep in self.endpoints.values()],
             timeout,
         )
+        lost = loss.lab_losses(self)
+        if lost:
+            self._quiet = None  # a loss stands until clear(): every later check must see it
+            self._fail_lost(lost, what)
 
-    def _settle_unless_quiet(self) -> None:
+    @guarded
+    def expect(
+        self,
+        frame: FrameLike | Mask,
+        at: Sequence[Endpoint | str],
+        timeout: float = 1.0,
+        mask: Mask | Sequence[str] | None = None,
+    ) -> list[Ether]:
+        """Exact delivery: each endpoint in ``at`` receives ``frame``, and no other one does.
+
+        Consumes the copies it matched and returns them in the order of ``at``; ``at=[]``
+        asserts nobody receives it. See :func:`vlab.delivery.expect_at`.
+        """
+        return delivery.expect_at(self, frame, at, timeout, mask)
+
+    def _settle_unless_quiet(self, what: str = "settle()") -> None:
         """:meth:`settle`, unless nothing has moved in the lab since the last settle found it
         quiet: then every frame that arrived anywhere was drained by that settle already.
 
@@ -615,7 +672,7 @@ class Lab:
         known = self._quiet
         watches = [s.watch for s in self._spaces.values()]
         if known is None or self._dirty or self._closed or not quiesce.still_quiet(watches, known):
-            self.settle()
+            self._settle(10.0, what)
 
     @guarded
     def expect_quiet(self) -> None:
@@ -666,7 +723,11 @@ class Lab:
 
     def _fail_expect(self, ep: Endpoint, mask: Mask, timeout: float) -> None:
         self._drain_all()
-        raise AssertionError(report.missing_frame(self, ep, mask, timeout))
+        lost = loss.losses(ep, fresh=True)
+        raise AssertionError(report.missing_frame(self, ep, mask, timeout, lost))
+
+    def _fail_lost(self, lost: list[loss.Loss], what: str) -> None:
+        raise loss.FramesLost(report.lost_frames(self, lost, what))
 
     def _fail_none(
         self, ep: Endpoint, mask: Mask | None, unexpected: list[tuple[int, bytes]]

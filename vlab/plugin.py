@@ -29,6 +29,7 @@ pytest_plugins = ["vlab.kernel.pytest_plugin"]  # --vlab-kernel: see docs/kernel
 SKIP_REASON = "lab tests need --vlab"
 LAB_FIXTURES = frozenset({"lab"})
 _LAB_KEY = pytest.StashKey["Lab"]()
+_CALL_FAILED = pytest.StashKey[bool]()
 
 
 def pytest_addoption(parser: pytest.Parser) -> None:
@@ -44,6 +45,12 @@ def pytest_addoption(parser: pytest.Parser) -> None:
         choices=("ci", "thorough"),
         default="ci",
         help="depth of vlab's property tests: ci (fast, bounded) or thorough (many examples)",
+    )
+    group.addoption(
+        "--vlab-strict",
+        action="store_true",
+        default=False,
+        help="a lab test fails if it ends with frames no expect() consumed (vlab_strict marker)",
     )
     group.addoption(
         select.OPTION,
@@ -63,6 +70,9 @@ def pytest_addoption(parser: pytest.Parser) -> None:
 def pytest_configure(config: pytest.Config) -> None:
     config.addinivalue_line("markers", "vlab: a test that builds a network lab (needs --vlab)")
     config.addinivalue_line("markers", "qemu: a lab test that boots a real QEMU guest")
+    from vlab import strict
+
+    config.addinivalue_line("markers", strict.MARKER_HELP)
     from vlab import profiles  # light: hypothesis itself loads with the first property test
 
     profiles.register(config.getoption("--vlab-profile"))
@@ -151,6 +161,10 @@ def lab(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Lab]:
     with Lab(name=name, artifacts=tmp_path / "vlab") as the_lab:
         request.node.stash[_LAB_KEY] = the_lab
         yield the_lab
+        from vlab import strict
+
+        if strict.wanted(request.node) and not request.node.stash.get(_CALL_FAILED, False):
+            strict.check(the_lab)
 
 
 @pytest.hookimpl(wrapper=True)
@@ -158,6 +172,8 @@ def pytest_runtest_makereport(
     item: pytest.Item, call: pytest.CallInfo[None]
 ) -> Generator[None, pytest.TestReport, pytest.TestReport]:
     report = yield
+    if call.when == "call":
+        item.stash[_CALL_FAILED] = report.failed
     the_lab = item.stash.get(_LAB_KEY, None)
     if the_lab is not None and report.failed and call.when in ("call", "setup"):
         try:
@@ -166,7 +182,7 @@ def pytest_runtest_makereport(
                 text += "\n" + the_lab.fdb_text()
             try:
                 directory = the_lab.write_artifacts()
-                pcaps = sorted(p.name for p in directory.glob("*.pcap"))
+                pcaps = sorted(p.name for p in directory.glob("*.pcap*"))
                 text += f"\npcaps in {directory}: {', '.join(pcaps)}"
             except Exception as exc:  # disk full, read-only: keep the topology, say why
                 text += f"\n(pcaps and topology could not be written: {exc})"

@@ -94,9 +94,10 @@ def migration_barrier() -> None:
 class QdiscWatch:
     """The qdiscs of one lab namespace that could be holding frames, read only when they can.
 
-    A noqueue qdisc (veths, bridges) never holds a frame; a real queue can (a tap's pfifo_fast
-    when the reader lags, a tbf a test adds). Dumping every namespace's qdiscs twice per check
-    was most of the cost of ``settle``, so a namespace whose qdiscs are all noqueue is not
+    A noqueue qdisc (veths, bridges, and taps, which vlab gives one: see rtnl.set_noqueue) never
+    holds a frame; a real queue can (a tbf a test adds, frames a burst left for a later
+    softirq). Dumping every namespace's qdiscs twice per check was most of the cost of
+    ``settle``, so a namespace whose qdiscs are all noqueue is not
     dumped again until the kernel announces a qdisc change on the RTNLGRP_TC group (``tc``
     adding a shaper) or the lab adds a link (default qdiscs attach without an announcement).
     """
@@ -108,6 +109,7 @@ class QdiscWatch:
         self.stale = True
         self.may_queue = True
         self.shapes = True  # a qdisc that may hold frames on its own timer (tbf, htb, netem...)
+        self.last: dict[int, bytes] = {}  # ifindex -> counters, from the latest dump
 
     def invalidate(self) -> None:
         self.stale = True
@@ -149,8 +151,14 @@ class QdiscWatch:
         return self.busy()
 
     def counters(self) -> bytes:
-        """Packet and drop counters of every link in the namespace, as one comparable blob."""
-        return b"".join(stats for _index, stats in self.rtnl.link_counters())
+        """Packet and drop counters of every link in the namespace, as one comparable blob.
+
+        Kept in :attr:`last` too: after a settle, the drop counters vlab checks for lost frames
+        (:mod:`vlab.loss`) are read from there instead of asking the kernel again.
+        """
+        rows = self.rtnl.link_counters()
+        self.last = dict(rows)
+        return b"".join(stats for _index, stats in rows)
 
     def close(self) -> None:
         self.events.close()

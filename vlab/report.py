@@ -16,16 +16,21 @@ from typing import TYPE_CHECKING
 from vlab.capture import Record, write_pcap
 from vlab.frames import Mask, closeness, field_diff, parse, summary
 from vlab.paths import safe_component
+from vlab.pcapng import write_merged
 
 if TYPE_CHECKING:
     from vlab.endpoints import Endpoint
     from vlab.lab import Lab
+    from vlab.loss import Loss
+
+MERGED = "lab.pcapng"  # every endpoint an interface, in kernel time order
 
 SHOWN = 5  # frames shown in full; the pcaps have the rest
 
 
 def write_artifacts(lab: Lab, directory: Path | None = None) -> Path:
-    """One pcap per endpoint (ns timestamps), the topology and the fdb, in one directory.
+    """One pcap per endpoint (ns timestamps), one merged pcapng of the whole lab
+    (:data:`MERGED`), the topology and the fdb, in one directory.
 
     Without a directory (a ``Lab()`` outside pytest with no ``artifacts=``) a fresh temporary
     one is made, once per lab, and named in the failure text.
@@ -36,8 +41,13 @@ def write_artifacts(lab: Lab, directory: Path | None = None) -> Path:
         directory = Path(tempfile.mkdtemp(prefix=f"vlab-{safe_component(lab.name, 20)}-"))
     directory.mkdir(parents=True, exist_ok=True)
     for ep in lab.endpoints.values():
-        records = [(ts, data) for ts, _sent, data in ep._log]
+        records = sorted(((ts, data) for ts, _sent, data in ep._log), key=lambda r: r[0])
         write_pcap(directory / f"{ep.name}-{ep.port}.pcap", records)
+    write_merged(
+        directory / MERGED,
+        [(f"{ep.name} ({ep.port})", ep.describe(), ep._log) for ep in lab.endpoints.values()],
+        f"vlab lab {lab.name}",
+    )
     text = lab.describe()
     if not lab._closed:
         with contextlib.suppress(OSError):
@@ -50,12 +60,15 @@ def write_artifacts(lab: Lab, directory: Path | None = None) -> Path:
 def _artifact_line(lab: Lab) -> str:
     """Where the artifacts are, or why there are none: never an error replacing the report."""
     try:
-        return f"pcaps (one per endpoint) and topology: {write_artifacts(lab)}"
+        directory = write_artifacts(lab)
     except Exception as exc:  # disk full, read-only: the failure text above must survive
         return f"(pcaps and topology could not be written: {exc})"
+    return f"pcaps (one per endpoint) and topology: {directory} (the whole lab: {MERGED})"
 
 
-def missing_frame(lab: Lab, ep: Endpoint, mask: Mask, timeout: float) -> str:
+def missing_frame(
+    lab: Lab, ep: Endpoint, mask: Mask, timeout: float, lost: list[Loss] | None = None
+) -> str:
     lines = [
         f"{ep.name} (port {ep.port} on {ep.bridge.name}) did not receive the expected frame "
         f"within {timeout:g} s",
@@ -83,6 +96,63 @@ def missing_frame(lab: Lab, ep: Endpoint, mask: Mask, timeout: float) -> str:
     ]
     if elsewhere:
         lines.append(f"the expected frame did arrive at: {', '.join(elsewhere)}")
+    if lost:
+        lines.append("frames were lost meanwhile; the expected one may be among them:")
+        lines.extend(_loss_lines(lost))
+    lines.append(_artifact_line(lab))
+    return "\n".join(lines)
+
+
+def _loss_lines(lost: list[Loss]) -> list[str]:
+    lines = []
+    for item in lost:
+        lines.append(f"  {item}")
+        lines.append(f"      what to do: {item.hint}")
+    return lines
+
+
+def lost_frames(lab: Lab, lost: list[Loss], what: str) -> str:
+    """Why a check refused to give a verdict: frames the kernel (or vlab's bound) dropped."""
+    total = sum(item.count for item in lost)
+    lines = [
+        f"{what}: {total} frame(s) were lost in the lab before vlab read them, so no verdict "
+        "about what arrived can be trusted:"
+    ]
+    lines.extend(_loss_lines(lost))
+    lines.append("(ep.clear() forgives what was lost so far at that endpoint)")
+    lines.append(_artifact_line(lab))
+    return "\n".join(lines)
+
+
+def wrong_delivery(
+    lab: Lab,
+    mask: Mask,
+    at: list[Endpoint],
+    missed: list[Endpoint],
+    extra: dict[str, list[Record]],
+    timeout: float,
+) -> str:
+    """``lab.expect(frame, at=[...])`` failed: who missed the frame, who got it uninvited."""
+    wanted = ", ".join(ep.name for ep in at) or "no endpoint"
+    lines = [
+        f"expected the frame at exactly: {wanted}",
+        f"expected ({mask.describe()}):",
+        f"  {summary(mask.expected_bytes)}",
+    ]
+    for ep in missed:
+        lines.append(
+            f"missing at {ep.name} (port {ep.port} on {ep.bridge.name}): not received within "
+            f"{timeout:g} s; {len(ep._pending)} other frame(s) arrived there"
+        )
+        ranked = sorted(ep._pending, key=lambda r: closeness(mask, r[1]))
+        lines.extend(f"    {summary(data)}" for _ts, data in ranked[:SHOWN])
+    for name, records in extra.items():
+        ep = lab.endpoints[name]
+        also = " (again: a second copy)" if ep in at else ""
+        lines.append(
+            f"unexpected at {name} (port {ep.port} on {ep.bridge.name}){also}: "
+            f"{len(records)} copy(ies)"
+        )
     lines.append(_artifact_line(lab))
     return "\n".join(lines)
 

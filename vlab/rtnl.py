@@ -450,3 +450,36 @@ def fdb_dump(rtnl: Rtnl) -> list[tuple[str, int, int, int, int, int]]:
             )
         )
     return out
+
+
+def link_stats64(rtnl: Rtnl, index: int) -> bytes | None:
+    """One link's ``struct rtnl_link_stats64`` now (RTM_GETSTATS for that ifindex alone).
+
+    The full structure: rx/tx packets, bytes, errors, dropped first, then the detailed error
+    counters. None when the link is gone.
+    """
+    body = struct.pack("=BxHiI", 0, 0, index, 1)  # filter_mask: IFLA_STATS_LINK_64
+    try:
+        replies = rtnl.get(RTM_GETSTATS, body)
+    except OSError:
+        return None
+    for reply in replies:
+        return attrs(reply, 12).get(IFLA_STATS_LINK_64)
+    return None
+
+
+RTM_NEWQDISC = 36
+TC_H_ROOT = 0xFFFFFFFF
+
+
+def set_noqueue(rtnl: Rtnl, index: int) -> None:
+    """``tc qdisc replace dev IFINDEX root noqueue`` in one request.
+
+    A tap never pushes back (its driver drops when the VM's queue is full), so a qdisc in
+    front of it only adds a place where frames can wait unseen — one more queue for every
+    quiescence check to dump.
+    """
+    body = struct.pack("=BxxxiIII", 0, index, 0, TC_H_ROOT, 0) + nla(TCA_KIND, b"noqueue\0")
+    flags = NLM_F_REQUEST | NLM_F_ACK | 0x400 | 0x100  # CREATE | REPLACE
+    for _ in rtnl._messages(rtnl._send(RTM_NEWQDISC, flags, body)):
+        pass
