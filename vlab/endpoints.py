@@ -275,6 +275,8 @@ class EdgePoll:
         self.fds: dict[int, Endpoint] = {}
 
     def drain(self, endpoints: Sequence[Endpoint]) -> int:
+        """Pull every endpoint that has something to read, found with one ``poll(2)``; the
+        poll set is rebuilt only when the lab's endpoints (or their fds) changed."""
         if len(endpoints) != len(self.fds) or any(
             self.fds.get(ep._io.fileno()) is not ep for ep in endpoints
         ):

@@ -38,6 +38,7 @@ class LinkStats:
 
     @classmethod
     def decode(cls, raw: bytes) -> LinkStats:
+        """From the kernel's ``struct rtnl_link_stats64`` (IFLA_STATS64), as netlink sends it."""
         rxp, txp, rxb, txb, _rxe, _txe, rxd, txd = _STATS64.unpack_from(raw)
         return cls(rxp, rxb, rxd, txp, txb, txd)
 
