@@ -139,8 +139,8 @@ def test_a_lab_name_is_never_a_path(tmp_path: Path, monkeypatch: pytest.MonkeyPa
     written = Path(line.partition("topology: ")[2].partition(" (the whole lab")[0])
     assert written.parent == base / "deep", written  # a child of the temp dir, nothing else
     assert written.name.startswith("vlab-_.._x_y-")
-    assert sorted(p.name for p in written.iterdir()) == ["lab.pcapng", "topology.txt",
-                                                         "vm1-vnet0.pcap", "vm2-vnet1.pcap"]  # fmt: skip
+    written_names = sorted(p.name for p in written.iterdir())
+    assert written_names == ["lab.pcapng", "topology.txt", "vm1-vnet0.pcap", "vm2-vnet1.pcap"]
     assert guests.parent.parent == base / "deep" and "/" not in guests.name
     assert not guests.exists()  # the lab's own scratch directory went with the lab
     assert sorted(os.listdir(base)) == ["deep"]  # nothing climbed out

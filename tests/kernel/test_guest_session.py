@@ -129,7 +129,10 @@ def test_guest_kernel_session_against_the_host_kernel(tmp_path: Path) -> None:
     assert on_host["test_deliberately_fails"][0] == "failure"
     host_section, host_pcaps = _lab_section(host.stdout)
     guest_section, guest_pcaps = _lab_section(guest.stdout)
-    assert guest_pcaps == host_pcaps and len(guest_pcaps) == 2, (guest_pcaps, host_pcaps)
+    assert guest_pcaps == host_pcaps and len(guest_pcaps) == 3, (
+        guest_pcaps,
+        host_pcaps,
+    )  # two endpoints, one merged
     assert str(tmp_path / "bt-g") in guest_section
     for line in ("vm vm1:", "vm vm2:", "bridge br0", "fdb of br0"):
         assert line in host_section and line in guest_section, (host_section, guest_section)
