@@ -13,7 +13,8 @@ fails the example.
 from __future__ import annotations
 
 import os
-from collections.abc import Callable
+import tempfile
+from collections.abc import Callable, Iterator
 from typing import Any
 
 import pytest
@@ -193,6 +194,25 @@ def call(data: st.DataObject, world: World) -> tuple[str, Callable[[], Any]]:
             ops["wait_ready"] = lambda: obj.wait_ready(timeout=v(None, 1))
     name = data.draw(st.sampled_from(sorted(ops)))
     return name, ops[name]
+
+
+@pytest.fixture(autouse=True, scope="module")
+def _artifacts_stay_in_pytest_tmp(tmp_path_factory: pytest.TempPathFactory) -> Iterator[None]:
+    """Labs here have no ``artifacts=``: their failure pcaps would go to /tmp, one dir each.
+
+    One lab is built, settled and run in first, so the process-wide helpers it starts once
+    (the CPU barrier's namespace and sockets, the spawning thread) are not counted as leaks.
+    """
+    before = tempfile.tempdir
+    tempfile.tempdir = str(tmp_path_factory.mktemp("fuzz-artifacts"))
+    with Lab("warm-up") as lab:
+        lab.vm("vm1", bridge=lab.bridge("br0"))
+        lab.settle()
+        lab.run("switch", "true")
+    try:
+        yield
+    finally:
+        tempfile.tempdir = before
 
 
 def _stale_objects() -> list[Any]:

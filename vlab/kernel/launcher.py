@@ -36,6 +36,7 @@ import time
 from collections.abc import Callable
 from pathlib import Path
 
+from vlab import scratch
 from vlab.errors import LabError
 from vlab.kernel.image import (
     HELLO,
@@ -119,7 +120,9 @@ class Guest:
         self.boot = boot
         self.log = log
         self.procs: list[subprocess.Popen[bytes]] = []
-        self.runtime = Path(tempfile.mkdtemp(prefix="vlab-kernel-"))
+        # in this process's scratch directory: if the launcher is SIGKILLed (its deathsig when
+        # pytest dies), the next one to start reaps it instead of leaving sockets in /tmp
+        self.runtime = scratch.make("kernel")
         self.started = time.monotonic()
         log.parent.mkdir(parents=True, exist_ok=True)
         log_fd = os.open(log, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_APPEND, 0o644)
