@@ -38,6 +38,7 @@ import threading
 from collections.abc import Iterable
 from typing import Any, Protocol
 
+from vlab import reaper
 from vlab.netns import NetNS
 from vlab.rtnl import (
     _IFINFO,
@@ -389,6 +390,9 @@ class Pool:
         while True:
             shell, factory = self.dirty.get()
             try:
+                # the lab's packet sockets (endpoints, tap watchers) were handed to the reaper
+                # before the namespace came here: an open one would fail the verification
+                reaper.drain()
                 self._recycle(shell, factory)
             finally:
                 self._done()

@@ -339,9 +339,11 @@ def test_refused_uplink_does_not_break_later_uplinks(lab: Lab) -> None:
 def test_kernel_refusal_mid_build_rolls_back_namespace_veth_and_counters(lab: Lab) -> None:
     br = lab.bridge("br0")
     lab.run("switch", "ip", "link", "add", "veth0", "type", "bridge")  # the next host's port name
+    reaper.drain()  # earlier tests' sockets close in the background: not this test's fds
     spaces, fds = set(lab.namespaces()), fd_count()
     with pytest.raises(LabError, match="cannot cable veth0"):
         lab.host("h1", bridge=br)
+    reaper.drain()
     assert set(lab.namespaces()) == spaces, "the refused host's namespace is still held"
     assert fd_count() == fds and "h1" not in lab.endpoints and br.ports == {}
     lab.run("switch", "ip", "link", "del", "veth0")
