@@ -25,7 +25,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from vlab import limits, quiesce, report, validate
+from vlab import ip as iplib
+from vlab import limits, programs, quiesce, report, validate
 from vlab import tap as taplib
 from vlab.bridge import Bridge
 from vlab.capture import PacketPort, TapPort
@@ -144,6 +145,7 @@ class Lab:
         self._taps: list[int] = []
         self._sockets: list[PacketPort] = []
         self._guests: list[Any] = []
+        self._programs: list[programs.Program] = []  # background programs: die with the lab
         self._noise: list[Callable[[bytes], bool]] = []  # frames the lab itself causes
         self._counters = {"vnet": 0, "veth": 0, "eth": 0}
         self._undo: list[Callable[[], None]] = []  # steps undoing the build call in progress
@@ -183,6 +185,7 @@ class Lab:
 
     def _close(self) -> None:
         try:
+            programs.stop_all(self)
             for ep in self.endpoints.values():
                 ep._detach()  # no fd number of this lab is used again, whoever reuses it
             while self._guests:
@@ -336,18 +339,32 @@ class Lab:
 
     @guarded
     def host(
-        self, name: str, bridge: Bridge | str, mac: str | None = None, mtu: int | None = None
+        self,
+        name: str,
+        bridge: Bridge | str,
+        mac: str | None = None,
+        mtu: int | None = None,
+        ip: str | list[str] | None = None,
+        ipv6: bool | str | list[str] | None = None,
     ) -> Host:
-        """A namespace cabled to ``bridge`` by a veth; ``host.run(...)`` runs programs in it."""
+        """A namespace cabled to ``bridge`` by a veth; ``host.run(...)`` runs programs in it.
+
+        ``ip="192.0.2.1/24"`` (or a list, IPv4 and IPv6) gives eth0 addresses; ``ipv6=True``
+        or IPv6 addresses turn IPv6 on in this host alone (see :mod:`vlab.ip`).
+        """
         self._check_name(name, "host")
         br = self._bridge(bridge)
         mtu = self._endpoint_mtu("host", name, mtu)
         mac = self._endpoint_mac("host", name, mac, "02")
+        ips = iplib.interfaces(ip, f"host {name} ip")
+        want6, ips6 = iplib.ipv6_request(ipv6, f"host {name}")
         self._check_room(br, f"host {name}")
         with self._rollback():
             space = self._space(name)
             port = self._next("veth")
             ep = self._cable(Host, name, br, port, space, "eth0", mac, mtu)
+            assert isinstance(ep, Host)
+            iplib.configure_host(space.ns, space.rtnl, "eth0", ep.ifindex, ips + ips6, want6)
         return ep  # type: ignore[return-value]
 
     @guarded
@@ -630,6 +647,16 @@ class Lab:
             raise LabError(f"unknown node {node!r}; nodes of this lab: {', '.join(self._spaces)}")
         return self._run_in(space.ns, list(argv), check=check, timeout=timeout)
 
+    @guarded
+    def spawn(self, node: str, argv: list[str]) -> programs.Program:
+        """Start a background program in a lab namespace; it dies with the lab (even when the
+        test process is killed), and its output goes into the failure report."""
+        space = self._spaces.get(node) if isinstance(node, str) else None
+        if space is None:
+            raise LabError(f"unknown node {node!r}; nodes of this lab: {', '.join(self._spaces)}")
+        argv = validate.argv(programs.as_list(argv, node), node)
+        return programs.start(self, node, space.ns, argv)
+
     # --- helpers for endpoints -------------------------------------------------------------
 
     def _run_in(
@@ -641,7 +668,7 @@ class Lab:
         fd = ns.fd
         try:
             return subprocess.run(
-                argv,
+                programs.dying(argv),
                 preexec_fn=lambda: setns(fd),
                 pass_fds=(fd,),
                 capture_output=True,

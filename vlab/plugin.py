@@ -15,6 +15,7 @@ from pathlib import Path
 
 import pytest
 
+from vlab import programs
 from vlab.errors import LabError, Unsupported
 from vlab.lab import Lab
 from vlab.scenario.collect import pytest_collect_file
@@ -117,7 +118,11 @@ def lab(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Lab]:
     if not request.config.getoption("--vlab"):
         pytest.skip(SKIP_REASON)
     name = request.node.name[:40]
-    with Lab(name=name, artifacts=tmp_path / "vlab") as the_lab:
+    marker = request.node.get_closest_marker("vlab")  # @pytest.mark.vlab(quiet=False)
+    options = dict(marker.kwargs) if marker is not None else {}
+    if set(options) - {"quiet"}:
+        raise LabError(f"@pytest.mark.vlab{tuple(options)}: the lab options it takes: quiet")
+    with Lab(name=name, artifacts=tmp_path / "vlab", **options) as the_lab:
         request.node.stash[_LAB_KEY] = the_lab
         yield the_lab
 
@@ -134,6 +139,8 @@ def pytest_runtest_makereport(
             text = the_lab.describe()
             with contextlib.suppress(OSError):
                 text += "\n" + the_lab.fdb_text()
+            if the_lab._programs:
+                text += "\n\n" + programs.report(the_lab)
             pcaps = sorted(p.name for p in directory.glob("*.pcap"))
             text += f"\npcaps in {directory}: {', '.join(pcaps)}"
             for guest in the_lab._guests:
