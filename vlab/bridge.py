@@ -4,9 +4,11 @@ from __future__ import annotations
 
 import contextlib
 import ipaddress
+import time
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
+from vlab import mdb as mdblib
 from vlab import rtnl as nl
 from vlab import validate
 from vlab.endpoints import Endpoint
@@ -98,8 +100,13 @@ class Port:
 
     @guarded
     def options(self) -> dict[str, Any]:
-        """The port's options as the kernel reports them now."""
-        return unpack_data(PORT_OPTIONS, self.bridge.lab._switch_rtnl.port_data(self.index))
+        """The port's options as the kernel reports them now, with its read-only counters
+        (``mcast_n_groups``, ``port_no``, ``port_id``, ``backup_port``...)."""
+        raw = self.bridge.lab._switch_rtnl.port_data(self.index)
+        out = unpack_data(PORT_OPTIONS, raw)
+        names = {p.index: p.name for p in self.bridge.ports.values()}
+        out.update(mdblib.read_only_port(raw, names))
+        return out
 
     def __repr__(self) -> str:
         return f"<Port {self.name} of {self.bridge.name}>"
@@ -117,6 +124,9 @@ class Bridge:
         self.stp = False
         self.vlan_filtering = False
         self._ipv6 = False
+        self._link_local = False  # an IPv6 link-local address: what the MLD querier sends from
+        self._querier_since: float | None = None
+        self._querier_ll = False  # the bridge had its link-local when the querier started
 
     @property
     def _guard(self) -> LabGuard:
@@ -130,6 +140,8 @@ class Bridge:
         if encoded.get("vlan_filtering") == 0 and not self.vlan_filtering:
             del encoded["vlan_filtering"]  # already off; kernels without it refuse even "off"
         rtnl = self.lab._switch_rtnl
+        if encoded.get("multicast_querier") and not self._link_local:
+            self._enable_link_local()  # before the querier's first MLD query, which needs it
         try:
             link = {k: encoded[k] for k in ("mac", "mtu") if k in encoded}
             if link:
@@ -144,6 +156,9 @@ class Bridge:
             self.stp = bool(encoded["stp"])
         if "vlan_filtering" in encoded:
             self.vlan_filtering = bool(encoded["vlan_filtering"])
+        if "multicast_querier" in encoded:
+            self._querier_since = time.monotonic() if encoded["multicast_querier"] else None
+            self._querier_ll = mdblib.has_link_local(rtnl, self.index)
         return self
 
     @guarded
@@ -287,6 +302,123 @@ class Bridge:
         self._ipv6 = True
         mac = bytes.fromhex(self.mac.replace(":", ""))
         self.lab._noise.append(lambda frame: is_mld_report(frame, mac))
+
+    def _enable_link_local(self) -> None:
+        """IPv6 with a link-local address on the bridge device alone, for the MLD querier.
+
+        Its queries need a link-local source; without one the kernel marks the bridge as having
+        no IPv6 address and floods IPv6 multicast as if snooping were off, silently. DAD and
+        router solicitations stay off; the device's own MLD reports are lab noise (see
+        :meth:`_enable_ipv6`).
+        """
+        ns, name = self.lab._switch.ns, self.name
+        with contextlib.suppress(FileNotFoundError):
+            ns.sysctl(f"net.ipv6.conf.{name}.mld_qrv", 1)  # where the kernel has it
+        with contextlib.suppress(FileNotFoundError):  # a kernel without IPv6: nothing to do
+            for key in ("accept_dad", "router_solicitations", "accept_ra"):
+                ns.sysctl(f"net.ipv6.conf.{name}.{key}", 0)
+            ns.sysctl(f"net.ipv6.conf.{name}.disable_ipv6", 1)  # regenerate with the new mode
+            nl.set_addrgenmode(self.lab._switch_rtnl, self.index, 0)  # EUI-64
+            ns.sysctl(f"net.ipv6.conf.{name}.disable_ipv6", 0)
+            if not self._ipv6:
+                self._ipv6 = True
+                mac = bytes.fromhex(self.mac.replace(":", ""))
+                self.lab._noise.append(lambda frame: is_mld_report(frame, mac))
+            self._link_local = True
+
+    # --- multicast database ----------------------------------------------------------------
+
+    def _port_names(self) -> dict[int, str]:
+        return {p.index: p.name for p in self.ports.values()} | {self.index: self.name}
+
+    def _mdb_port(self, endpoint: Endpoint | Port | str | Bridge) -> int:
+        return self.index if endpoint is self else self.port(endpoint).index  # type: ignore[arg-type]
+
+    @guarded
+    def mdb(self) -> list[mdblib.MdbEntry]:
+        """The multicast database as the kernel holds it now (``bridge mdb show``).
+
+        Entries of the bridge device itself (host joins) have the bridge's name as port.
+        """
+        return mdblib.dump(self.lab._switch_rtnl, self.index, self._port_names())
+
+    @guarded
+    def mdb_add(
+        self,
+        group: str,
+        endpoint: Endpoint | Port | str | Bridge,
+        permanent: bool = True,
+        source: str | None = None,
+        sources: list[str] | None = None,
+        mode: str | None = None,
+    ) -> None:
+        """``bridge mdb add``: ``endpoint`` (or the bridge itself) joins ``group``.
+
+        ``source=`` makes an (S, G) entry; ``sources=`` and ``mode="include"|"exclude"`` give a
+        (*, G) entry a source list and filter mode (IGMPv3/MLDv2 bridges only).
+        """
+        index = self._mdb_port(endpoint)
+        if index == self.index and permanent:
+            raise LabError(
+                f"mdb_add({group!r}, {self.name}): a host join (the bridge itself) is temporary "
+                "in the kernel: pass permanent=False"
+            )
+        body = mdblib.request(self.index, index, group, permanent, source, sources, mode)
+        try:
+            mdblib.add(self.lab._switch_rtnl, body)
+        except OSError as exc:
+            raise mdblib.refused("add", group, endpoint, exc) from None
+
+    @guarded
+    def mdb_del(
+        self, group: str, endpoint: Endpoint | Port | str | Bridge, source: str | None = None
+    ) -> None:
+        """``bridge mdb del``: remove ``endpoint``'s membership of ``group`` (or of (S, G))."""
+        index = self._mdb_port(endpoint)
+        body = mdblib.request(self.index, index, group, True, source, None, None)
+        try:
+            mdblib.delete(self.lab._switch_rtnl, body)
+        except OSError as exc:
+            raise mdblib.refused("del", group, endpoint, exc) from None
+
+    @guarded
+    def wait_querier(self, timeout: float = 15.0) -> None:
+        """Return once the bridge's own querier is in effect (IGMP and MLD).
+
+        After a querier is turned on the kernel floods multicast for one query response
+        interval (a grace time, 10 s by default) before it forwards by the mdb. That timer is
+        not exported over netlink: its end is computed from the interval the kernel reports and
+        the moment vlab turned the querier on; lower ``multicast_query_response_interval`` to
+        make it short. The MLD side is checked too: the bridge must have a link-local address.
+        """
+        timeout = validate.timeout(timeout, "wait_querier")
+        if self._querier_since is None:
+            raise LabError(
+                f"bridge {self.name} has no querier: set multicast_querier=True first"
+            )
+        self.lab._ready()  # the bridge gets its link-local address once it has carrier
+        rtnl = self.lab._switch_rtnl
+        deadline = time.monotonic() + timeout
+        while not mdblib.has_link_local(rtnl, self.index):
+            if time.monotonic() > deadline:
+                raise LabError(f"bridge {self.name} got no IPv6 link-local: no MLD querier")
+            time.sleep(0.001)
+        if not self._querier_ll:
+            # The querier's first MLD query found no source address, and the kernel then
+            # treats the bridge as IPv6-less until a later query: restart it now.
+            rtnl.set_bridge_data(self.index, nl.nla(25, b"\0"))  # IFLA_BR_MCAST_QUERIER
+            rtnl.set_bridge_data(self.index, nl.nla(25, b"\1"))
+            self._querier_since, self._querier_ll = time.monotonic(), True
+        interval = float(self.options()["multicast_query_response_interval"])
+        # the kernel's timer wheel may run a timer up to 1/8 of its delay late
+        remaining = self._querier_since + interval * 1.125 + 0.02 - time.monotonic()
+        if remaining > deadline - time.monotonic():
+            raise LabError(
+                f"bridge {self.name}: its querier takes effect in {remaining:.1f} s, more than "
+                f"timeout={timeout:g}; lower multicast_query_response_interval"
+            )
+        if remaining > 0:
+            time.sleep(remaining)  # the kernel's timer, not a guess: see above
 
     def __repr__(self) -> str:
         return f"<Bridge {self.name} {self.mac} ports={list(self.ports)}>"

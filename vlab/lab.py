@@ -34,6 +34,7 @@ from vlab.endpoints import VM, Endpoint, Host, Uplink
 from vlab.errors import LabError, Unsupported
 from vlab.frames import Mask
 from vlab.guard import LabGuard, guarded
+from vlab.mdb import mdb_text
 from vlab.netns import NetNS, setns
 from vlab.options import BRIDGE_OPTIONS, encode_bridge, encode_mtu, normalize_mac, pack_data
 from vlab.reaper import reap
@@ -268,7 +269,8 @@ class Lab:
         if encoded.get("vlan_filtering") == 0:
             del encoded["vlan_filtering"]  # the default; kernels without the feature refuse it
         # mcast_querier in the same message as the query intervals starts with the old ones.
-        querier = encoded.pop("multicast_querier", None) if len(encoded) > 1 else None
+        # The MLD querier also needs the bridge's link-local address first: Bridge.set does both.
+        querier = encoded.pop("multicast_querier", None)
         index = self._switch.index()
         try:
             self._switch.links.add_bridge(name, index, mac, pack_data(BRIDGE_OPTIONS, encoded), mtu)
@@ -615,6 +617,7 @@ class Lab:
             lines.append(f"fdb of {br.name}:")
             for e in br.fdb_entries():
                 lines.append(f"  {e.mac} {e.port} {e.how}")
+            lines.extend(mdb_text(br))
         return "\n".join(lines)
 
     # --- failure reports -------------------------------------------------------------------

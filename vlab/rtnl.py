@@ -246,7 +246,12 @@ def mac_bytes(mac: str) -> bytes:
 
 def set_addrgenmode_none(rtnl: Rtnl, index: int) -> None:
     """No IPv6 link-local address on a device: IPv6 can be on without DAD, RS or MLD chatter."""
-    inet6 = nla(8, b"\x01")  # IFLA_INET6_ADDR_GEN_MODE = IN6_ADDR_GEN_MODE_NONE
+    set_addrgenmode(rtnl, index, 1)
+
+
+def set_addrgenmode(rtnl: Rtnl, index: int, mode: int) -> None:
+    """IFLA_INET6_ADDR_GEN_MODE: 0 EUI-64 (a link-local address), 1 none."""
+    inet6 = nla(8, bytes([mode]))  # IFLA_INET6_ADDR_GEN_MODE
     spec = nla(10 | NLA_F_NESTED, inet6)  # AF_INET6
     rtnl.request(RTM_NEWLINK, _IFINFO.pack(0, 0, index, 0, 0) + nla(26 | NLA_F_NESTED, spec))
 
