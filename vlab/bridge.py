@@ -8,6 +8,7 @@ import time
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
+from vlab import fdb as fdblib
 from vlab import mdb as mdblib
 from vlab import rtnl as nl
 from vlab import validate
@@ -39,6 +40,13 @@ class FdbEntry:
     sticky: bool
     local: bool
     locked: bool
+    extern_learn: bool = False
+    offloaded: bool = False
+    activity_notify: bool = False
+    inactive: bool = False  # activity tracking says no traffic since (FDB_NOTIFY_INACTIVE)
+    stale: bool = False  # aged out, not yet collected
+    used: float = 0.0  # seconds since the bridge last forwarded a frame to this MAC
+    updated: float = 0.0  # seconds since it was learnt, added or refreshed
 
     @property
     def how(self) -> str:
@@ -211,19 +219,34 @@ class Bridge:
 
     @guarded
     def fdb_entries(self) -> list[FdbEntry]:
+        """Every entry with its flags and timers, ports vlab did not make included."""
         by_index = {p.index: p.name for p in self.ports.values()}
+        rtnl = self.lab._switch_rtnl
+        # the bridge device's own entry stays out, as ``bridge fdb show br`` lists it apart
+        records = [
+            r for r in fdblib.dump(rtnl) if r.master == self.index and r.ifindex != self.index
+        ]
+        if any(r.ifindex not in by_index for r in records):
+            # a port added behind vlab's back (lab.run("switch", "ip", "link", ...)): name it
+            others = {i: n for n, (i, _o, _q) in nl.LinkRequests(rtnl).link_states().items()}
+            by_index = others | by_index
         out = []
-        for mac, ifindex, master, state, flags, ext in nl.fdb_dump(self.lab._switch_rtnl):
-            if master != self.index or ifindex not in by_index:
-                continue
+        for r in records:
             out.append(
                 FdbEntry(
-                    mac=mac,
-                    port=by_index[ifindex],
-                    static=bool(state & nl.NUD_NOARP),
-                    sticky=bool(flags & nl.NTF_STICKY),
-                    local=bool(state & nl.NUD_PERMANENT),
-                    locked=bool(ext & nl.NTF_EXT_LOCKED),
+                    mac=r.mac,
+                    port=by_index.get(r.ifindex, f"ifindex {r.ifindex}"),
+                    static=bool(r.state & nl.NUD_NOARP),
+                    sticky=bool(r.flags & nl.NTF_STICKY),
+                    local=bool(r.state & nl.NUD_PERMANENT),
+                    locked=bool(r.ext & nl.NTF_EXT_LOCKED),
+                    extern_learn=bool(r.flags & nl.NTF_EXT_LEARNED),
+                    offloaded=bool(r.flags & fdblib.NTF_OFFLOADED),
+                    activity_notify=bool(r.notify & fdblib.FDB_NOTIFY_BIT),
+                    inactive=bool(r.notify & fdblib.FDB_NOTIFY_INACTIVE_BIT),
+                    stale=bool(r.state & fdblib.NUD_STALE),
+                    used=r.used,
+                    updated=r.updated,
                 )
             )
         return out
@@ -241,15 +264,31 @@ class Bridge:
 
     @guarded
     def fdb_add(
-        self, mac: str, endpoint: Endpoint | str, static: bool = True, sticky: bool = False
+        self,
+        mac: str,
+        endpoint: Endpoint | str,
+        static: bool = True,
+        sticky: bool = False,
+        **extra: bool,
     ) -> None:
+        """``bridge fdb replace``; ``extra`` flags: use, extern_learn, activity_notify,
+        inactive, norefresh (see :func:`vlab.fdb.add_body`)."""
         port = self.port(endpoint)
         static = validate.flag(static, "fdb_add(static)")
         sticky = validate.flag(sticky, "fdb_add(sticky)")
+        known = ("use", "extern_learn", "activity_notify", "inactive", "norefresh")
+        for key, value in extra.items():
+            if key not in known:
+                raise LabError(f"fdb_add: unknown flag {key!r}; flags: {', '.join(known)}")
+            extra[key] = validate.flag(value, f"fdb_add({key})")
         try:
-            nl.fdb_request(
-                self.lab._switch_rtnl, True, port.index, normalize_mac(mac), static, sticky
-            )
+            if extra:
+                body = fdblib.add_body(port.index, normalize_mac(mac), static, sticky, **extra)
+                fdblib.add(self.lab._switch_rtnl, body)
+            else:
+                nl.fdb_request(
+                    self.lab._switch_rtnl, True, port.index, normalize_mac(mac), static, sticky
+                )
         except OSError as exc:
             raise LabError(f"fdb add {mac} on {port.name}: {exc.strerror}") from None
 

@@ -365,6 +365,7 @@ class Host(_NamespacedEndpoint):
                 iplib.enable_ipv6(self.ns, "lo")
                 iplib.enable_ipv6(self.ns, self.ifname)
             iplib.add(self._rtnl, self.ifindex, iface, f"host {self.name}")
+        iplib.wait_usable(self._rtnl, self.ifindex, f"host {self.name}")
 
     @guarded
     def addresses(self) -> list[str]:

@@ -106,7 +106,7 @@ def route(rtnl: nl.Rtnl, dst: str, via: str | None, oif: int | None, what: str) 
 def read_addresses(rtnl: nl.Rtnl, index: int) -> list[str]:
     """The addresses of one device as the kernel reports them, ``"192.0.2.1/24"`` style."""
     out = []
-    for ifindex, raw, plen in nl.addr_dump(rtnl):
+    for ifindex, raw, plen, _flags in nl.addr_dump(rtnl):
         if ifindex == index:
             out.append(f"{ipaddress.ip_address(raw)}/{plen}")
     return out
@@ -185,6 +185,21 @@ def configure_host(
         enable_ipv6(ns, ifname)
     for iface in ips:
         add(rtnl, index, iface, f"host {ns.name}")
+    wait_usable(rtnl, index, f"host {ns.name}")
+
+
+def wait_usable(rtnl: nl.Rtnl, index: int, what: str, timeout: float = 2.0) -> None:
+    """Until no IPv6 address of the device is tentative.
+
+    Even a NODAD address is tentative until the kernel's address work runs (a workqueue, some
+    milliseconds later); a neighbour solicitation for it meanwhile goes unanswered, and the
+    first ping would wait a full ND retransmission (1 s).
+    """
+    deadline = time.monotonic() + timeout
+    while any(i == index and f & nl.IFA_F_TENTATIVE for i, _a, _p, f in nl.addr_dump(rtnl)):
+        if time.monotonic() > deadline:
+            raise LabError(f"{what}: IPv6 addresses still tentative after {timeout:g} s")
+        time.sleep(0.001)
 
 
 def ipv6_request(ipv6: object, what: str) -> tuple[bool, list[Interface]]:

@@ -595,8 +595,8 @@ class Lab:
         for br in self.bridges.values():
             for entry in br.fdb_entries():
                 if entry.mac == mac:
-                    port = br.ports[entry.port]
-                    ep_name = port.endpoint.name if port.endpoint else None
+                    port = br.ports.get(entry.port)  # None: a port vlab did not make
+                    ep_name = port.endpoint.name if port and port.endpoint else None
                     return Where(mac, br.name, entry.port, ep_name, owner, entry.how)
         return None
 

@@ -255,7 +255,8 @@ def refused(what: str, group: str, endpoint: object, exc: OSError) -> LabError:
 def has_link_local(rtnl: nl.Rtnl, index: int) -> bool:
     """Whether a device has an IPv6 link-local address (what MLD queries are sent from)."""
     return any(
-        i == index and len(a) == 16 and a[:2] == b"\xfe\x80" for i, a, _ in nl.addr_dump(rtnl)
+        i == index and len(a) == 16 and a[:2] == b"\xfe\x80" and not f & nl.IFA_F_TENTATIVE
+        for i, a, _, f in nl.addr_dump(rtnl)
     )
 
 

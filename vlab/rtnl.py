@@ -502,15 +502,20 @@ def addr_add(rtnl: Rtnl, index: int, address: bytes, prefixlen: int) -> None:
     rtnl.transact(RTM_NEWADDR, flags, addr_body(index, address, prefixlen))
 
 
-def addr_dump(rtnl: Rtnl) -> list[tuple[int, bytes, int]]:
-    """``(ifindex, address, prefixlen)`` of every address in the namespace."""
+IFA_F_TENTATIVE = 0x40
+
+
+def addr_dump(rtnl: Rtnl) -> list[tuple[int, bytes, int, int]]:
+    """``(ifindex, address, prefixlen, IFA_F_* flags)`` of every address in the namespace."""
     out = []
     for body in rtnl.dump(RTM_GETADDR, _IFADDRMSG.pack(0, 0, 0, 0, 0)):
-        family, prefixlen, _flags, _scope, index = _IFADDRMSG.unpack_from(body)
+        family, prefixlen, flags, _scope, index = _IFADDRMSG.unpack_from(body)
         a = attrs(body, _IFADDRMSG.size)
         address = a.get(IFA_LOCAL) if family == 2 else a.get(IFA_ADDRESS)
+        if IFA_FLAGS in a:
+            flags = struct.unpack("=I", a[IFA_FLAGS][:4])[0]
         if address is not None:
-            out.append((index, address, prefixlen))
+            out.append((index, address, prefixlen, flags))
     return out
 
 
