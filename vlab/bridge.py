@@ -90,6 +90,7 @@ class Port:
         self.endpoint = endpoint
         self.mac = mac  # the port device's own MAC (a local fdb entry), not the endpoint's
         self.state_managed = False  # the user set a state: readiness must not wait on it
+        self.admin_down = False  # set_up(False): readiness must not wait on it either
 
     @property
     def _guard(self) -> LabGuard:
@@ -115,6 +116,18 @@ class Port:
         names = {p.index: p.name for p in self.bridge.ports.values()}
         out.update(mdblib.read_only_port(raw, names))
         return out
+
+    @guarded
+    def set_up(self, up: bool) -> Port:
+        """Administratively up or down (``ip link set PORT up|down``), distinct from carrier:
+        the cable stays plugged, the bridge disables the port. Returns once the bridge acted."""
+        up = validate.flag(up, f"port {self.name}: set_up(up)")
+        lab = self.bridge.lab
+        nl.LinkRequests(lab._switch_rtnl).set_link(self.index, up=up)
+        self.admin_down = not up
+        lab._sync_link(self.index)
+        lab._topology_changed()
+        return self
 
     def __repr__(self) -> str:
         return f"<Port {self.name} of {self.bridge.name}>"
@@ -432,9 +445,7 @@ class Bridge:
         """
         timeout = validate.timeout(timeout, "wait_querier")
         if self._querier_since is None:
-            raise LabError(
-                f"bridge {self.name} has no querier: set multicast_querier=True first"
-            )
+            raise LabError(f"bridge {self.name} has no querier: set multicast_querier=True first")
         self.lab._ready()  # the bridge gets its link-local address once it has carrier
         rtnl = self.lab._switch_rtnl
         deadline = time.monotonic() + timeout

@@ -360,12 +360,15 @@ class Host(_NamespacedEndpoint):
     def add_address(self, address: str) -> None:
         """``ip addr add ADDRESS/LEN dev eth0`` (IPv6 turns IPv6 on in this host)."""
         self._check_alive()
-        for iface in iplib.interfaces(address, f"host {self.name} add_address"):
-            if iface.version == 6:
-                iplib.enable_ipv6(self.ns, "lo")
-                iplib.enable_ipv6(self.ns, self.ifname)
+        ifaces = iplib.interfaces(address, f"host {self.name} add_address")
+        six = any(iface.version == 6 for iface in ifaces)
+        if six:
+            iplib.enable_ipv6(self.ns, "lo")
+            iplib.enable_ipv6(self.ns, self.ifname)
+        for iface in ifaces:
             iplib.add(self._rtnl, self.ifindex, iface, f"host {self.name}")
-        iplib.wait_usable(self._rtnl, self.ifindex, f"host {self.name}")
+        if six and self.carrier:
+            iplib.wait_usable(self._rtnl, self.ifindex, f"host {self.name}")
 
     @guarded
     def addresses(self) -> list[str]:

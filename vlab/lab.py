@@ -546,7 +546,7 @@ class Lab:
         for br in self.bridges.values():
             for port in br.ports.values():
                 ep = port.endpoint
-                if ep is not None and not ep.carrier:
+                if (ep is not None and not ep.carrier) or port.admin_down:
                     continue
                 # a tap keeps operstate UNKNOWN: it had carrier from birth, so no link event
                 tap = isinstance(ep, VM)
