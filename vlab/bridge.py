@@ -118,6 +118,19 @@ class Port:
         return out
 
     @guarded
+    def set_backup(self, backup: Port | Endpoint | str | None) -> Port:
+        """``bridge link set dev PORT backup_port BACKUP``: while this port is down (carrier or
+        admin), what the bridge would send it goes out of ``backup``; None removes it.
+        Read back as ``options()["backup_port"]``."""
+        index = 0 if backup is None else self.bridge.port(backup).index
+        try:
+            data = nl.nla(34, index.to_bytes(4, "little"))  # IFLA_BRPORT_BACKUP_PORT
+            self.bridge.lab._switch_rtnl.set_port_data(self.index, data)
+        except OSError as exc:
+            raise LabError(f"port {self.name}: backup_port refused: {exc.strerror}") from None
+        return self
+
+    @guarded
     def set_up(self, up: bool) -> Port:
         """Administratively up or down (``ip link set PORT up|down``), distinct from carrier:
         the cable stays plugged, the bridge disables the port. Returns once the bridge acted."""
@@ -379,6 +392,17 @@ class Bridge:
             self._link_local = True
 
     # --- multicast database ----------------------------------------------------------------
+
+    @property
+    def local(self) -> Endpoint:
+        """The bridge device itself as an endpoint: frames delivered up to the bridge, and sent
+        from it (see :mod:`vlab.local`). Opened on first use, and receiving from then on: take
+        it before the traffic it should see (one socket per bridge only where used)."""
+        from vlab.local import local_endpoint
+
+        self._guard.check()
+        with self._guard.lock:
+            return local_endpoint(self)
 
     def _port_names(self) -> dict[int, str]:
         return {p.index: p.name for p in self.ports.values()} | {self.index: self.name}

@@ -1,0 +1,66 @@
+"""The bridge device as an endpoint (br.local), backup ports and admin-down ports."""
+
+from __future__ import annotations
+
+import pytest
+from scapy.layers.l2 import Ether
+
+from vlab import Lab, LabError
+
+pytestmark = pytest.mark.vlab
+
+
+def test_local_receives_what_the_bridge_delivers_up_and_sends_through_it(lab: Lab) -> None:
+    br = lab.bridge("br0")
+    vm1, vm2 = lab.vm("vm1", bridge=br), lab.vm("vm2", bridge=br)
+    local = br.local  # it receives from its first use on
+    vm2.send(Ether(src=vm2.mac, dst="02:00:00:00:00:99") / b"learn vm2")
+    vm1.frames()  # settles: the flood of that frame is consumed
+    local.frames()
+    to_bridge = Ether(src=vm1.mac, dst=br.mac) / b"for the bridge itself"
+    vm1.send(to_bridge)
+    local.expect(to_bridge)
+    vm2.expect_none(to_bridge)  # delivered up, not forwarded
+    other = Ether(src=vm1.mac, dst=vm2.mac) / b"between ports"
+    vm1.send(other)
+    vm2.expect(other)
+    local.expect_none(other)  # known unicast to another port never goes up
+    from_bridge = Ether(src=br.mac, dst=vm2.mac) / b"from the bridge"
+    local.send(from_bridge)
+    vm2.expect(from_bridge)
+    vm1.expect_none(from_bridge)
+    assert br.local is local
+    with pytest.raises(LabError, match="no cable"):
+        br.local.set_carrier(False)
+
+
+@pytest.mark.parametrize("backup", [True, False])
+def test_backup_port_takes_a_down_ports_traffic(lab: Lab, backup: bool) -> None:
+    """Without a backup port (the flip) the frame is lost: the check at vm2 fails."""
+    br = lab.bridge("br0")
+    vm1, vm2, vm3 = (lab.vm(n, bridge=br) for n in ("vm1", "vm2", "vm3"))
+    mac = "02:00:00:00:00:42"
+    br.fdb_add(mac, vm1)
+    if backup:
+        br.port(vm1).set_backup(vm2)
+    assert br.port(vm1).options()["backup_port"] == (vm2.port if backup else None)
+    vm1.set_carrier(False)
+    frame = Ether(src=vm3.mac, dst=mac) / b"to a port that is down"
+    vm3.send(frame)
+    if backup:
+        vm2.expect(frame)
+    else:
+        vm2.expect_none(frame)
+
+
+def test_admin_down_port_keeps_its_carrier_and_forwards_nothing(lab: Lab) -> None:
+    br = lab.bridge("br0")
+    vm1, vm2 = lab.vm("vm1", bridge=br), lab.vm("vm2", bridge=br)
+    br.port(vm2).set_up(False)
+    frame = Ether(src=vm1.mac, dst="ff:ff:ff:ff:ff:ff") / b"flood"
+    vm1.send(frame)
+    vm2.expect_none(frame)
+    assert vm2.carrier
+    br.port(vm2).set_up(True)
+    vm1.send(frame)
+    vm2.expect(frame)
