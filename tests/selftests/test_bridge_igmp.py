@@ -2,21 +2,17 @@
 ``v2reportleave_test``, ``v3include_test``, ``v3inc_allow_test`` and ``v3inc_block_test``
 (the other IGMPv3 state transitions are not ported yet)."""
 
-import ipaddress
-import struct
 import time
 
 import pytest
-from scapy.layers.igmp import IGMP
 from scapy.layers.inet import IP, UDP
 from scapy.layers.l2 import Ether
 
 from vlab import Lab
-from vlab.ip import _checksum
+from vlab import mcast_frames as mf
 
 pytestmark = pytest.mark.vlab
 GROUP, GROUP_MAC = "239.10.10.10", "01:00:5e:0a:0a:0a"
-IS_INCLUDE, ALLOW, BLOCK = 1, 5, 6
 
 
 def build(lab: Lab, querier: bool = True):
@@ -48,12 +44,7 @@ def seen(sender, receiver, src: str = "192.0.2.1") -> bool:
 
 
 def report(host, rtype: int, sources: list[str]) -> None:
-    srcs = b"".join(ipaddress.ip_address(a).packed for a in sources)
-    rec = struct.pack("!BBH4s", rtype, 0, len(sources), ipaddress.ip_address(GROUP).packed)
-    body = struct.pack("!BBHHH", 0x22, 0, 0, 0, 1) + rec + srcs
-    igmp = body[:2] + struct.pack("!H", _checksum(body)) + body[4:]
-    ip = IP(src="192.0.2.1", dst="224.0.0.1", ttl=1, proto=2) / igmp
-    host.send(Ether(src=host.mac, dst="01:00:5e:00:00:01") / ip)
+    host.send(mf.igmp_v3(host.mac, rtype, GROUP, sources))
     host.lab.settle()
 
 
@@ -66,19 +57,11 @@ def sources(br) -> set[str]:
 def test_v2reportleave(lab: Lab, querier: bool) -> None:
     """Without a querier (the flip) the group is flooded to h2 after it left: the check fails."""
     br, h1, h2 = build(lab, querier)
-    h2.send(
-        Ether(src=h2.mac, dst=GROUP_MAC)
-        / IP(src="192.0.2.2", dst=GROUP, ttl=1)
-        / IGMP(type=0x16, gaddr=GROUP)
-    )
+    h2.send(mf.igmp_v2(h2.mac, GROUP))
     lab.settle()
     assert any(e.group == GROUP and e.port == h2.port for e in br.mdb())
     assert seen(h1, h2)
-    h2.send(
-        Ether(src=h2.mac, dst="01:00:5e:00:00:02")
-        / IP(src="192.0.2.2", dst="224.0.0.2", ttl=1)
-        / IGMP(type=0x17, gaddr=GROUP)
-    )
+    h2.send(mf.igmp_v2(h2.mac, GROUP, leave=True))
     until(lambda: not any(e.group == GROUP for e in br.mdb()))
     if querier:
         assert not any(e.group == GROUP for e in br.mdb()) and not seen(h1, h2)
@@ -88,7 +71,7 @@ def test_v2reportleave(lab: Lab, querier: bool) -> None:
 
 def include(br, h1) -> None:
     br.set(multicast_igmp_version=3)
-    report(h1, IS_INCLUDE, ["192.0.2.1", "192.0.2.2", "192.0.2.3"])
+    report(h1, mf.IS_INCLUDE, ["192.0.2.1", "192.0.2.2", "192.0.2.3"])
     star = next(e for e in br.mdb() if e.group == GROUP and e.source is None)
     assert star.mode == "include" and all(s.timer > 0 for s in star.sources)
 
@@ -108,7 +91,7 @@ def test_v3include(net) -> None:
 def test_v3inc_allow(net) -> None:
     br, h1, h2 = net
     include(br, h1)
-    report(h1, ALLOW, ["192.0.2.10", "192.0.2.11", "192.0.2.12"])
+    report(h1, mf.ALLOW, ["192.0.2.10", "192.0.2.11", "192.0.2.12"])
     X = {"192.0.2.1", "192.0.2.2", "192.0.2.3", "192.0.2.10", "192.0.2.11", "192.0.2.12"}
     check_fwd(br, h1, h2, X, {"192.0.2.100"})
 
@@ -119,7 +102,7 @@ def test_v3inc_block(net, block: bool) -> None:
     br, h1, h2 = net
     include(br, h1)
     if block:
-        report(h1, BLOCK, ["192.0.2.1", "192.0.2.20", "192.0.2.30"])
+        report(h1, mf.BLOCK, ["192.0.2.1", "192.0.2.20", "192.0.2.30"])
     until(lambda: sources(br) == {"192.0.2.2", "192.0.2.3"})
     if block:
         check_fwd(br, h1, h2, {"192.0.2.2", "192.0.2.3"}, {"192.0.2.100", "192.0.2.1"})
