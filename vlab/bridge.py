@@ -131,6 +131,33 @@ class Port:
         return self
 
     @guarded
+    def detach(self) -> Port:
+        """``ip link set PORT nomaster``: out of its bridge (its fdb entries go with it)."""
+        from vlab.ports import set_master
+
+        if self.bridge.ports.get(self.name) is not self:
+            raise LabError(f"port {self.name} is not attached to a bridge; attach(br) it first")
+        set_master(self.bridge.lab, self, 0)
+        del self.bridge.ports[self.name]
+        return self
+
+    @guarded
+    def attach(self, bridge: Bridge) -> Port:
+        """``ip link set PORT master BR``: into ``bridge`` (of the same lab)."""
+        from vlab.ports import set_master
+
+        if self.bridge.ports.get(self.name) is self:
+            raise LabError(f"port {self.name} is on {self.bridge.name}: detach() it first")
+        br = self.bridge.lab._bridge(bridge)
+        set_master(br.lab, self, br.index)
+        self.bridge = br
+        br.ports[self.name] = self
+        if self.endpoint is not None:
+            self.endpoint.bridge = br
+        br.lab._topology_changed()
+        return self
+
+    @guarded
     def set_up(self, up: bool) -> Port:
         """Administratively up or down (``ip link set PORT up|down``), distinct from carrier:
         the cable stays plugged, the bridge disables the port. Returns once the bridge acted."""

@@ -148,7 +148,7 @@ class Lab:
         self._guests: list[Any] = []
         self._programs: list[programs.Program] = []  # background programs: die with the lab
         self._noise: list[Callable[[bytes], bool]] = []  # frames the lab itself causes
-        self._counters = {"vnet": 0, "veth": 0, "eth": 0}
+        self._counters = {"vnet": 0, "veth": 0, "eth": 0, "port": 0}
         self._undo: list[Callable[[], None]] = []  # steps undoing the build call in progress
         self._dirty = True
         self._closed = False
@@ -398,6 +398,18 @@ class Lab:
             port = self._next("eth")
             ep = self._cable(Uplink, name, br, port, space, port, mac, mtu)
         return ep  # type: ignore[return-value]
+
+    @guarded
+    def port(self, bridge: Bridge | str, mac: str | None = None) -> Any:
+        """A bare port of ``bridge`` (no endpoint behind it) with MAC ``mac``: a local fdb
+        entry, a port to detach and attach (see :mod:`vlab.ports`)."""
+        from vlab.ports import bare_port
+
+        br = self._bridge(bridge)
+        mac = self._endpoint_mac("port", br.name, mac, "02")
+        self._check_room(br, f"port on {br.name}")
+        with self._rollback():
+            return bare_port(self, br, mac)
 
     def _forget_tap(self, fd: int) -> None:
         self._taps.remove(fd)

@@ -64,3 +64,33 @@ def test_admin_down_port_keeps_its_carrier_and_forwards_nothing(lab: Lab) -> Non
     br.port(vm2).set_up(True)
     vm1.send(frame)
     vm2.expect(frame)
+
+
+def test_bare_port_has_its_mac_as_a_local_entry_and_moves_between_bridges(lab: Lab) -> None:
+    br0, br1 = lab.bridge("br0"), lab.bridge("br1")
+    mac = "02:00:00:00:00:77"
+    port = lab.port(br0, mac=mac)
+    entries = {e.mac: e for e in br0.fdb_entries()}
+    assert entries[mac].local and entries[mac].port == port.name
+    port.detach()
+    assert mac not in {e.mac for e in br0.fdb_entries()} and port.name not in br0.ports
+    port.attach(br1)
+    assert mac in br1.fdb(local=True) and port.bridge is br1
+    with pytest.raises(LabError, match="detach"):
+        port.attach(br0)
+
+
+@pytest.mark.parametrize("move", [True, False])
+def test_an_endpoints_port_moved_to_another_bridge_forwards_there(lab: Lab, move: bool) -> None:
+    """Not moved (the flip), vm2 stays on br0 and never sees vm3's broadcast."""
+    br0, br1 = lab.bridge("br0"), lab.bridge("br1")
+    vm2, vm3 = lab.vm("vm2", bridge=br0), lab.vm("vm3", bridge=br1)
+    if move:
+        br0.port(vm2).detach().attach(br1)
+        assert vm2.bridge is br1 and br1.port(vm2).name == vm2.port
+    frame = Ether(src=vm3.mac, dst="ff:ff:ff:ff:ff:ff") / b"on br1"
+    vm3.send(frame)
+    if move:
+        vm2.expect(frame)
+    else:
+        vm2.expect_none(frame)

@@ -1,6 +1,6 @@
 """Port of tools/testing/selftests/net/forwarding/bridge_fdb_learning_limit.sh, subtests
-``check_accounting`` and ``check_limit`` for the entry types learned, static, user and
-extern_learn (its ``local`` type, a port's own MAC, is not ported)."""
+``check_accounting`` and ``check_limit`` for the entry types learned, static, user,
+extern_learn and local (a bare port's own MAC)."""
 
 import pytest
 from scapy.layers.l2 import Ether
@@ -14,6 +14,7 @@ TYPES = {  # name: (fdb_add flags or None for learnt, counted?, overrides a lear
     "static": ({}, 0, 1),
     "user": ({"use": True}, 0, 1),
     "extern_learn": ({"static": False, "extern_learn": True}, 0, 1),
+    "local": ("port", 0, 1),  # a bare port with that MAC
 }
 
 
@@ -35,6 +36,8 @@ def add(net, kind: str, m: str) -> None:
     if flags is None:
         h1.send(Ether(src=m, dst="ff:ff:ff:ff:ff:ff"))
         h1.lab.settle()
+    elif flags == "port":
+        h1.lab.port(br, mac=m)
     else:
         br.fdb_add(m, h1, **flags)
 
@@ -54,7 +57,10 @@ def test_check_accounting(net, kind: str) -> None:
     br.fdb_flush()
     add(net, kind, mac(0))
     assert br.n_learned() == counted
-    br.fdb_del(mac(0), h1)
+    if kind == "local":
+        next(p for p in br.ports.values() if p.mac == mac(0)).detach()
+    else:
+        br.fdb_del(mac(0), h1)
     assert br.n_learned() == 0
     if overrides:
         add(net, "learned", mac(0))
@@ -69,7 +75,7 @@ def test_check_limit(net, kind: str) -> None:
     fill_learned(net)
     assert br.n_learned() == FDB_LIMIT
     add(net, kind, mac(0))
-    assert (mac(0) in br.fdb()) is not TYPES[kind][1]  # only learnt entries hit the limit
+    assert (mac(0) in br.fdb(local=True)) is not TYPES[kind][1]  # only learnt entries hit the limit
 
 
 def test_check_limit_catches_no_limit(net) -> None:
