@@ -28,7 +28,7 @@ from typing import Any
 from vlab import ip as iplib
 from vlab import limits, programs, quiesce, report, validate
 from vlab import tap as taplib
-from vlab.bridge import Bridge
+from vlab.bridge import Bridge, Port
 from vlab.capture import PacketPort, TapPort
 from vlab.endpoints import VM, Endpoint, Host, Uplink
 from vlab.errors import LabError, Unsupported
@@ -400,7 +400,7 @@ class Lab:
         return ep  # type: ignore[return-value]
 
     @guarded
-    def port(self, bridge: Bridge | str, mac: str | None = None) -> Any:
+    def port(self, bridge: Bridge | str, mac: str | None = None) -> Port:
         """A bare port of ``bridge`` (no endpoint behind it) with MAC ``mac``: a local fdb
         entry, a port to detach and attach (see :mod:`vlab.ports`)."""
         from vlab.ports import bare_port

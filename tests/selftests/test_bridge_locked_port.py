@@ -50,6 +50,7 @@ def test_locked_port_mab(net) -> None:
     assert not h1.ping("192.0.2.2", timeout=0.3) and entry(br, h1.mac) is None
     br.port(h1).set(mab=True)
     assert not h1.ping("192.0.2.2", timeout=0.3)
+    udp_from(h1, h1.mac)  # h1's ARP may still wait for its retransmission: a frame now
     assert entry(br, h1.mac).locked
     br.fdb_add(h1.mac, h1)  # a replace
     assert h1.ping("192.0.2.2") and not entry(br, h1.mac).locked
