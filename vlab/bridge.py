@@ -431,6 +431,24 @@ class Bridge:
         with self._guard.lock:
             return local_endpoint(self)
 
+    @guarded
+    def add_address(self, address: str) -> None:
+        """``ip addr add ADDRESS/LEN dev BR``: the bridge device as an IP host (IPv6 with its
+        link-local address, as for the MLD querier). Read back with :meth:`addresses`."""
+        from vlab import ip as iplib
+
+        for iface in iplib.interfaces(address, f"bridge {self.name} add_address"):
+            if iface.version == 6 and not self._link_local:
+                self._enable_link_local()
+            iplib.add(self.lab._switch_rtnl, self.index, iface, f"bridge {self.name}")
+
+    @guarded
+    def addresses(self) -> list[str]:
+        """The bridge device's addresses as the kernel reports them."""
+        from vlab import ip as iplib
+
+        return iplib.read_addresses(self.lab._switch_rtnl, self.index)
+
     def _port_names(self) -> dict[int, str]:
         return {p.index: p.name for p in self.ports.values()} | {self.index: self.name}
 

@@ -94,3 +94,13 @@ def test_an_endpoints_port_moved_to_another_bridge_forwards_there(lab: Lab, move
         vm2.expect(frame)
     else:
         vm2.expect_none(frame)
+
+
+def test_bridge_addresses_make_it_answer_pings(lab: Lab) -> None:
+    br = lab.bridge("br0")
+    host = lab.host("h", bridge=br, ip=["192.0.2.2/24", "2001:db8::2/64"])
+    assert not host.ping("192.0.2.1", timeout=0.2)  # nobody has that address yet
+    br.add_address("192.0.2.1/24")
+    br.add_address("2001:db8::1/64")
+    assert {"192.0.2.1/24", "2001:db8::1/64"} <= set(br.addresses())
+    assert host.ping("192.0.2.1") and host.ping("2001:db8::1")
