@@ -4,9 +4,12 @@ from __future__ import annotations
 
 import contextlib
 import ipaddress
+import time
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
+from vlab import fdb as fdblib
+from vlab import mdb as mdblib
 from vlab import rtnl as nl
 from vlab import validate
 from vlab.endpoints import Endpoint
@@ -38,6 +41,13 @@ class FdbEntry:
     sticky: bool
     local: bool
     locked: bool
+    extern_learn: bool = False
+    offloaded: bool = False
+    activity_notify: bool = False
+    inactive: bool = False  # activity tracking says no traffic since (FDB_NOTIFY_INACTIVE)
+    stale: bool = False  # aged out, not yet collected
+    used: float = 0.0  # seconds since the bridge last forwarded a frame to this MAC
+    updated: float = 0.0  # seconds since it was learnt, added or refreshed
 
     @property
     def how(self) -> str:
@@ -82,6 +92,7 @@ class Port:
         self.endpoint = endpoint
         self.mac = mac  # the port device's own MAC (a local fdb entry), not the endpoint's
         self.state_managed = False  # the user set a state: readiness must not wait on it
+        self.admin_down = False  # set_up(False): readiness must not wait on it either
 
     @property
     def _guard(self) -> LabGuard:
@@ -101,8 +112,65 @@ class Port:
 
     @guarded
     def options(self) -> dict[str, Any]:
-        """The port's options as the kernel reports them now."""
-        return unpack_data(PORT_OPTIONS, self.bridge.lab._switch_rtnl.port_data(self.index))
+        """The port's options as the kernel reports them now, with its read-only counters
+        (``mcast_n_groups``, ``port_no``, ``port_id``, ``backup_port``...)."""
+        raw = self.bridge.lab._switch_rtnl.port_data(self.index)
+        out = unpack_data(PORT_OPTIONS, raw)
+        names = {p.index: p.name for p in self.bridge.ports.values()}
+        out.update(mdblib.read_only_port(raw, names))
+        return out
+
+    @guarded
+    def set_backup(self, backup: Port | Endpoint | str | None) -> Port:
+        """``bridge link set dev PORT backup_port BACKUP``: while this port is down (carrier or
+        admin), what the bridge would send it goes out of ``backup``; None removes it.
+        Read back as ``options()["backup_port"]``."""
+        index = 0 if backup is None else self.bridge.port(backup).index
+        try:
+            data = nl.nla(34, index.to_bytes(4, "little"))  # IFLA_BRPORT_BACKUP_PORT
+            self.bridge.lab._switch_rtnl.set_port_data(self.index, data)
+        except OSError as exc:
+            raise LabError(f"port {self.name}: backup_port refused: {exc.strerror}") from None
+        return self
+
+    @guarded
+    def detach(self) -> Port:
+        """``ip link set PORT nomaster``: out of its bridge (its fdb entries go with it)."""
+        from vlab.ports import set_master
+
+        if self.bridge.ports.get(self.name) is not self:
+            raise LabError(f"port {self.name} is not attached to a bridge; attach(br) it first")
+        set_master(self.bridge.lab, self, 0)
+        del self.bridge.ports[self.name]
+        return self
+
+    @guarded
+    def attach(self, bridge: Bridge) -> Port:
+        """``ip link set PORT master BR``: into ``bridge`` (of the same lab)."""
+        from vlab.ports import set_master
+
+        if self.bridge.ports.get(self.name) is self:
+            raise LabError(f"port {self.name} is on {self.bridge.name}: detach() it first")
+        br = self.bridge.lab._bridge(bridge)
+        set_master(br.lab, self, br.index)
+        self.bridge = br
+        br.ports[self.name] = self
+        if self.endpoint is not None:
+            self.endpoint.bridge = br
+        br.lab._topology_changed()
+        return self
+
+    @guarded
+    def set_up(self, up: bool) -> Port:
+        """Administratively up or down (``ip link set PORT up|down``), distinct from carrier:
+        the cable stays plugged, the bridge disables the port. Returns once the bridge acted."""
+        up = validate.flag(up, f"port {self.name}: set_up(up)")
+        lab = self.bridge.lab
+        nl.LinkRequests(lab._switch_rtnl).set_link(self.index, up=up)
+        self.admin_down = not up
+        lab._sync_link(self.index)
+        lab._topology_changed()
+        return self
 
     def stats(self) -> LinkStats:
         """The port device's kernel counters: rx is what the bridge got from the endpoint."""
@@ -126,6 +194,9 @@ class Bridge:
         self.stp = False
         self.vlan_filtering = False
         self._ipv6 = False
+        self._link_local = False  # an IPv6 link-local address: what the MLD querier sends from
+        self._querier_since: float | None = None
+        self._querier_ll = False  # the bridge had its link-local when the querier started
 
     @property
     def _guard(self) -> LabGuard:
@@ -140,6 +211,8 @@ class Bridge:
         if encoded.get("vlan_filtering") == 0 and not self.vlan_filtering:
             del encoded["vlan_filtering"]  # already off; kernels without it refuse even "off"
         rtnl = self.lab._switch_rtnl
+        if encoded.get("multicast_querier") and not self._link_local:
+            self._enable_link_local()  # before the querier's first MLD query, which needs it
         try:
             link = {k: encoded[k] for k in ("mac", "mtu") if k in encoded}
             if link:
@@ -154,6 +227,9 @@ class Bridge:
             self.stp = bool(encoded["stp"])
         if "vlan_filtering" in encoded:
             self.vlan_filtering = bool(encoded["vlan_filtering"])
+        if "multicast_querier" in encoded:
+            self._querier_since = time.monotonic() if encoded["multicast_querier"] else None
+            self._querier_ll = mdblib.has_link_local(rtnl, self.index)
         return self
 
     @guarded
@@ -206,20 +282,35 @@ class Bridge:
 
     @guarded
     def fdb_entries(self) -> list[FdbEntry]:
-        """Every fdb entry of this bridge's ports, read from the kernel, with how it got there."""
+        """Every fdb entry of this bridge, read from the kernel, with its flags and timers and
+        how it got there (ports vlab did not make included)."""
         by_index = {p.index: p.name for p in self.ports.values()}
+        rtnl = self.lab._switch_rtnl
+        # the bridge device's own entry stays out, as ``bridge fdb show br`` lists it apart
+        records = [
+            r for r in fdblib.dump(rtnl) if r.master == self.index and r.ifindex != self.index
+        ]
+        if any(r.ifindex not in by_index for r in records):
+            # a port added behind vlab's back (lab.run("switch", "ip", "link", ...)): name it
+            others = {i: n for n, (i, _o, _q) in nl.LinkRequests(rtnl).link_states().items()}
+            by_index = others | by_index
         out = []
-        for mac, ifindex, master, state, flags, ext in nl.fdb_dump(self.lab._switch_rtnl):
-            if master != self.index or ifindex not in by_index:
-                continue
+        for r in records:
             out.append(
                 FdbEntry(
-                    mac=mac,
-                    port=by_index[ifindex],
-                    static=bool(state & nl.NUD_NOARP),
-                    sticky=bool(flags & nl.NTF_STICKY),
-                    local=bool(state & nl.NUD_PERMANENT),
-                    locked=bool(ext & nl.NTF_EXT_LOCKED),
+                    mac=r.mac,
+                    port=by_index.get(r.ifindex, f"ifindex {r.ifindex}"),
+                    static=bool(r.state & nl.NUD_NOARP),
+                    sticky=bool(r.flags & nl.NTF_STICKY),
+                    local=bool(r.state & nl.NUD_PERMANENT),
+                    locked=bool(r.ext & nl.NTF_EXT_LOCKED),
+                    extern_learn=bool(r.flags & nl.NTF_EXT_LEARNED),
+                    offloaded=bool(r.flags & fdblib.NTF_OFFLOADED),
+                    activity_notify=bool(r.notify & fdblib.FDB_NOTIFY_BIT),
+                    inactive=bool(r.notify & fdblib.FDB_NOTIFY_INACTIVE_BIT),
+                    stale=bool(r.state & fdblib.NUD_STALE),
+                    used=r.used,
+                    updated=r.updated,
                 )
             )
         return out
@@ -237,17 +328,33 @@ class Bridge:
 
     @guarded
     def fdb_add(
-        self, mac: str, endpoint: Endpoint | str, static: bool = True, sticky: bool = False
+        self,
+        mac: str,
+        endpoint: Endpoint | str,
+        static: bool = True,
+        sticky: bool = False,
+        **extra: bool,
     ) -> None:
-        """Add a user fdb entry for ``mac`` on ``endpoint``'s port (static unless ``static=False``;
-        ``sticky=True`` keeps it from moving to another port, bridge facts, fact 14)."""
+        """Add a user fdb entry for ``mac`` on ``endpoint``'s port (``bridge fdb replace``): static
+        unless ``static=False``; ``sticky=True`` keeps it from moving to another port (bridge
+        facts, fact 14); ``extra`` flags: use, extern_learn, activity_notify, inactive,
+        norefresh (see :func:`vlab.fdb.add_body`)."""
         port = self.port(endpoint)
         static = validate.flag(static, "fdb_add(static)")
         sticky = validate.flag(sticky, "fdb_add(sticky)")
+        known = ("use", "extern_learn", "activity_notify", "inactive", "norefresh")
+        for key, value in extra.items():
+            if key not in known:
+                raise LabError(f"fdb_add: unknown flag {key!r}; flags: {', '.join(known)}")
+            extra[key] = validate.flag(value, f"fdb_add({key})")
         try:
-            nl.fdb_request(
-                self.lab._switch_rtnl, True, port.index, normalize_mac(mac), static, sticky
-            )
+            if extra:
+                body = fdblib.add_body(port.index, normalize_mac(mac), static, sticky, **extra)
+                fdblib.add(self.lab._switch_rtnl, body)
+            else:
+                nl.fdb_request(
+                    self.lab._switch_rtnl, True, port.index, normalize_mac(mac), static, sticky
+                )
         except OSError as exc:
             raise LabError(f"fdb add {mac} on {port.name}: {exc.strerror}") from None
 
@@ -301,6 +408,150 @@ class Bridge:
         self._ipv6 = True
         mac = bytes.fromhex(self.mac.replace(":", ""))
         self.lab._noise.append(lambda frame: is_mld_report(frame, mac))
+
+    def _enable_link_local(self) -> None:
+        """IPv6 with a link-local address on the bridge device alone, for the MLD querier.
+
+        Its queries need a link-local source; without one the kernel marks the bridge as having
+        no IPv6 address and floods IPv6 multicast as if snooping were off, silently. DAD and
+        router solicitations stay off; the device's own MLD reports are lab noise (see
+        :meth:`_enable_ipv6`).
+        """
+        ns, name = self.lab._switch.ns, self.name
+        with contextlib.suppress(FileNotFoundError):
+            ns.sysctl(f"net.ipv6.conf.{name}.mld_qrv", 1)  # where the kernel has it
+        with contextlib.suppress(FileNotFoundError):  # a kernel without IPv6: nothing to do
+            for key in ("accept_dad", "router_solicitations", "accept_ra"):
+                ns.sysctl(f"net.ipv6.conf.{name}.{key}", 0)
+            ns.sysctl(f"net.ipv6.conf.{name}.disable_ipv6", 1)  # regenerate with the new mode
+            nl.set_addrgenmode(self.lab._switch_rtnl, self.index, 0)  # EUI-64
+            ns.sysctl(f"net.ipv6.conf.{name}.disable_ipv6", 0)
+            if not self._ipv6:
+                self._ipv6 = True
+                mac = bytes.fromhex(self.mac.replace(":", ""))
+                self.lab._noise.append(lambda frame: is_mld_report(frame, mac))
+            self._link_local = True
+
+    # --- multicast database ----------------------------------------------------------------
+
+    @property
+    def local(self) -> Endpoint:
+        """The bridge device itself as an endpoint: frames delivered up to the bridge, and sent
+        from it (see :mod:`vlab.local`). Opened on first use, and receiving from then on: take
+        it before the traffic it should see (one socket per bridge only where used)."""
+        from vlab.local import local_endpoint
+
+        self._guard.check()
+        with self._guard.lock:
+            return local_endpoint(self)
+
+    @guarded
+    def add_address(self, address: str) -> None:
+        """``ip addr add ADDRESS/LEN dev BR``: the bridge device as an IP host (IPv6 with its
+        link-local address, as for the MLD querier). Read back with :meth:`addresses`."""
+        from vlab import ip as iplib
+
+        for iface in iplib.interfaces(address, f"bridge {self.name} add_address"):
+            if iface.version == 6 and not self._link_local:
+                self._enable_link_local()
+            iplib.add(self.lab._switch_rtnl, self.index, iface, f"bridge {self.name}")
+
+    @guarded
+    def addresses(self) -> list[str]:
+        """The bridge device's addresses as the kernel reports them."""
+        from vlab import ip as iplib
+
+        return iplib.read_addresses(self.lab._switch_rtnl, self.index)
+
+    def _port_names(self) -> dict[int, str]:
+        return {p.index: p.name for p in self.ports.values()} | {self.index: self.name}
+
+    def _mdb_port(self, endpoint: Endpoint | Port | str | Bridge) -> int:
+        return self.index if endpoint is self else self.port(endpoint).index  # type: ignore[arg-type]
+
+    @guarded
+    def mdb(self) -> list[mdblib.MdbEntry]:
+        """The multicast database as the kernel holds it now (``bridge mdb show``).
+
+        Entries of the bridge device itself (host joins) have the bridge's name as port.
+        """
+        return mdblib.dump(self.lab._switch_rtnl, self.index, self._port_names())
+
+    @guarded
+    def mdb_add(
+        self,
+        group: str,
+        endpoint: Endpoint | Port | str | Bridge,
+        permanent: bool = True,
+        source: str | None = None,
+        sources: list[str] | None = None,
+        mode: str | None = None,
+    ) -> None:
+        """``bridge mdb add``: ``endpoint`` (or the bridge itself) joins ``group``.
+
+        ``source=`` makes an (S, G) entry; ``sources=`` and ``mode="include"|"exclude"`` give a
+        (*, G) entry a source list and filter mode (IGMPv3/MLDv2 bridges only).
+        """
+        index = self._mdb_port(endpoint)
+        if index == self.index and permanent:
+            raise LabError(
+                f"mdb_add({group!r}, {self.name}): a host join (the bridge itself) is temporary "
+                "in the kernel: pass permanent=False"
+            )
+        body = mdblib.request(self.index, index, group, permanent, source, sources, mode)
+        try:
+            mdblib.add(self.lab._switch_rtnl, body)
+        except OSError as exc:
+            raise mdblib.refused("add", group, endpoint, exc) from None
+
+    @guarded
+    def mdb_del(
+        self, group: str, endpoint: Endpoint | Port | str | Bridge, source: str | None = None
+    ) -> None:
+        """``bridge mdb del``: remove ``endpoint``'s membership of ``group`` (or of (S, G))."""
+        index = self._mdb_port(endpoint)
+        body = mdblib.request(self.index, index, group, True, source, None, None)
+        try:
+            mdblib.delete(self.lab._switch_rtnl, body)
+        except OSError as exc:
+            raise mdblib.refused("del", group, endpoint, exc) from None
+
+    @guarded
+    def wait_querier(self, timeout: float = 15.0) -> None:
+        """Return once the bridge's own querier is in effect (IGMP and MLD).
+
+        After a querier is turned on the kernel floods multicast for one query response
+        interval (a grace time, 10 s by default) before it forwards by the mdb. That timer is
+        not exported over netlink: its end is computed from the interval the kernel reports and
+        the moment vlab turned the querier on; lower ``multicast_query_response_interval`` to
+        make it short. The MLD side is checked too: the bridge must have a link-local address.
+        """
+        timeout = validate.timeout(timeout, "wait_querier")
+        if self._querier_since is None:
+            raise LabError(f"bridge {self.name} has no querier: set multicast_querier=True first")
+        self.lab._ready()  # the bridge gets its link-local address once it has carrier
+        rtnl = self.lab._switch_rtnl
+        deadline = time.monotonic() + timeout
+        while not mdblib.has_link_local(rtnl, self.index):
+            if time.monotonic() > deadline:
+                raise LabError(f"bridge {self.name} got no IPv6 link-local: no MLD querier")
+            time.sleep(0.001)
+        if not self._querier_ll:
+            # The querier's first MLD query found no source address, and the kernel then
+            # treats the bridge as IPv6-less until a later query: restart it now.
+            rtnl.set_bridge_data(self.index, nl.nla(25, b"\0"))  # IFLA_BR_MCAST_QUERIER
+            rtnl.set_bridge_data(self.index, nl.nla(25, b"\1"))
+            self._querier_since, self._querier_ll = time.monotonic(), True
+        interval = float(self.options()["multicast_query_response_interval"])
+        # the kernel's timer wheel may run a timer up to 1/8 of its delay late
+        remaining = self._querier_since + interval * 1.125 + 0.02 - time.monotonic()
+        if remaining > deadline - time.monotonic():
+            raise LabError(
+                f"bridge {self.name}: its querier takes effect in {remaining:.1f} s, more than "
+                f"timeout={timeout:g}; lower multicast_query_response_interval"
+            )
+        if remaining > 0:
+            time.sleep(remaining)  # the kernel's timer, not a guess: see above
 
     def __repr__(self) -> str:
         return f"<Bridge {self.name} {self.mac} ports={list(self.ports)}>"

@@ -18,6 +18,7 @@ from typing import TYPE_CHECKING, Protocol
 
 from scapy.layers.l2 import Ether
 
+from vlab import ip as iplib
 from vlab import loss, quiesce, validate
 from vlab import tap as taplib
 from vlab.capture import Record
@@ -29,7 +30,9 @@ if TYPE_CHECKING:
     from vlab.bridge import Bridge
     from vlab.lab import Lab
     from vlab.netns import NetNS
+    from vlab.programs import Program
     from vlab.qemu import GuestResult, QemuGuest
+    from vlab.rtnl import Rtnl
     from vlab.stats import LinkStats
 
 PCAP_KEEP = 50_000  # frames kept per endpoint for the failure pcap
@@ -406,11 +409,62 @@ class _NamespacedEndpoint(Endpoint):
     def _set_carrier(self, up: bool) -> None:
         self.lab._link_updown(self.ns, self.ifindex, up)
 
+    @guarded
+    def spawn(self, argv: list[str]) -> Program:
+        """A background program in this namespace that dies with the lab; see vlab.programs."""
+        self._check_alive()
+        return self.lab.spawn(self.ns.name, argv)
+
 
 class Host(_NamespacedEndpoint):
     """A namespace cabled to the bridge by a veth: a container, a bare-metal box, a router."""
 
     kind = "host"
+
+    @property
+    def _rtnl(self) -> Rtnl:
+        return self.lab._spaces[self.ns.name].rtnl
+
+    @guarded
+    def add_address(self, address: str) -> None:
+        """``ip addr add ADDRESS/LEN dev eth0`` (IPv6 turns IPv6 on in this host)."""
+        self._check_alive()
+        ifaces = iplib.interfaces(address, f"host {self.name} add_address")
+        six = any(iface.version == 6 for iface in ifaces)
+        if six:
+            iplib.enable_ipv6(self.ns, "lo")
+            iplib.enable_ipv6(self.ns, self.ifname)
+        for iface in ifaces:
+            iplib.add(self._rtnl, self.ifindex, iface, f"host {self.name}")
+        if six and self.carrier:
+            iplib.wait_usable(self._rtnl, self.ifindex, f"host {self.name}")
+
+    @guarded
+    def addresses(self) -> list[str]:
+        """eth0's addresses as the kernel reports them (IPv6 link-local included)."""
+        self._check_alive()
+        return iplib.read_addresses(self._rtnl, self.ifindex)
+
+    @guarded
+    def route_add(self, dst: str, via: str | None = None) -> None:
+        """``ip route add DST [via GW] dev eth0``; DST a prefix, ``default`` or ``default6``."""
+        self._check_alive()
+        iplib.route(self._rtnl, dst, via, self.ifindex, f"host {self.name} route_add")
+
+    @guarded
+    def ping(self, dst: str, count: int = 1, timeout: float = 1.0) -> bool:
+        """True when each of ``count`` ICMP echo requests is answered within ``timeout`` s.
+
+        No iputils: a raw ICMP socket in this host's namespace. Neither outcome fails the test
+        by itself: ``assert host.ping(...)`` or ``assert not host.ping(...)``.
+        """
+        self._check_alive()
+        target = iplib.address(dst, f"host {self.name} ping")
+        if isinstance(count, bool) or not isinstance(count, int) or not 1 <= count <= 1000:
+            raise LabError(f"host {self.name} ping: count={count!r}: give 1 to 1000")
+        timeout = validate.timeout(timeout, "ping")
+        self.lab._ready()
+        return iplib.ping(self.ns, target, count, timeout)
 
     def describe(self) -> str:
         """One line: the host's interface and MAC, and the veth port it is cabled to."""

@@ -29,6 +29,7 @@ from vlab import (
     limits,
     loss,
     nspool,
+    programs,
     quiesce,
     report,
     rootless,
@@ -37,13 +38,15 @@ from vlab import (
     tools,
     validate,
 )
+from vlab import ip as iplib
 from vlab import tap as taplib
-from vlab.bridge import Bridge
+from vlab.bridge import Bridge, Port
 from vlab.capture import PacketPort, TapPort
 from vlab.endpoints import VM, EdgePoll, Endpoint, Host, Uplink
 from vlab.errors import LabError, Unsupported
 from vlab.frames import Mask
 from vlab.guard import LabGuard, guarded
+from vlab.mdb import mdb_text
 from vlab.netns import NetNS
 from vlab.options import BRIDGE_OPTIONS, encode_bridge, encode_mtu, normalize_mac, pack_data
 from vlab.reaper import reap
@@ -161,8 +164,9 @@ class Lab:
         self._taps: list[int] = []
         self._sockets: list[PacketPort] = []
         self._guests: list[Any] = []
+        self._programs: list[programs.Program] = []  # background programs: die with the lab
         self._noise: list[Callable[[bytes], bool]] = []  # frames the lab itself causes
-        self._counters = {"vnet": 0, "veth": 0, "eth": 0}
+        self._counters = {"vnet": 0, "veth": 0, "eth": 0, "port": 0}
         self._undo: list[Callable[[], None]] = []  # steps undoing the build call in progress
         self._dirty = True
         self._closed = False
@@ -207,6 +211,7 @@ class Lab:
 
     def _close(self) -> None:
         try:
+            programs.stop_all(self)
             for ep in self.endpoints.values():
                 ep._detach()  # no fd number of this lab is used again, whoever reuses it
             while self._guests:
@@ -308,7 +313,8 @@ class Lab:
         if encoded.get("vlan_filtering") == 0:
             del encoded["vlan_filtering"]  # the default; kernels without the feature refuse it
         # mcast_querier in the same message as the query intervals starts with the old ones.
-        querier = encoded.pop("multicast_querier", None) if len(encoded) > 1 else None
+        # The MLD querier also needs the bridge's link-local address first: Bridge.set does both.
+        querier = encoded.pop("multicast_querier", None)
         index = self._switch.index()
         data = pack_data(BRIDGE_OPTIONS, encoded)
         try:
@@ -403,18 +409,32 @@ class Lab:
 
     @guarded
     def host(
-        self, name: str, bridge: Bridge | str, mac: str | None = None, mtu: int | None = None
+        self,
+        name: str,
+        bridge: Bridge | str,
+        mac: str | None = None,
+        mtu: int | None = None,
+        ip: str | list[str] | None = None,
+        ipv6: bool | str | list[str] | None = None,
     ) -> Host:
-        """A namespace cabled to ``bridge`` by a veth; ``host.run(...)`` runs programs in it."""
+        """A namespace cabled to ``bridge`` by a veth; ``host.run(...)`` runs programs in it.
+
+        ``ip="192.0.2.1/24"`` (or a list, IPv4 and IPv6) gives eth0 addresses; ``ipv6=True``
+        or IPv6 addresses turn IPv6 on in this host alone (see :mod:`vlab.ip`).
+        """
         self._check_name(name, "host")
         br = self._bridge(bridge)
         mtu = self._endpoint_mtu("host", name, mtu)
         mac = self._endpoint_mac("host", name, mac, "02")
+        ips = iplib.interfaces(ip, f"host {name} ip")
+        want6, ips6 = iplib.ipv6_request(ipv6, f"host {name}")
         self._check_room(br, f"host {name}")
         with self._rollback():
             space = self._space(name)
             port = self._next("veth")
             ep = self._cable(Host, name, br, port, space, "eth0", mac, mtu)
+            assert isinstance(ep, Host)
+            iplib.configure_host(space.ns, space.rtnl, "eth0", ep.ifindex, ips + ips6, want6)
         return ep  # type: ignore[return-value]
 
     @guarded
@@ -452,6 +472,18 @@ class Lab:
             port = self._next("eth")
             ep = self._cable(Uplink, name, br, port, space, port, mac, mtu)
         return ep  # type: ignore[return-value]
+
+    @guarded
+    def port(self, bridge: Bridge | str, mac: str | None = None) -> Port:
+        """A bare port of ``bridge`` (no endpoint behind it) with MAC ``mac``: a local fdb
+        entry, a port to detach and attach (see :mod:`vlab.ports`)."""
+        from vlab.ports import bare_port
+
+        br = self._bridge(bridge)
+        mac = self._endpoint_mac("port", br.name, mac, "02")
+        self._check_room(br, f"port on {br.name}")
+        with self._rollback():
+            return bare_port(self, br, mac)
 
     def _forget_tap(self, fd: int) -> None:
         self._taps.remove(fd)
@@ -601,7 +633,7 @@ class Lab:
         for br in self.bridges.values():
             for port in br.ports.values():
                 ep = port.endpoint
-                if ep is not None and not ep.carrier:
+                if (ep is not None and not ep.carrier) or port.admin_down:
                     continue
                 # a tap keeps operstate UNKNOWN: it had carrier from birth, so no link event
                 tap = isinstance(ep, VM) or getattr(ep, "link_kind", "") == "dummy"
@@ -690,8 +722,8 @@ class Lab:
         for br in self.bridges.values():
             for entry in br.fdb_entries():
                 if entry.mac == mac:
-                    port = br.ports[entry.port]
-                    ep_name = port.endpoint.name if port.endpoint else None
+                    port = br.ports.get(entry.port)  # None: a port vlab did not make
+                    ep_name = port.endpoint.name if port and port.endpoint else None
                     return Where(mac, br.name, entry.port, ep_name, owner, entry.how)
         return None
 
@@ -713,6 +745,7 @@ class Lab:
             lines.append(f"fdb of {br.name}:")
             for e in br.fdb_entries():
                 lines.append(f"  {e.mac} {e.port} {e.how}")
+            lines.extend(mdb_text(br))
         return "\n".join(lines)
 
     # --- failure reports -------------------------------------------------------------------
@@ -751,6 +784,16 @@ class Lab:
             raise LabError(f"unknown node {node!r}; nodes of this lab: {', '.join(self._spaces)}")
         return self._run_in(space.ns, list(argv), check=check, timeout=timeout)
 
+    @guarded
+    def spawn(self, node: str, argv: list[str]) -> programs.Program:
+        """Start a background program in a lab namespace; it dies with the lab (even when the
+        test process is killed), and its output goes into the failure report."""
+        space = self._spaces.get(node) if isinstance(node, str) else None
+        if space is None:
+            raise LabError(f"unknown node {node!r}; nodes of this lab: {', '.join(self._spaces)}")
+        argv = validate.argv(programs.as_list(argv, node), node)
+        return programs.start(self, node, space.ns, argv)
+
     # --- helpers for endpoints -------------------------------------------------------------
 
     def _run_in(
@@ -760,7 +803,8 @@ class Lab:
         check = validate.flag(check, "run(check)")
         timeout = validate.timeout(timeout, "run")
         argv = tools.resolve(argv)  # ip, bridge, tc: in /usr/sbin, off a normal user's PATH
-        return spawn.run(ns, argv, check=check, timeout=timeout)
+        # every program dies with this process, SIGKILL included (see vlab.programs.dying)
+        return spawn.run(ns, argv, check=check, timeout=timeout, wrap=programs.dying)
 
     def _sync_link(self, index: int, port: str | None = None, up: bool = True) -> None:
         self._switch.links.link_state(index)

@@ -158,7 +158,11 @@ def lab(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Lab]:
     from vlab.lab import Lab
 
     name = request.node.name[:40]
-    with Lab(name=name, artifacts=tmp_path / "vlab") as the_lab:
+    marker = request.node.get_closest_marker("vlab")  # @pytest.mark.vlab(quiet=False)
+    options = dict(marker.kwargs) if marker is not None else {}
+    if set(options) - {"quiet"}:
+        raise LabError(f"@pytest.mark.vlab{tuple(options)}: the lab options it takes: quiet")
+    with Lab(name=name, artifacts=tmp_path / "vlab", **options) as the_lab:
         request.node.stash[_LAB_KEY] = the_lab
         yield the_lab
         from vlab import strict
@@ -180,6 +184,10 @@ def pytest_runtest_makereport(
             text = the_lab.describe()
             with contextlib.suppress(OSError):
                 text += "\n" + the_lab.fdb_text()
+            if the_lab._programs:
+                from vlab import programs
+
+                text += "\n\n" + programs.report(the_lab)
             try:
                 directory = the_lab.write_artifacts()
                 pcaps = sorted(p.name for p in directory.glob("*.pcap*"))

@@ -69,6 +69,9 @@ _REQUESTS = {
     17: "RTM_DELLINK",
     18: "RTM_GETLINK",
     19: "RTM_SETLINK",
+    20: "RTM_NEWADDR",
+    22: "RTM_GETADDR",
+    24: "RTM_NEWROUTE",
     28: "RTM_NEWNEIGH",
     29: "RTM_DELNEIGH",
     30: "RTM_GETNEIGH",
@@ -243,7 +246,12 @@ def mac_bytes(mac: str) -> bytes:
 
 def set_addrgenmode_none(rtnl: Rtnl, index: int) -> None:
     """No IPv6 link-local address on a device: IPv6 can be on without DAD, RS or MLD chatter."""
-    inet6 = nla(8, b"\x01")  # IFLA_INET6_ADDR_GEN_MODE = IN6_ADDR_GEN_MODE_NONE
+    set_addrgenmode(rtnl, index, 1)
+
+
+def set_addrgenmode(rtnl: Rtnl, index: int, mode: int) -> None:
+    """IFLA_INET6_ADDR_GEN_MODE: 0 EUI-64 (a link-local address), 1 none."""
+    inet6 = nla(8, bytes([mode]))  # IFLA_INET6_ADDR_GEN_MODE
     spec = nla(10 | NLA_F_NESTED, inet6)  # AF_INET6
     rtnl.request(RTM_NEWLINK, _IFINFO.pack(0, 0, index, 0, 0) + nla(26 | NLA_F_NESTED, spec))
 
@@ -483,3 +491,83 @@ def set_noqueue(rtnl: Rtnl, index: int) -> None:
     flags = NLM_F_REQUEST | NLM_F_ACK | 0x400 | 0x100  # CREATE | REPLACE
     for _ in rtnl._messages(rtnl._send(RTM_NEWQDISC, flags, body)):
         pass
+
+
+# --- addresses and routes (IP-level hosts) -----------------------------------------------------
+
+RTM_NEWADDR = 20
+RTM_GETADDR = 22
+RTM_NEWROUTE = 24
+IFA_ADDRESS = 1
+IFA_LOCAL = 2
+IFA_FLAGS = 8
+IFA_F_NODAD = 0x02
+RTA_DST = 1
+RTA_OIF = 4
+RTA_GATEWAY = 5
+RT_TABLE_MAIN = 254
+RTPROT_STATIC = 4
+RT_SCOPE_UNIVERSE, RT_SCOPE_LINK = 0, 253
+RTN_UNICAST = 1
+_IFADDRMSG = struct.Struct("=BBBBI")
+_RTMSG = struct.Struct("=BBBBBBBBI")
+
+
+def family_of(address: bytes) -> int:
+    return 2 if len(address) == 4 else 10  # AF_INET, AF_INET6
+
+
+def addr_body(index: int, address: bytes, prefixlen: int) -> bytes:
+    """RTM_NEWADDR body: ``ip addr add ADDRESS/PREFIXLEN dev INDEX`` (IPv6 without DAD).
+
+    DAD would keep a new IPv6 address "tentative" (unusable) for a second or more; a lab's
+    addresses are unique by construction, so they are usable at once.
+    """
+    family = family_of(address)
+    flags = IFA_F_NODAD if family == 10 else 0
+    body = _IFADDRMSG.pack(family, prefixlen, flags, RT_SCOPE_UNIVERSE, index)
+    body += nla(IFA_LOCAL if family == 2 else IFA_ADDRESS, address)
+    if family == 2:
+        body += nla(IFA_ADDRESS, address)  # the peer is the address itself on a broadcast link
+    return body + nla(IFA_FLAGS, struct.pack("=I", flags))
+
+
+def addr_add(rtnl: Rtnl, index: int, address: bytes, prefixlen: int) -> None:
+    flags = NLM_F_REQUEST | NLM_F_ACK | 0x400 | 0x200  # CREATE | EXCL
+    rtnl.transact(RTM_NEWADDR, flags, addr_body(index, address, prefixlen))
+
+
+IFA_F_TENTATIVE = 0x40
+
+
+def addr_dump(rtnl: Rtnl) -> list[tuple[int, bytes, int, int]]:
+    """``(ifindex, address, prefixlen, IFA_F_* flags)`` of every address in the namespace."""
+    out = []
+    for body in rtnl.dump(RTM_GETADDR, _IFADDRMSG.pack(0, 0, 0, 0, 0)):
+        family, prefixlen, flags, _scope, index = _IFADDRMSG.unpack_from(body)
+        a = attrs(body, _IFADDRMSG.size)
+        address = a.get(IFA_LOCAL) if family == 2 else a.get(IFA_ADDRESS)
+        if IFA_FLAGS in a:
+            flags = struct.unpack("=I", a[IFA_FLAGS][:4])[0]
+        if address is not None:
+            out.append((index, address, prefixlen, flags))
+    return out
+
+
+def route_body(dst: bytes, dst_len: int, gateway: bytes | None, oif: int | None) -> bytes:
+    """RTM_NEWROUTE body: ``ip route add DST/LEN [via GATEWAY] [dev OIF]`` in the main table."""
+    family = family_of(dst)
+    scope = RT_SCOPE_UNIVERSE if gateway is not None else RT_SCOPE_LINK
+    body = _RTMSG.pack(family, dst_len, 0, 0, RT_TABLE_MAIN, RTPROT_STATIC, scope, RTN_UNICAST, 0)
+    if dst_len:
+        body += nla(RTA_DST, dst)
+    if gateway is not None:
+        body += nla(RTA_GATEWAY, gateway)
+    if oif is not None:
+        body += nla(RTA_OIF, struct.pack("=I", oif))
+    return body
+
+
+def route_add(rtnl: Rtnl, dst: bytes, dst_len: int, gateway: bytes | None, oif: int | None) -> None:
+    flags = NLM_F_REQUEST | NLM_F_ACK | 0x400 | 0x200  # CREATE | EXCL
+    rtnl.transact(RTM_NEWROUTE, flags, route_body(dst, dst_len, gateway, oif))

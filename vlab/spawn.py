@@ -20,6 +20,7 @@ import os
 import queue
 import subprocess
 import threading
+from collections.abc import Callable
 from dataclasses import dataclass, field
 
 from vlab import limits
@@ -82,13 +83,21 @@ def popen(ns: NetNS, argv: list[str]) -> subprocess.Popen[str]:
 
 
 def run(
-    ns: NetNS, argv: list[str], check: bool, timeout: float
+    ns: NetNS,
+    argv: list[str],
+    check: bool,
+    timeout: float,
+    wrap: Callable[[list[str]], list[str]] | None = None,
 ) -> subprocess.CompletedProcess[str]:
-    """``subprocess.run`` in ``ns``: output captured as text, every failure a ``LabError``."""
+    """``subprocess.run`` in ``ns``: output captured as text, every failure a ``LabError``.
+
+    ``wrap`` puts a launcher in front of the program (vlab's death-signal wrapper); errors
+    and the result still name the program as the caller gave it.
+    """
     if not argv:
         raise LabError(f"nothing to run in {ns.name}: give a program and its arguments")
     try:
-        proc = popen(ns, argv)
+        proc = popen(ns, wrap(argv) if wrap is not None else argv)
     except FileNotFoundError:
         raise LabError(f"cannot run {argv[0]!r} in {ns.name}: not installed") from None
     except OSError as exc:

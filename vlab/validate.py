@@ -22,7 +22,7 @@ from vlab.errors import LabError
 
 NAME_RE = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]{0,14}")
 NAME_RULE = "1-15 characters, letters, digits, '_', '.', '-', starting with a letter or digit"
-RESERVED_LINK_RE = re.compile(r"(vnet|veth|eth)[0-9]+|lo")
+RESERVED_LINK_RE = re.compile(r"(vnet|veth|eth)[0-9]+|lo|port[0-9]+p?")  # portN: bare ports
 """Names vlab gives its own links in the switch namespace (taps, veths, uplink ports)."""
 
 TAP_MAX_MTU = 65521  # tun.c: MAX_MTU (65535) minus the Ethernet header

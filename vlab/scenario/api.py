@@ -76,7 +76,12 @@ class LabLike(Protocol):
         self, name: str, bridge: Any, mac: str | None = ..., mtu: int | None = ...
     ) -> EndpointLike: ...
     def host(
-        self, name: str, bridge: Any, mac: str | None = ..., mtu: int | None = ...
+        self,
+        name: str,
+        bridge: Any,
+        mac: str | None = ...,
+        mtu: int | None = ...,
+        ip: list[str] | None = ...,
     ) -> EndpointLike: ...
     def uplink(
         self,

@@ -205,6 +205,7 @@ class EndpointSpec:
     port: Options = ()
     mtu: int | None = None  # of the cable/tap; frames up to mtu + 14 (+ 4 tagged) can be sent
     where: Where | None = field(default=None, compare=False, repr=False)
+    ip: tuple[str, ...] = ()  # a host's addresses ("192.0.2.1/24"); hosts only
 
 
 @dataclass(frozen=True)

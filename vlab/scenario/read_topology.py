@@ -8,6 +8,8 @@ from functools import partial
 
 from yaml.nodes import MappingNode, Node, ScalarNode, SequenceNode
 
+from vlab.errors import LabError
+from vlab.ip import interfaces as ip_interfaces
 from vlab.scenario import fields, problems
 from vlab.scenario.errors import ScenarioError, Where
 from vlab.scenario.model import BridgeSpec, EndpointSpec, FdbEntrySpec, Options, OptionValue
@@ -18,7 +20,7 @@ from vlab.scenario.vocabulary import BRIDGE_OPTIONS, PORT_OPTIONS, Kind, check_b
 MAX_BRIDGES = 8
 MAX_ENDPOINTS = 64
 BRIDGE_KEYS = ("options", "vms", "hosts", "uplink", "fdb")
-ENDPOINT_KEYS = ("mac", "port", "mtu")
+ENDPOINT_KEYS = ("mac", "port", "mtu", "ip")
 FDB_KEYS = ("mac", "at", "sticky", "static")
 
 
@@ -68,10 +70,26 @@ def options(
     return tuple(result)
 
 
+def _addresses(node: Node, name: str, what: str) -> tuple[str, ...]:
+    """A host's ``ip:``: one address with its prefix length, or a list of them."""
+    if what != "host":
+        fields.fail(node, f"{what} {name}: only hosts have IP addresses", "move ip: to a host")
+    items = fields.sequence(node, "ip") if isinstance(node, SequenceNode) else [node]
+    out = tuple(fields.text(item, f"{name} ip") for item in items)
+    try:
+        ip_interfaces(list(out), f"host {name} ip")
+    except LabError as exc:
+        fields.fail(
+            node, str(exc), "write e.g. ip: 192.0.2.1/24 or ip: [192.0.2.1/24, 2001:db8::1/64]"
+        )
+    return out
+
+
 def _endpoint_from(name_node: Node, found: dict[str, Node], what: str) -> EndpointSpec:
     name = fields.name(name_node, f"{what} name")
     # each field on its own: a bad one is recorded and the endpoint still declared
     return EndpointSpec(
+        ip=_addresses(found["ip"], name, what) if "ip" in found else (),
         name=name,
         mac=problems.attempt(lambda: fields.endpoint_mac(found["mac"], f"{name} mac"), None)
         if "mac" in found

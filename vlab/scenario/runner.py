@@ -122,7 +122,11 @@ def _build_bridge(world: World, spec: BridgeSpec) -> None:
     for ep in spec.vms:
         world.endpoints[ep.name] = world.lab.vm(ep.name, bridge=bridge, mac=ep.mac, mtu=ep.mtu)
     for ep in spec.hosts:
-        world.endpoints[ep.name] = world.lab.host(ep.name, bridge=bridge, mac=ep.mac, mtu=ep.mtu)
+        if ep.ip:  # only then: stand-in labs need not know about addresses
+            host = world.lab.host(ep.name, bridge=bridge, mac=ep.mac, mtu=ep.mtu, ip=list(ep.ip))
+        else:
+            host = world.lab.host(ep.name, bridge=bridge, mac=ep.mac, mtu=ep.mtu)
+        world.endpoints[ep.name] = host
     if spec.uplink is not None:
         uplink = world.lab.uplink(
             bridge, mac=spec.uplink.mac, mtu=spec.uplink.mtu, name=spec.uplink.name

@@ -284,13 +284,14 @@ def step(item: Step) -> dict[str, Any]:
 
 
 def _endpoints(endpoints: tuple[EndpointSpec, ...]) -> Any:
-    if all(ep.mac is None and ep.mtu is None and not ep.port for ep in endpoints):
+    if all(ep.mac is None and ep.mtu is None and not ep.port and not ep.ip for ep in endpoints):
         return FlowList(ep.name for ep in endpoints)
     return {ep.name: _endpoint(ep) for ep in endpoints}
 
 
 def _endpoint(ep: EndpointSpec) -> Flow:
-    return _drop_none(mac=ep.mac, mtu=ep.mtu, port=_options(ep.port) if ep.port else None)
+    ip = (ep.ip[0] if len(ep.ip) == 1 else FlowList(ep.ip)) if ep.ip else None
+    return _drop_none(mac=ep.mac, mtu=ep.mtu, port=_options(ep.port) if ep.port else None, ip=ip)
 
 
 def _bridge(bridge: BridgeSpec) -> dict[str, Any]:

@@ -1,0 +1,63 @@
+"""The whole fdb: flags added with fdb_add read back against ``bridge -j fdb show``, the
+updated/used timers, and ports that vlab did not create."""
+
+from __future__ import annotations
+
+import json
+import time
+
+import pytest
+from scapy.layers.l2 import Ether
+
+from vlab import Lab, LabError
+
+pytestmark = pytest.mark.vlab
+
+A, B, C, D = (f"02:00:00:00:00:0{i}" for i in range(1, 5))
+
+
+def iproute2_flags(lab: Lab) -> dict[str, set[str]]:
+    rows = json.loads(lab.run("switch", "bridge", "-j", "-d", "fdb", "show", "br", "br0").stdout)
+    return {r["mac"]: set(r.get("flags", [])) | {r.get("state", "")} for r in rows}
+
+
+def test_flags_read_back(lab: Lab) -> None:
+    br = lab.bridge("br0")
+    vm = lab.vm("a", bridge=br)
+    br.fdb_add(A, vm, extern_learn=True)
+    br.fdb_add(B, vm, static=False, activity_notify=True, inactive=True)
+    br.fdb_add(C, vm, static=False, use=True)
+    br.fdb_add(D, vm, sticky=True)
+    entries = {e.mac: e for e in br.fdb_entries()}
+    theirs = iproute2_flags(lab)
+    assert entries[A].extern_learn and "extern_learn" in theirs[A]
+    assert entries[B].activity_notify and entries[B].inactive and not entries[B].extern_learn
+    assert not entries[C].static and not entries[C].extern_learn and "static" not in theirs[C]
+    assert entries[D].sticky and entries[D].static and {"sticky", "static"} <= theirs[D]
+    with pytest.raises(LabError, match="unknown flag 'usee'"):
+        br.fdb_add(A, vm, usee=True)
+
+
+def test_timers_count_since_update_and_use(lab: Lab) -> None:
+    br = lab.bridge("br0")
+    a, b = lab.vm("a", bridge=br), lab.vm("b", bridge=br)
+    a.send(Ether(src=a.mac, dst="02:00:00:00:00:99") / b"learn me")
+    time.sleep(0.3)
+    b.send(Ether(src=b.mac, dst=a.mac) / b"use a's entry")
+    a.expect(Ether(src=b.mac, dst=a.mac) / b"use a's entry")
+    entry = next(e for e in br.fdb_entries() if e.mac == a.mac)
+    assert entry.updated >= 0.25  # learnt 0.3 s ago
+    assert entry.used < 0.2  # but a frame was forwarded to it just now
+
+
+def test_ports_vlab_did_not_make_are_in_fdb_and_where(lab: Lab) -> None:
+    br = lab.bridge("br0")
+    vm = lab.vm("a", bridge=br)
+    lab.run("switch", "ip", "link", "add", "ext0", "type", "veth", "peer", "name", "ext1")
+    lab.run("switch", "ip", "link", "set", "ext0", "master", "br0", "up")
+    br.fdb_add(A, "vnet0")
+    lab.run("switch", "bridge", "fdb", "add", B, "dev", "ext0", "master", "static")
+    assert br.fdb() == {A: "vnet0", B: "ext0"}
+    where = lab.where(B)
+    assert where is not None and (where.port, where.endpoint) == ("ext0", None)
+    assert "ext0" in lab.fdb_text() and vm.port in lab.fdb_text()
