@@ -68,6 +68,12 @@ class Loss:
         return f"{self.endpoint}: {self.count} frame(s) lost at {self.where} ({self.counter})"
 
 
+def _port_index(ep: Endpoint) -> int:
+    """The bridge-side link of ``ep``: its port, or the bridge device for ``br.local``."""
+    port = ep.bridge.ports.get(ep.port)
+    return port.index if port is not None else ep.bridge.index
+
+
 def _space_of(ep: Endpoint) -> _Namespace | None:
     ns = getattr(ep, "ns", None)
     return next((s for s in ep.lab._spaces.values() if s.ns is ns), None)
@@ -177,7 +183,7 @@ def baseline(lab: Lab) -> None:
     for ep in lab.endpoints.values():
         if ep._loss_base:
             continue
-        base = {"store": 0, "port": row(lab._switch, ep.bridge.ports[ep.port].index)}
+        base = {"store": 0, "port": row(lab._switch, _port_index(ep))}
         space = None if ep.kind == "vm" else _space_of(ep)
         if space is not None:
             base["sent"] = row(space, ep.ifindex)  # type: ignore[attr-defined]
@@ -192,7 +198,7 @@ class _Probe:
     def __init__(self, ep: Endpoint) -> None:
         self.ep = ep
         self.drops: Callable[[], int] | None = getattr(ep._io, "kernel_drops", None)
-        self.port_index = ep.bridge.ports[ep.port].index
+        self.port_index = _port_index(ep)
         space = None if ep.kind == "vm" else _space_of(ep)
         self.far: QdiscWatch | None = space.watch if space is not None else None
         self.far_index: int = getattr(ep, "ifindex", 0)
