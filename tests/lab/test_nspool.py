@@ -206,9 +206,13 @@ def _socket(lab: Lab) -> Callable[[], None]:
 
 
 def _options(lab: Lab) -> None:
-    lab.bridges["br0"].set(
-        stp=True, ageing_time=12, forward_delay=4, multicast_querier=True, group_fwd_mask=0x4000
-    )
+    lab.bridges["br0"].set(stp=True, ageing_time=12, forward_delay=4, group_fwd_mask=0x4000)
+
+
+def _querier(lab: Lab) -> None:
+    # the querier needs IPv6 on the bridge device (an MLD querier without it never queries):
+    # its sysctls and own group joins are what only a fresh namespace undoes
+    lab.bridges["br0"].set(multicast_querier=True)
 
 
 def _links(lab: Lab) -> None:
@@ -270,6 +274,7 @@ def _mtu(lab: Lab) -> None:
 DIRT: dict[str, Dirt] = {
     "nothing": Dirt("reused", lambda lab: None, visible=False),
     "bridge options": Dirt("reused", lambda lab: _options(lab)),
+    "multicast querier": Dirt("discarded", lambda lab: _querier(lab)),
     "extra links and ports": Dirt("reused", lambda lab: _links(lab)),
     "fdb entry on a port": Dirt("reused", lambda lab: _fdb(lab)),
     "mdb entry on a port": Dirt("reused", lambda lab: _mdb(lab)),
