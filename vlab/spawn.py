@@ -42,10 +42,15 @@ _thread: threading.Thread | None = None
 _lock = threading.Lock()
 
 
-def _serve() -> None:
-    home = os.open("/proc/thread-self/ns/net", os.O_RDONLY | os.O_CLOEXEC)
+ANSWER_TIMEOUT = 30.0  # the spawning thread answers in microseconds; never wait forever
+
+
+def _serve(home: int) -> None:
+    """Serve requests until the thread cannot get home again (then it ends, leaving nothing:
+    a thread parked in a lab namespace would hold it)."""
     while True:
         req = _requests.get()
+        stranded = False
         try:
             setns(req.fd)
             try:
@@ -53,18 +58,30 @@ def _serve() -> None:
                     req.argv, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True
                 )
             finally:
-                setns(home)
+                try:
+                    setns(home)
+                except OSError:
+                    stranded = True
         except BaseException as exc:  # handed to the caller, who raises it
             req.error = exc
         finally:
             req.done.set()
+        if stranded:
+            os.close(home)
+            return
 
 
 def _ensure_thread() -> None:
+    """Start the spawning thread if it is not running.
+
+    Its way home is opened here, in the caller's thread: out of fds, that open fails for the
+    caller (a LabError naming the limit) instead of killing the thread before it serves.
+    """
     global _thread
     with _lock:
         if _thread is None or not _thread.is_alive():
-            _thread = threading.Thread(target=_serve, name="vlab-spawn", daemon=True)
+            home = os.open("/proc/thread-self/ns/net", os.O_RDONLY | os.O_CLOEXEC)
+            _thread = threading.Thread(target=_serve, args=(home,), name="vlab-spawn", daemon=True)
             _thread.start()
 
 
@@ -75,7 +92,11 @@ def popen(ns: NetNS, argv: list[str]) -> subprocess.Popen[str]:
     _ensure_thread()
     req = _Request(ns.fd, argv)
     _requests.put(req)
-    req.done.wait()
+    if not req.done.wait(ANSWER_TIMEOUT):
+        raise LabError(
+            f"cannot run {argv[0]!r} in {ns.name}: vlab's spawning thread did not answer within "
+            f"{ANSWER_TIMEOUT:g} s"
+        )
     if req.error is not None:
         raise req.error
     assert req.proc is not None
