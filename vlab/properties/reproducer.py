@@ -112,7 +112,7 @@ class _Writer:
         return text
 
     def emit(self, line: str) -> None:
-        self.code.append("    " + line)
+        self.code.extend(_wrap("    " + line))
 
     def pytest_source(self, ops: tuple[Op, ...]) -> str:
         names = self.topology.names()
@@ -295,6 +295,19 @@ def _mac_str(raw: bytes) -> str:
 
 def _py(value: OptionValue) -> str:
     return f'"{value}"' if isinstance(value, str) else repr(value)
+
+
+LINE_LENGTH = 100  # the reproducer must pass ruff's E501 like the project's own tests
+
+
+def _wrap(line: str) -> list[str]:
+    """A long call (``br.port(vm1).set(a=1, b=2, ...)``) with one keyword argument a line."""
+    head, paren, args = line.rpartition("(")
+    if len(line) <= LINE_LENGTH or not paren or not args.endswith(")") or "#" in args:
+        return [line]
+    indent = line[: len(line) - len(line.lstrip())]
+    parts = [a.strip() for a in args[:-1].split(",") if a.strip()]
+    return [head + "(", *(f"{indent}    {a}," for a in parts), indent + ")"]
 
 
 def _kwargs(options: Mapping[str, OptionValue]) -> str:
