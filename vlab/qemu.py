@@ -21,22 +21,20 @@ from __future__ import annotations
 
 import base64
 import contextlib
-import ctypes
 import math
 import os
 import re
 import secrets
 import shutil
-import signal
 import socket
 import subprocess
 import threading
 import time
 import weakref
-from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
+from vlab import deathsig
 from vlab.guest_image import (
     INSTALL_COMMAND,
     READY_BANNER,
@@ -76,8 +74,6 @@ TIMED_OUT_STATUS = 137
 
 _MAC = re.compile(r"^[0-9a-f]{2}(:[0-9a-f]{2}){5}$")
 _NAME = re.compile(r"^[A-Za-z0-9_.-]{1,64}$")
-_PR_SET_PDEATHSIG = 1
-_libc = ctypes.CDLL(None, use_errno=True)
 
 
 @dataclass(frozen=True)
@@ -100,17 +96,6 @@ def qemu_unavailable() -> str | None:
     if not missing:
         return None
     return f"QEMU guests need {' and '.join(missing)}: {INSTALL_COMMAND}"
-
-
-def _die_with_parent(parent: int) -> Callable[[], None]:
-    """Child-side setup: SIGKILL when the forking thread dies; bail out if that already happened."""
-
-    def setup() -> None:
-        _libc.prctl(_PR_SET_PDEATHSIG, signal.SIGKILL, 0, 0, 0)
-        if os.getppid() != parent:
-            os._exit(1)
-
-    return setup
 
 
 def _kill(proc: subprocess.Popen[bytes], sock: socket.socket) -> None:
@@ -214,7 +199,7 @@ class QemuGuest:
                     stdout=log_fd,
                     stderr=log_fd,
                     pass_fds=(tap_fd, guest.fileno()),
-                    preexec_fn=_die_with_parent(os.getpid()),
+                    preexec_fn=deathsig.child_setup(os.getpid()),
                 )
             except BaseException as e:  # handed to the starting thread
                 outcome.append(e)

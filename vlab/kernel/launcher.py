@@ -21,22 +21,19 @@ from __future__ import annotations
 
 import argparse
 import contextlib
-import ctypes
 import json
 import os
 import re
 import shutil
-import signal
 import socket
 import subprocess
 import sys
 import tempfile
 import threading
 import time
-from collections.abc import Callable
 from pathlib import Path
 
-from vlab import scratch
+from vlab import deathsig, scratch
 from vlab.errors import LabError
 from vlab.kernel.image import (
     HELLO,
@@ -55,21 +52,10 @@ MEMORY_MB = 1024
 BOOT_TIMEOUT = 60.0
 #: Same reasoning as vlab.qemu.KERNEL_CMDLINE: less for the emulated CPU to do while booting.
 CMDLINE = ("console=ttyS0", "quiet", "panic=-1", "cryptomgr.notests", "acpi=off", "pci=nomsi")
-_PR_SET_PDEATHSIG = 1
-_libc = ctypes.CDLL(None, use_errno=True)
 
 
 class BootError(LabError):
     """The guest did not come up; the message has the console's last lines and what to do."""
-
-
-def _die_with(parent: int) -> Callable[[], None]:
-    def setup() -> None:
-        _libc.prctl(_PR_SET_PDEATHSIG, signal.SIGKILL, 0, 0, 0)
-        if os.getppid() != parent:
-            os._exit(1)
-
-    return setup
 
 
 _VERDICT = re.compile(r"Kernel panic|BUG:|Oops|vlab-kernel:")
@@ -184,7 +170,7 @@ class Guest:
                 stdout=log_fd,
                 stderr=log_fd,
                 pass_fds=fds,
-                preexec_fn=_die_with(os.getpid()),
+                preexec_fn=deathsig.child_setup(os.getpid()),
             )
         except OSError as exc:
             raise BootError(f"cannot start {argv[0]}: {exc.strerror}") from None
@@ -277,7 +263,7 @@ def parse(argv: list[str]) -> tuple[argparse.Namespace, list[str]]:
 
 def main(argv: list[str] | None = None) -> int:
     parent = os.getppid()
-    _libc.prctl(_PR_SET_PDEATHSIG, signal.SIGKILL, 0, 0, 0)
+    deathsig.die_with_parent()
     if os.getppid() != parent:
         return 1
     args, rest = parse(sys.argv[1:] if argv is None else argv)
