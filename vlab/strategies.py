@@ -1,7 +1,7 @@
 """Hypothesis strategies for bridge labs: addresses, frames, bridge and port configurations.
 
 Every strategy here draws only values the kernel accepts and the reference model
-(:class:`vlab.model.BridgeModel`) predicts, so a failing property means the bridge and the model
+(:class:`vlab.reference.BridgeModel`) predicts, so a failing property means the bridge and the model
 disagree, never that the test asked for something impossible. Each docstring states what is
 guaranteed; the shrinking direction is towards the simplest case (unicast, untagged, empty
 payload, default options). "fact N" refers to the project's docs/bridge-facts.md.
@@ -16,7 +16,7 @@ from hypothesis.errors import InvalidArgument
 from scapy.layers.l2 import Dot1Q, Ether
 from scapy.packet import Raw
 
-from vlab.model import BROADCAST, LINK_LOCAL, PARSED_ETHERTYPES, STP_GROUP
+from vlab.reference.bridge import BROADCAST, LINK_LOCAL, PARSED_ETHERTYPES, STP_GROUP
 
 MacKind: TypeAlias = Literal["unicast", "multicast", "broadcast", "link_local", "any"]
 
@@ -84,7 +84,7 @@ def ethertypes(parsed: bool = False) -> st.SearchStrategy[int]:
 
     Never a tag TPID (0x8100, 0x88a8, 0x9100). Unless ``parsed``, also never IPv4, IPv6, ARP or
     RARP: the bridge and br_netfilter look into those payloads, so their fate depends on the
-    bytes and on sysctls, and :class:`~vlab.model.BridgeModel` refuses them. A few ethertypes
+    bytes and on sysctls, and :class:`~vlab.reference.BridgeModel` refuses them. A few ethertypes
     with a name (LLDP, EAPOL, slow protocols, experimental) are drawn more often.
     """
     excluded = TAG_ETHERTYPES if parsed else TAG_ETHERTYPES | set(PARSED_ETHERTYPES)

@@ -10,9 +10,9 @@ import struct
 import pytest
 
 from vlab.hostview import jsonout, locate, qemu_cmdline, render, schema
-from vlab.hostview.model import BridgeView, Holder, HostView, Tap, VmNic
 from vlab.hostview.netlink import Link, parse_fdb, parse_link
 from vlab.hostview.procscan import macvtap_index, parse_fdinfo_iff
+from vlab.hostview.views import BridgeView, Holder, HostView, Tap, VmNic
 from vlab.rtnl import NLA_F_NESTED, nla
 
 # -- QEMU command lines --------------------------------------------------------------------

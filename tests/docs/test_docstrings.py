@@ -19,7 +19,7 @@ PUBLIC = (
     "vlab.errors",
     "vlab.qemu",
     "vlab.options",
-    "vlab.model",
+    "vlab.reference.bridge",
     "vlab.strategies",
     "vlab.properties",
     "vlab.profiles",

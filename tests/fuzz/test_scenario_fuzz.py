@@ -26,7 +26,7 @@ from hypothesis import strategies as st
 from vlab import Lab, LabError
 from vlab.endpoints import Endpoint
 from vlab.scenario import Scenario, ScenarioError, dump_scenario, loads_scenario, run_scenario
-from vlab.scenario.model import Wait
+from vlab.scenario.spec import Wait
 
 NAME = "fuzz.yaml"
 ERROR_RE = re.compile(r"^fuzz\.yaml:(\d+):(\d+): \S.*; \S", re.S)

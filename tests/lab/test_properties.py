@@ -20,10 +20,10 @@ from hypothesis import HealthCheck, Phase, settings
 
 from vlab import Lab
 from vlab import properties as props
-from vlab.model import PAUSE, BridgeModel, FdbEntry
 from vlab.properties import ForwardingMachine, run_machine
+from vlab.reference.bridge import PAUSE, BridgeModel, LearnedEntry
 from vlab.scenario import load_scenario, run_scenario
-from vlab.scenario.model import Send
+from vlab.scenario.spec import Send
 
 pytestmark = pytest.mark.vlab
 
@@ -62,7 +62,7 @@ class FloodsPause(BridgeModel):
 class StickyRoams(BridgeModel):
     """Lets sticky entries move like any other."""
 
-    def entry_roams(self, entry: FdbEntry, port: str) -> bool:
+    def entry_roams(self, entry: LearnedEntry, port: str) -> bool:
         return entry.port != port
 
 

@@ -6,7 +6,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from vlab.scenario.from_frames import frame_spec
-from vlab.scenario.model import FrameSpec, HexPayload, TextPayload, Vlan
+from vlab.scenario.spec import FrameSpec, HexPayload, TextPayload, Vlan
 from vlab.scenario.wire import build
 
 NAMES = {"52:54:00:00:00:01": "vm1.mac"}

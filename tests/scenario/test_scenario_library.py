@@ -14,7 +14,8 @@ import pytest
 
 from vlab.scenario import load_scenario, loads_scenario
 from vlab.scenario.collect import markers
-from vlab.scenario.model import (
+from vlab.scenario.runner import run_scenario
+from vlab.scenario.spec import (
     BridgeSpec,
     EndpointSpec,
     Expect,
@@ -23,7 +24,6 @@ from vlab.scenario.model import (
     Send,
     TextPayload,
 )
-from vlab.scenario.runner import run_scenario
 from vlab.scenario.writer import dump_scenario
 
 pytestmark = pytest.mark.vlab

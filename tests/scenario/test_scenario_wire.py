@@ -7,7 +7,7 @@ from scapy.layers.inet import IP, UDP
 from scapy.layers.inet6 import ICMPv6ND_NS, IPv6
 from scapy.layers.l2 import ARP, STP, Dot1Q, Dot3, Ether
 
-from vlab.scenario.model import (
+from vlab.scenario.spec import (
     Arp,
     Eapol,
     FrameSpec,

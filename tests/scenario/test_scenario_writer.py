@@ -9,7 +9,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from vlab.scenario import load_scenario, loads_scenario
-from vlab.scenario.model import (
+from vlab.scenario.spec import (
     Arp,
     BridgeSpec,
     Carrier,

@@ -10,7 +10,7 @@ from hypothesis import strategies as st
 from hypothesis.errors import InvalidArgument
 from scapy.layers.l2 import Dot1Q, Ether
 
-from vlab.model import LINK_LOCAL, PARSED_ETHERTYPES, BridgeModel, is_valid_source
+from vlab.reference.bridge import LINK_LOCAL, PARSED_ETHERTYPES, BridgeModel, is_valid_source
 from vlab.strategies import (
     GROUP_ADDRESSES,
     TAG_ETHERTYPES,

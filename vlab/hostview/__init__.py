@@ -11,7 +11,7 @@ package joins them:
     procscan     one pass over /proc for tap and macvtap fds
     tapns        which namespace the device behind a tap fd is in (names repeat)
     qemu_cmdline VM name, netdevs and NICs from a QEMU argv
-    survey       the above joined into a :class:`~vlab.hostview.model.HostView`
+    survey       the above joined into a :class:`~vlab.hostview.views.HostView`
     locate       ``where MAC`` over a view
     render       text; jsonout + schema.json: JSON and its schema
 
@@ -22,9 +22,9 @@ docs/host-inspection.md.
 from __future__ import annotations
 
 from vlab.hostview.locate import Answer, locate
-from vlab.hostview.model import HostView
 from vlab.hostview.survey import survey
 from vlab.hostview.target import open_target
+from vlab.hostview.views import HostView
 
 __all__ = ["Answer", "HostView", "inspect_host", "locate", "where"]
 

@@ -9,8 +9,8 @@ from __future__ import annotations
 from typing import Any
 
 from vlab.hostview.locate import Answer, Location
-from vlab.hostview.model import Holder, HostView, Tap
-from vlab.hostview.netlink import FdbEntry, Link
+from vlab.hostview.netlink import FdbRecord, Link
+from vlab.hostview.views import Holder, HostView, Tap
 
 __all__ = ["SHOW_SCHEMA", "WHERE_SCHEMA", "show_doc", "where_doc"]
 
@@ -23,7 +23,7 @@ def _secs(value: float | None) -> float | None:
     return None if value is None else round(value, 2)
 
 
-def fdb_doc(view: HostView, e: FdbEntry) -> Doc:
+def fdb_doc(view: HostView, e: FdbRecord) -> Doc:
     return {
         "mac": e.mac,
         "port": view.link_name(e.port),

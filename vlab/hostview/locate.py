@@ -11,8 +11,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-from vlab.hostview.model import BridgeView, HostView, Tap
-from vlab.hostview.netlink import FdbEntry, Link
+from vlab.hostview.netlink import FdbRecord, Link
+from vlab.hostview.views import BridgeView, HostView, Tap
 
 __all__ = ["Answer", "Location", "locate"]
 
@@ -24,7 +24,7 @@ class Location:
     what: str
     bridge: Link | None
     port: Link | None
-    entry: FdbEntry | None
+    entry: FdbRecord | None
     tap: Tap | None
     lower: Link | None = None  # a macvtap's lower device (the NIC it sits on)
 
@@ -43,7 +43,7 @@ def _tap_of(view: HostView, port: Link | None) -> Tap | None:
     return view.taps.get(port.index) if port is not None else None
 
 
-def _from_fdb(view: HostView, br: BridgeView, e: FdbEntry) -> Location:
+def _from_fdb(view: HostView, br: BridgeView, e: FdbRecord) -> Location:
     port = view.links.get(e.port)
     if e.how == "local":
         what = "bridge" if e.port == br.link.index else "tap" if _tap_of(view, port) else "local"

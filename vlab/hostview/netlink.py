@@ -41,7 +41,7 @@ from vlab.rtnl import (
     nla,
 )
 
-__all__ = ["FdbEntry", "Link", "dump_fdb", "dump_links", "parse_fdb", "parse_link"]
+__all__ = ["FdbRecord", "Link", "dump_fdb", "dump_links", "parse_fdb", "parse_link"]
 
 _IFINFO = struct.Struct("=BxHiII")
 _NDMSG = struct.Struct("=BxxxiHBB")
@@ -88,7 +88,7 @@ class Link:
 
 
 @dataclass(frozen=True)
-class FdbEntry:
+class FdbRecord:
     mac: str
     port: int  # ifindex of the port (the bridge's own index for its own entries)
     bridge: int  # NDA_MASTER
@@ -187,7 +187,7 @@ def dump_links(rtnl: Rtnl) -> list[Link]:
     return [parse_link(msg) for msg in rtnl.dump(RTM_GETLINK, body)]
 
 
-def parse_fdb(body: bytes, ticks: int) -> FdbEntry | None:
+def parse_fdb(body: bytes, ticks: int) -> FdbRecord | None:
     """One AF_BRIDGE neighbour message; None for a device's own address-list entries ("self",
     no master: not the bridge's forwarding table)."""
     _family, ifindex, state, flags, _type = _NDMSG.unpack_from(body)
@@ -217,7 +217,7 @@ def parse_fdb(body: bytes, ticks: int) -> FdbEntry | None:
     if cache and len(cache) >= 16:
         _confirmed, used_t, updated_t, _refcnt = struct.unpack_from("=IIII", cache)
         used, updated = used_t / ticks, updated_t / ticks
-    return FdbEntry(
+    return FdbRecord(
         mac=_mac(lladdr),
         port=ifindex,
         bridge=master,
@@ -229,7 +229,7 @@ def parse_fdb(body: bytes, ticks: int) -> FdbEntry | None:
     )
 
 
-def dump_fdb(rtnl: Rtnl) -> list[FdbEntry]:
+def dump_fdb(rtnl: Rtnl) -> list[FdbRecord]:
     """Every bridge's fdb in one dump; ages in seconds (the kernel reports USER_HZ ticks)."""
     ticks = os.sysconf("SC_CLK_TCK")
     out = []

@@ -9,8 +9,8 @@ from __future__ import annotations
 from collections.abc import Sequence
 
 from vlab.hostview.locate import Answer, Location
-from vlab.hostview.model import Holder, HostView, Tap
-from vlab.hostview.netlink import FdbEntry, Link
+from vlab.hostview.netlink import FdbRecord, Link
+from vlab.hostview.views import Holder, HostView, Tap
 
 __all__ = ["explain", "not_found", "show", "where_line"]
 
@@ -30,7 +30,7 @@ def age(seconds: float | None) -> str:
     return f"{seconds:.0f} s" if seconds < 120 else f"{seconds / 60:.0f} min"
 
 
-def how_text(e: FdbEntry) -> str:
+def how_text(e: FdbRecord) -> str:
     flags = f" ({', '.join(e.flags)})" if e.flags else ""
     if e.how == "learnt":
         return f"learnt {age(e.updated)} ago{flags}"
@@ -221,7 +221,7 @@ def _port_rows(view: HostView, ports: list[Link]) -> list[tuple[object, ...]]:
     return rows
 
 
-def _behind(view: HostView, e: FdbEntry) -> str:
+def _behind(view: HostView, e: FdbRecord) -> str:
     tap = view.taps.get(e.port)
     if e.how == "local":
         return "the bridge itself" if e.port == e.bridge else f"the {_kind(view, e.port)} itself"

@@ -10,17 +10,17 @@ from __future__ import annotations
 import os
 
 from vlab.hostview import procscan, qemu_cmdline
-from vlab.hostview.model import BridgeView, Holder, HostView, Tap, VmNic
-from vlab.hostview.netlink import FdbEntry, Link, dump_fdb, dump_links
+from vlab.hostview.netlink import FdbRecord, Link, dump_fdb, dump_links
 from vlab.hostview.procscan import ProcScan, TapFd
 from vlab.hostview.tapns import Checker
 from vlab.hostview.target import Target
+from vlab.hostview.views import BridgeView, Holder, HostView, Tap, VmNic
 from vlab.rtnl import Rtnl
 
 __all__ = ["survey"]
 
 
-def _dumps(rtnl: Rtnl) -> tuple[list[Link], list[FdbEntry]]:
+def _dumps(rtnl: Rtnl) -> tuple[list[Link], list[FdbRecord]]:
     return dump_links(rtnl), dump_fdb(rtnl)
 
 
@@ -136,7 +136,7 @@ def _explain_unknown(tap: Tap, scan: ProcScan, unreadable_qemu: list[int]) -> st
     return "tap owner unknown: no visible process holds it (another PID namespace?)"
 
 
-def _focus(mac: str, links: list[Link], fdb: list[FdbEntry], taps: dict[int, Tap]) -> set[int]:
+def _focus(mac: str, links: list[Link], fdb: list[FdbRecord], taps: dict[int, Tap]) -> set[int]:
     """The taps a ``where mac`` answer can involve, when the dumps already show them."""
     ports = {e.port for e in fdb if e.mac == mac} | {
         link.index for link in links if link.mac == mac

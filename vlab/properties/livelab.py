@@ -5,7 +5,6 @@ from __future__ import annotations
 from vlab.bridge import Bridge
 from vlab.endpoints import Endpoint
 from vlab.lab import Lab
-from vlab.model import FdbEntry as ModelEntry
 from vlab.properties.topology import (
     BRIDGE,
     BRIDGE_DEFAULTS,
@@ -13,6 +12,7 @@ from vlab.properties.topology import (
     DEFAULT_PORT,
     MachineTopology,
 )
+from vlab.reference.bridge import LearnedEntry
 
 
 def _mac_bytes(mac: str) -> bytes:
@@ -126,7 +126,7 @@ class LiveLab:
         self.lab.close()
 
 
-def _model_how(entry: ModelEntry) -> str:
+def _model_how(entry: LearnedEntry) -> str:
     if entry.locked:
         return "locked"
     return ("static" if entry.static else "learnt") + (", sticky" if entry.sticky else "")

@@ -17,7 +17,6 @@ from hypothesis.stateful import RuleBasedStateMachine, initialize, rule
 
 from vlab.errors import LabError
 from vlab.frames import summary
-from vlab.model import BridgeModel, OptionValue
 from vlab.properties.affinity import _pin_to_one_cpu
 from vlab.properties.livelab import LiveLab, _model_how
 from vlab.properties.ops import (
@@ -35,6 +34,7 @@ from vlab.properties.reproducer import Failure
 from vlab.properties.runner import _TestCaseProperty
 from vlab.properties.steps import MTU_PAYLOAD, Action, StepDecoder
 from vlab.properties.topology import BRIDGE_MAC, MachineTopology, Options
+from vlab.reference.bridge import BridgeModel, OptionValue
 from vlab.strategies import port_options
 
 FDB_CHECK_EVERY = 8

@@ -7,7 +7,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import TypeAlias
 
-from vlab.model import OptionValue
+from vlab.reference.bridge import OptionValue
 
 
 @dataclass(frozen=True)

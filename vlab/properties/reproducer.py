@@ -21,7 +21,6 @@ from scapy.layers.l2 import Dot1Q, Ether
 from scapy.packet import Packet, Raw
 
 from vlab.errors import LabError
-from vlab.model import OptionValue
 from vlab.properties.livelab import _model_how
 from vlab.properties.ops import (
     BridgeChange,
@@ -34,8 +33,9 @@ from vlab.properties.ops import (
     Sent,
 )
 from vlab.properties.topology import BRIDGE, BRIDGE_MAC, Options
+from vlab.reference.bridge import OptionValue
 from vlab.scenario import dump_scenario
-from vlab.scenario import model as sc
+from vlab.scenario import spec as sc
 from vlab.scenario.from_frames import frame_spec
 
 if TYPE_CHECKING:

@@ -5,9 +5,9 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
-from vlab.model import LINK_LOCAL, PARSED_ETHERTYPES, OptionValue
 from vlab.properties.ops import FrameDraw
 from vlab.properties.topology import BRIDGE, DEFAULT_PORT, MachineTopology
+from vlab.reference.bridge import LINK_LOCAL, PARSED_ETHERTYPES, OptionValue
 from vlab.strategies import TAG_ETHERTYPES
 
 OTHER_MACS = ("02:00:00:00:aa:01", "02:00:00:00:aa:02", "02:00:00:00:aa:03")

@@ -9,7 +9,7 @@ from dataclasses import dataclass
 from typing import TypeAlias
 
 from vlab.errors import LabError
-from vlab.model import OptionValue
+from vlab.reference.bridge import OptionValue
 
 BRIDGE = "br0"
 BRIDGE_MAC = "02:00:00:00:00:fe"

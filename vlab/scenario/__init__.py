@@ -3,7 +3,7 @@
 ``load_scenario`` validates a file without touching the kernel, ``run_scenario`` plays it on a
 lab, ``dump_scenario`` writes a :class:`Scenario` back out (so generated failures can be saved as
 files). The format is described in FORMAT.md next to this module; the pure-data building blocks
-(``BridgeSpec``, ``Send``, ``Expect``...) live in :mod:`vlab.scenario.model`.
+(``BridgeSpec``, ``Send``, ``Expect``...) live in :mod:`vlab.scenario.spec`.
 
 Names are imported on first use, so the pytest plugin can ask :mod:`vlab.scenario.select`
 whether a file is a scenario without loading the YAML reader or the runner.
@@ -15,16 +15,16 @@ import importlib
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
-    from vlab.scenario.errors import ScenarioError, Where
+    from vlab.scenario.errors import Position, ScenarioError
     from vlab.scenario.load import load_scenario, loads_scenario
-    from vlab.scenario.model import Scenario
     from vlab.scenario.runner import build_topology, run_scenario
+    from vlab.scenario.spec import Scenario
     from vlab.scenario.writer import dump_scenario
 
 _HOMES = {
-    "Scenario": "vlab.scenario.model",
+    "Scenario": "vlab.scenario.spec",
     "ScenarioError": "vlab.scenario.errors",
-    "Where": "vlab.scenario.errors",
+    "Position": "vlab.scenario.errors",
     "build_topology": "vlab.scenario.runner",
     "dump_scenario": "vlab.scenario.writer",
     "load_scenario": "vlab.scenario.load",
@@ -47,9 +47,9 @@ def __dir__() -> list[str]:
 
 
 __all__ = [
+    "Position",
     "Scenario",
     "ScenarioError",
-    "Where",
     "build_topology",
     "dump_scenario",
     "load_scenario",

@@ -22,8 +22,8 @@ from vlab.scenario.errors import ScenarioError
 from vlab.scenario.features import missing
 from vlab.scenario.kernel import matches
 from vlab.scenario.load import load_scenario
-from vlab.scenario.model import Scenario
 from vlab.scenario.runner import run_scenario
+from vlab.scenario.spec import Scenario
 
 
 def scenario_test(scenario: Scenario) -> Callable[[Any], None]:

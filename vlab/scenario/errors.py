@@ -13,7 +13,7 @@ from vlab.errors import LabError
 
 
 @dataclass(frozen=True)
-class Where:
+class Position:
     """A position in a scenario file, kept on parsed objects so runtime failures can cite it."""
 
     file: str
@@ -30,7 +30,7 @@ class ScenarioError(LabError):
     The text is ``<file>:<line>:<col>: <what is wrong>; <what is allowed / how to fix>``.
     """
 
-    def __init__(self, where: Where, problem: str, fix: str) -> None:
+    def __init__(self, where: Position, problem: str, fix: str) -> None:
         super().__init__(f"{where}: {problem}; {fix}")
         self.where = where
         self.problem = problem

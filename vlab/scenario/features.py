@@ -1,7 +1,7 @@
 """Which kernel features a scenario's ``requires`` list can count on, read from the kernel config.
 
 ``/proc/config.gz`` answers without building anything, so a scenario for a missing feature is
-skipped with a precise reason before any namespace exists. Where the config is not exposed the
+skipped with a precise reason before any namespace exists. Position the config is not exposed the
 answer is "unknown" and the scenario runs; the lab then reports the missing feature itself.
 """
 

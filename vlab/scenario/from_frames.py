@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 
-from vlab.scenario.model import FrameSpec, HexPayload, Payload, TextPayload, Vlan
+from vlab.scenario.spec import FrameSpec, HexPayload, Payload, TextPayload, Vlan
 from vlab.scenario.wire import build
 
 ETH_HEADER = 14

@@ -15,12 +15,12 @@ from yaml.nodes import MappingNode, Node, SequenceNode
 
 from vlab.paths import RefusedFile
 from vlab.scenario import fields, hints, read_frames, read_steps, read_topology, rules
-from vlab.scenario.errors import ScenarioError, Where
+from vlab.scenario.errors import Position, ScenarioError
 from vlab.scenario.kernel import check_range
-from vlab.scenario.model import FrameSpec, KernelRange, Scenario
 from vlab.scenario.names import Names
 from vlab.scenario.problems import attempt, collecting, fail_later
 from vlab.scenario.source import compose, decode, read_source, where
+from vlab.scenario.spec import FrameSpec, KernelRange, Scenario
 from vlab.scenario.vocabulary import FEATURES
 
 TOP_KEYS = (
@@ -170,5 +170,5 @@ def load_scenario(path: str | Path) -> Scenario:
     try:
         data = read_source(path)
     except RefusedFile as exc:
-        raise ScenarioError(Where(str(path), 1, 1), exc.problem, exc.fix) from None
+        raise ScenarioError(Position(str(path), 1, 1), exc.problem, exc.fix) from None
     return loads_scenario(data, str(path))

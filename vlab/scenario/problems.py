@@ -18,7 +18,7 @@ from contextlib import contextmanager
 from contextvars import ContextVar
 from typing import TypeVar
 
-from vlab.scenario.errors import ScenarioError, Where
+from vlab.scenario.errors import Position, ScenarioError
 
 MAX_ERRORS = 20
 """Past this many, the rest of a file is probably the same mistake repeated; stop reading."""
@@ -76,7 +76,7 @@ def attempt(read: Callable[[], T], instead: U) -> T | U:
         return instead
 
 
-def fail_later(where: Where, problem: str, fix: str) -> None:
+def fail_later(where: Position, problem: str, fix: str) -> None:
     """Record a mistake found by a check that does not stop the reading."""
     record(ScenarioError(where, problem, fix))
 

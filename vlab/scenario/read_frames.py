@@ -7,7 +7,8 @@ from typing import Literal, cast
 from yaml.nodes import Node, ScalarNode
 
 from vlab.scenario import fields
-from vlab.scenario.model import (
+from vlab.scenario.names import Names
+from vlab.scenario.spec import (
     Arp,
     Eapol,
     FrameSpec,
@@ -27,7 +28,6 @@ from vlab.scenario.model import (
     Udp,
     Vlan,
 )
-from vlab.scenario.names import Names
 from vlab.scenario.wire import IGMP_RECORD_TYPES, default_dst
 
 MAX_FRAME = 9216

@@ -9,7 +9,11 @@ from typing import cast
 from yaml.nodes import Node, ScalarNode
 
 from vlab.scenario import fields, problems
-from vlab.scenario.model import (
+from vlab.scenario.names import Names
+from vlab.scenario.read_frames import frame
+from vlab.scenario.read_topology import fdb_entry, options
+from vlab.scenario.source import where
+from vlab.scenario.spec import (
     Carrier,
     Expect,
     ExpectNone,
@@ -27,10 +31,6 @@ from vlab.scenario.model import (
     Step,
     Wait,
 )
-from vlab.scenario.names import Names
-from vlab.scenario.read_frames import frame
-from vlab.scenario.read_topology import fdb_entry, options
-from vlab.scenario.source import where
 from vlab.scenario.vocabulary import BRIDGE_OPTIONS, PORT_OPTIONS, check_bridge, check_port
 
 MAX_STEPS = 1000

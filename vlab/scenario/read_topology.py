@@ -11,10 +11,10 @@ from yaml.nodes import MappingNode, Node, ScalarNode, SequenceNode
 from vlab.errors import LabError
 from vlab.ip import interfaces as ip_interfaces
 from vlab.scenario import fields, problems
-from vlab.scenario.errors import ScenarioError, Where
-from vlab.scenario.model import BridgeSpec, EndpointSpec, FdbEntrySpec, Options, OptionValue
+from vlab.scenario.errors import Position, ScenarioError
 from vlab.scenario.names import Names
 from vlab.scenario.source import where
+from vlab.scenario.spec import BridgeSpec, EndpointSpec, FdbEntrySpec, Options, OptionValue
 from vlab.scenario.vocabulary import BRIDGE_OPTIONS, PORT_OPTIONS, Kind, check_bridge, check_port
 
 MAX_BRIDGES = 8
@@ -205,7 +205,7 @@ def topology(node: Node, names: Names) -> tuple[BridgeSpec, ...]:
     )
 
 
-def _declare(names: Names, at: Where, name: str) -> None:
+def _declare(names: Names, at: Position, name: str) -> None:
     """Bridges and endpoints share one namespace, since ``x.mac`` may refer to either."""
     if name in names.bridges or name in names.endpoints:
         raise ScenarioError(

@@ -12,8 +12,8 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 
-from vlab.scenario.model import BridgeSpec, OptionValue, SetPort, Step
 from vlab.scenario.problems import fail_later
+from vlab.scenario.spec import BridgeSpec, OptionValue, SetPort, Step
 from vlab.scenario.vocabulary import check_port
 
 DEFAULTS: dict[str, OptionValue] = {"locked": False, "learning": True, "mab": False}

@@ -14,7 +14,7 @@ from typing import Any
 from vlab.errors import LabError
 from vlab.frames import Mask
 from vlab.scenario.api import BridgeLike, EndpointLike, FdbEntryLike, LabLike
-from vlab.scenario.model import (
+from vlab.scenario.spec import (
     BridgeSpec,
     Carrier,
     Expect,

@@ -14,7 +14,7 @@ import yaml
 from yaml.nodes import MappingNode, Node, ScalarNode
 
 from vlab.paths import RefusedFile, read_regular
-from vlab.scenario.errors import ScenarioError, Where
+from vlab.scenario.errors import Position, ScenarioError
 
 MAX_BYTES = 1 << 20
 """Scenarios are hand-written; a megabyte is far beyond any real one and bounds parse time."""
@@ -25,16 +25,16 @@ MAX_DEPTH = 16
 HELP = "see vlab/scenario/FORMAT.md"
 
 
-def where(node: Node) -> Where:
+def where(node: Node) -> Position:
     """The 1-based position of ``node`` in its file."""
     mark = node.start_mark
-    return Where(mark.name, mark.line + 1, mark.column + 1)
+    return Position(mark.name, mark.line + 1, mark.column + 1)
 
 
-def _mark_where(mark: yaml.Mark | None, name: str) -> Where:
+def _mark_where(mark: yaml.Mark | None, name: str) -> Position:
     if mark is None:
-        return Where(name, 1, 1)
-    return Where(name, mark.line + 1, mark.column + 1)
+        return Position(name, 1, 1)
+    return Position(name, mark.line + 1, mark.column + 1)
 
 
 class _Loader(yaml.SafeLoader):
@@ -116,7 +116,7 @@ def decode(data: bytes, name: str) -> str:
     """UTF-8 text of ``data``, or an error pointing at the first byte that is not UTF-8."""
     if len(data) > MAX_BYTES:
         raise ScenarioError(
-            Where(name, 1, 1),
+            Position(name, 1, 1),
             f"the file is {len(data)} bytes",
             _TOO_LARGE_FIX,
         )
@@ -126,7 +126,7 @@ def decode(data: bytes, name: str) -> str:
         line = data.count(b"\n", 0, exc.start) + 1
         col = exc.start - (data.rfind(b"\n", 0, exc.start) + 1) + 1
         raise ScenarioError(
-            Where(name, line, col),
+            Position(name, line, col),
             f"byte 0x{data[exc.start]:02x} is not valid UTF-8",
             "save the file as UTF-8",
         ) from None
@@ -159,7 +159,7 @@ def compose(text: str, name: str) -> MappingNode:
         line = text.count("\n", 0, exc.position) + 1
         col = exc.position - (text.rfind("\n", 0, exc.position) + 1) + 1
         raise ScenarioError(
-            Where(name, line, col),
+            Position(name, line, col),
             f"character U+{exc.character:04X} is not allowed in YAML",
             "remove control characters from the file",
         ) from None
@@ -168,7 +168,7 @@ def compose(text: str, name: str) -> MappingNode:
             loader.dispose()
     if node is None:
         raise ScenarioError(
-            Where(name, 1, 1),
+            Position(name, 1, 1),
             "the file is empty",
             f"a scenario needs at least 'name', 'topology' and 'steps'; {HELP}",
         )

@@ -18,7 +18,7 @@ from vlab.options import BRIDGE_OPTIONS as CORE_BRIDGE_OPTIONS
 from vlab.options import PORT_OPTIONS as CORE_PORT_OPTIONS
 from vlab.options import PORT_STATES, Option, encode_bridge, encode_port
 from vlab.scenario.features import SYMBOLS
-from vlab.scenario.model import OptionValue
+from vlab.scenario.spec import OptionValue
 
 
 @dataclass(frozen=True)

@@ -17,7 +17,7 @@ from scapy.layers.inet6 import ICMPv6ND_NS, IPv6
 from scapy.layers.l2 import ARP
 from scapy.packet import Raw
 
-from vlab.scenario.model import (
+from vlab.scenario.spec import (
     Arp,
     Eapol,
     FrameSpec,
@@ -63,7 +63,7 @@ def solicited_node(target: str) -> str:
 
 
 def igmp_ip_dst(igmp: Igmp) -> str:
-    """Where an IGMP message is addressed, as hosts and routers send it."""
+    """Position an IGMP message is addressed, as hosts and routers send it."""
     if igmp.query is not None:
         return "224.0.0.1" if igmp.query == "0.0.0.0" else igmp.query
     if igmp.version == 3:

@@ -12,7 +12,7 @@ from typing import Any
 
 import yaml
 
-from vlab.scenario.model import (
+from vlab.scenario.spec import (
     Arp,
     BridgeSpec,
     Carrier,

@@ -10,7 +10,7 @@ import pytest
 from scapy.layers.l2 import Dot1Q, Ether
 
 from vlab.errors import LabError
-from vlab.model import BridgeModel, FdbEntry, NotModelled, ParsedFrame
+from vlab.reference.bridge import BridgeModel, LearnedEntry, NotModelled, ParsedFrame
 
 BR = "02:aa:00:00:00:01"  # the bridge's MAC: the lowest port MAC, as the kernel picks it
 PORT_MACS = {"vm1": BR, "vm2": "02:aa:00:00:00:02", "vm3": "02:aa:00:00:00:03"}
@@ -49,7 +49,7 @@ def others(*names: str) -> set[str]:
 def test_fact1_source_is_learnt_on_its_port(br: BridgeModel) -> None:
     br.deliver("vm1", frame(A, UNKNOWN))
     assert br.fdb() == {A: "vm1"}
-    assert br.entries()[A] == FdbEntry(port="vm1", updated=0.0, learned=True)
+    assert br.entries()[A] == LearnedEntry(port="vm1", updated=0.0, learned=True)
 
 
 def test_fact2_unknown_unicast_floods_to_all_but_ingress(br: BridgeModel) -> None:
@@ -387,7 +387,7 @@ def test_fact14_sticky_entry_does_not_move(br: BridgeModel) -> None:
 def test_fdb_add_replaces_and_stops_counting_as_learnt(br: BridgeModel) -> None:
     br.deliver("vm1", frame(A, UNKNOWN))
     br.fdb_add(A, "vm3")
-    assert br.entries()[A] == FdbEntry(port="vm3", updated=0.0, static=True, user=True)
+    assert br.entries()[A] == LearnedEntry(port="vm3", updated=0.0, static=True, user=True)
 
 
 def test_fdb_add_refuses_local_multicast_and_unknown_ports(br: BridgeModel) -> None:
@@ -728,7 +728,7 @@ def test_options_read_back_with_kernel_defaults(br: BridgeModel) -> None:
 
 def test_option_names_match_the_labs_option_table() -> None:
     options = pytest.importorskip("vlab.options")
-    from vlab import model as m
+    from vlab.reference import bridge as m
 
     assert set(m.BRIDGE_OPTIONS) == set(options.BRIDGE_OPTIONS)
     assert set(m.PORT_OPTIONS) == set(options.PORT_OPTIONS)
@@ -777,7 +777,7 @@ class FloodsPause(BridgeModel):
 
 
 class StaticDoesNotRoam(BridgeModel):
-    def entry_roams(self, entry: FdbEntry, port: str) -> bool:
+    def entry_roams(self, entry: LearnedEntry, port: str) -> bool:
         return super().entry_roams(entry, port) and not entry.static
 
 

@@ -15,7 +15,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Literal, TypeAlias
 
-from vlab.scenario.errors import Where
+from vlab.scenario.errors import Position
 
 OptionValue: TypeAlias = bool | int | float | str
 """A bridge or port option value in the friendly units of the public API (seconds, booleans)."""
@@ -204,7 +204,7 @@ class EndpointSpec:
     mac: str | None = None
     port: Options = ()
     mtu: int | None = None  # of the cable/tap; frames up to mtu + 14 (+ 4 tagged) can be sent
-    where: Where | None = field(default=None, compare=False, repr=False)
+    where: Position | None = field(default=None, compare=False, repr=False)
     ip: tuple[str, ...] = ()  # a host's addresses ("192.0.2.1/24"); hosts only
 
 
@@ -216,7 +216,7 @@ class FdbEntrySpec:
     at: str
     sticky: bool = False
     static: bool = True
-    where: Where | None = field(default=None, compare=False, repr=False)
+    where: Position | None = field(default=None, compare=False, repr=False)
 
 
 @dataclass(frozen=True)
@@ -229,7 +229,7 @@ class BridgeSpec:
     hosts: tuple[EndpointSpec, ...] = ()
     uplink: EndpointSpec | None = None
     fdb: tuple[FdbEntrySpec, ...] = ()
-    where: Where | None = field(default=None, compare=False, repr=False)
+    where: Position | None = field(default=None, compare=False, repr=False)
 
     def endpoints(self) -> tuple[EndpointSpec, ...]:
         """Every endpoint of this bridge in creation order."""
@@ -246,7 +246,7 @@ class Send:
     source: str
     frame: FrameRef
     note: str | None = None
-    where: Where | None = field(default=None, compare=False, repr=False)
+    where: Position | None = field(default=None, compare=False, repr=False)
 
 
 @dataclass(frozen=True)
@@ -262,7 +262,7 @@ class Expect:
     only: bool = False
     ignore: tuple[str, ...] = ()
     note: str | None = None
-    where: Where | None = field(default=None, compare=False, repr=False)
+    where: Position | None = field(default=None, compare=False, repr=False)
 
 
 @dataclass(frozen=True)
@@ -272,7 +272,7 @@ class ExpectNone:
     at: tuple[str, ...] = ()
     frame: FrameRef | None = None
     note: str | None = None
-    where: Where | None = field(default=None, compare=False, repr=False)
+    where: Position | None = field(default=None, compare=False, repr=False)
 
 
 FdbKind: TypeAlias = Literal["any", "learnt", "static", "sticky", "local", "locked"]
@@ -295,7 +295,7 @@ class Fdb:
     contains: tuple[FdbCheckEntry, ...] = ()
     lacks: tuple[FdbCheckEntry, ...] = ()
     note: str | None = None
-    where: Where | None = field(default=None, compare=False, repr=False)
+    where: Position | None = field(default=None, compare=False, repr=False)
 
 
 @dataclass(frozen=True)
@@ -304,7 +304,7 @@ class FdbAdd:
 
     entry: FdbEntrySpec
     note: str | None = None
-    where: Where | None = field(default=None, compare=False, repr=False)
+    where: Position | None = field(default=None, compare=False, repr=False)
 
 
 @dataclass(frozen=True)
@@ -314,7 +314,7 @@ class FdbDel:
     mac: str
     at: str
     note: str | None = None
-    where: Where | None = field(default=None, compare=False, repr=False)
+    where: Position | None = field(default=None, compare=False, repr=False)
 
 
 @dataclass(frozen=True)
@@ -323,7 +323,7 @@ class FdbFlush:
 
     bridge: str
     note: str | None = None
-    where: Where | None = field(default=None, compare=False, repr=False)
+    where: Position | None = field(default=None, compare=False, repr=False)
 
 
 @dataclass(frozen=True)
@@ -334,7 +334,7 @@ class SetBridge:
     options: Options
     rejected: bool = False
     note: str | None = None
-    where: Where | None = field(default=None, compare=False, repr=False)
+    where: Position | None = field(default=None, compare=False, repr=False)
 
 
 @dataclass(frozen=True)
@@ -345,7 +345,7 @@ class SetPort:
     options: Options
     rejected: bool = False
     note: str | None = None
-    where: Where | None = field(default=None, compare=False, repr=False)
+    where: Position | None = field(default=None, compare=False, repr=False)
 
 
 @dataclass(frozen=True)
@@ -355,7 +355,7 @@ class Carrier:
     at: str
     up: bool
     note: str | None = None
-    where: Where | None = field(default=None, compare=False, repr=False)
+    where: Position | None = field(default=None, compare=False, repr=False)
 
 
 @dataclass(frozen=True)
@@ -364,7 +364,7 @@ class Wait:
 
     seconds: float
     note: str | None = None
-    where: Where | None = field(default=None, compare=False, repr=False)
+    where: Position | None = field(default=None, compare=False, repr=False)
 
 
 @dataclass(frozen=True)
@@ -375,7 +375,7 @@ class Neigh:
     ip: str
     mac: str
     note: str | None = None
-    where: Where | None = field(default=None, compare=False, repr=False)
+    where: Position | None = field(default=None, compare=False, repr=False)
 
 
 Step: TypeAlias = (
@@ -422,7 +422,7 @@ class Scenario:
     skip: tuple[KernelRange, ...] = ()
     requires: tuple[str, ...] = ()
     frames: tuple[tuple[str, FrameSpec], ...] = ()
-    where: Where | None = field(default=None, compare=False, repr=False)
+    where: Position | None = field(default=None, compare=False, repr=False)
 
     def endpoints(self) -> dict[str, tuple[BridgeSpec, EndpointSpec]]:
         """Every endpoint by name, with the bridge it is cabled to, in creation order."""

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-from vlab.hostview.netlink import FdbEntry, Link
+from vlab.hostview.netlink import FdbRecord, Link
 
 __all__ = ["BridgeView", "Holder", "HostView", "Tap", "VmNic"]
 
@@ -54,7 +54,7 @@ class Tap:
 class BridgeView:
     link: Link
     ports: list[Link]
-    fdb: list[FdbEntry]
+    fdb: list[FdbRecord]
 
 
 @dataclass
@@ -65,7 +65,7 @@ class HostView:
     links: dict[int, Link]
     bridges: list[BridgeView]
     taps: dict[int, Tap]  # by ifindex
-    fdb: list[FdbEntry]
+    fdb: list[FdbRecord]
     notes: list[str] = field(default_factory=list)
 
     def link_name(self, index: int) -> str:
