@@ -246,6 +246,7 @@ class Lab:
 
     def _expose_switch(self) -> None:
         """Before a test looks into the switch namespace, a dormant bridge must be gone."""
+        self._switch.ns.touched = True  # whatever the test does there, the pool checks it all
         if self._shell is not None and self._shell.dormant:
             nspool.discard_dormant(self._shell)
 
@@ -788,6 +789,8 @@ class Lab:
     def spawn(self, node: str, argv: list[str]) -> programs.Program:
         """Start a background program in a lab namespace; it dies with the lab (even when the
         test process is killed), and its output goes into the failure report."""
+        if node == "switch":
+            self._expose_switch()
         space = self._spaces.get(node) if isinstance(node, str) else None
         if space is None:
             raise LabError(f"unknown node {node!r}; nodes of this lab: {', '.join(self._spaces)}")
