@@ -551,6 +551,29 @@ def enabled() -> bool:
     return _pool.enabled
 
 
+def empty(timeout: float = 30.0) -> bool:
+    """Drop every pooled namespace, once every reset in progress has ended.
+
+    Run at the end of a pytest session (the plugin does), and before checking that closed labs
+    left no namespace, fd or thread behind: the pool holds namespaces on purpose. False if a
+    reset did not end within ``timeout``.
+    """
+    done = _pool.drain(timeout)
+    while (shell := _pool.take()) is not None:
+        shell.close()
+    return done
+
+
+def configure(setting: str | None) -> None:
+    """Reuse on or off from a pytest ini value or the environment, the environment winning.
+
+    ``VLAB_REUSE_NAMESPACES=0`` (or ``vlab_reuse_namespaces = false``) turns it off; the
+    plugin turns it on for ``pytest --vlab`` sessions, where the pool is emptied at the end.
+    """
+    value = os.environ.get("VLAB_REUSE_NAMESPACES", setting or "1").strip().lower()
+    _pool.enabled = value not in ("", "0", "false", "no", "off")
+
+
 def take(quiet: bool) -> _Shell | None:
     """A verified switch namespace with a dormant bridge, or None (then make a fresh one)."""
     if not quiet or not _pool.enabled:

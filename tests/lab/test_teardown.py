@@ -10,7 +10,7 @@ import threading
 import pytest
 from scapy.layers.l2 import Ether
 
-from vlab import Lab, LabError, reaper
+from vlab import Lab, LabError, nspool, reaper
 
 pytestmark = pytest.mark.vlab
 
@@ -28,7 +28,13 @@ def net_namespaces_held() -> set[str]:
     return held
 
 
+def released() -> bool:
+    """Sockets closed and the pool of switch namespaces emptied: what a closed lab leaves."""
+    return nspool.empty() and reaper.drain()
+
+
 def own_fds() -> set[str]:
+    nspool.empty()  # the pool holds closed labs' switch namespaces on purpose
     reaper.drain()  # sockets of earlier labs may still be on their way to being closed
     return set(os.listdir("/proc/self/fd"))
 
@@ -55,12 +61,12 @@ def test_closed_lab_leaves_no_namespace_fd_or_link() -> None:
         mine = lab_namespaces(lab)
         assert len(mine) == 3  # switch, h1, upstream
         assert mine <= net_namespaces_held()
-    assert reaper.drain()
+    assert released()
     assert not mine & net_namespaces_held()
     assert own_fds() == fds_before
     assert set(socket.if_nameindex()) == links_before
-    # at most the reaper's threads, started once per process
-    assert threading.active_count() <= threads_before + reaper.THREADS
+    # at most the reaper's and the pool's threads, started once per process
+    assert threading.active_count() <= threads_before + reaper.THREADS + nspool.RESETTERS
 
 
 def test_exception_inside_the_lab_still_tears_down() -> None:
@@ -69,7 +75,7 @@ def test_exception_inside_the_lab_still_tears_down() -> None:
         build(lab)
         mine = lab_namespaces(lab)
         raise RuntimeError("boom")
-    assert reaper.drain()
+    assert released()
     assert not mine & net_namespaces_held()
     assert own_fds() == fds_before
 
@@ -81,7 +87,7 @@ def test_bad_input_midway_leaves_no_half_lab() -> None:
         lab.vm("vm1", bridge=br)
         mine = lab_namespaces(lab)
         lab.host("h1", bridge=br, mac="not-a-mac")
-    assert reaper.drain()
+    assert released()
     assert not mine & net_namespaces_held()
     assert own_fds() == fds_before
 
@@ -90,10 +96,10 @@ def test_many_labs_do_not_grow_fds() -> None:
     for _ in range(3):  # warm-up: the reaper thread, scapy's lazy imports
         with Lab() as lab:
             build(lab)
-    reaper.drain()
+    released()
     fds_before = len(own_fds())
     for _ in range(30):
         with Lab() as lab:
             build(lab)
-    assert reaper.drain()
+    assert released()
     assert len(own_fds()) == fds_before
