@@ -159,8 +159,8 @@ def _links(rtnl: Rtnl) -> list[object]:
 def _vlans(rtnl: Rtnl) -> list[tuple[int, bytes]]:
     """Every link's VLAN list (``bridge vlan show``: AF_BRIDGE with RTEXT_FILTER_BRVLAN).
 
-    A plain link dump leaves them out, and turning VLAN filtering off keeps them: a VLAN added
-    to the bridge device itself would otherwise outlive its lab.
+    A plain link dump leaves them out: a VLAN added to the bridge device itself would otherwise
+    go unseen by the check.
     """
     body = _IFINFO.pack(7, 0, 0, 0, 0) + nla(29, struct.pack("=I", 1 << 1))  # IFLA_EXT_MASK
     out = []

@@ -15,10 +15,28 @@ from vlab import Lab, LabError, nspool, reaper
 pytestmark = pytest.mark.vlab
 
 
+def _ours() -> list[str]:
+    """This process and its children: namespace numbers are reused at once, and other
+    processes on this machine (other test workers) make namespaces all the time."""
+    pids = ["self"]
+    for stat in glob.glob("/proc/[0-9]*/stat"):
+        try:
+            with open(stat) as fh:
+                ppid = int(fh.read().rsplit(")", 1)[1].split()[1])
+        except (OSError, ValueError, IndexError):
+            continue
+        if ppid == os.getpid():
+            pids.append(stat.split("/")[2])
+    return pids
+
+
 def net_namespaces_held() -> set[str]:
-    """Every network namespace some process of this machine references (fd or thread)."""
+    """Every network namespace this process or a child of it references (fd or thread)."""
     held = set()
-    for path in glob.glob("/proc/[0-9]*/fd/*") + glob.glob("/proc/[0-9]*/task/*/ns/net"):
+    paths = []
+    for pid in _ours():
+        paths += glob.glob(f"/proc/{pid}/fd/*") + glob.glob(f"/proc/{pid}/task/*/ns/net")
+    for path in paths:
         try:
             target = os.readlink(path)
         except OSError:
