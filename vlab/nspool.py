@@ -47,7 +47,7 @@ from typing import Any, Protocol
 from vlab import reaper
 from vlab.netns import NetNS
 from vlab.rtnl import (
-    _IFINFO,
+    IFINFO,
     IFLA_INFO_DATA,
     IFLA_INFO_KIND,
     IFLA_LINKINFO,
@@ -138,15 +138,15 @@ def _strip(body: bytes, head: int, volatile: Iterable[int]) -> bytes:
 
 def _links(rtnl: Rtnl) -> list[object]:
     out: list[object] = []
-    for body in rtnl.dump(18, _IFINFO.pack(0, 0, 0, 0, 0)):
-        top = attrs(body, _IFINFO.size)
+    for body in rtnl.dump(18, IFINFO.pack(0, 0, 0, 0, 0)):
+        top = attrs(body, IFINFO.size)
         info = attrs(top.get(IFLA_LINKINFO, b""))
         data = attrs(info.get(IFLA_INFO_DATA, b""))
         spec = attrs(top.get(26, b""))
         inet6 = attrs(spec.get(10, b""))  # AF_INET6: only the address generation mode, token
         out.append(
             (
-                _strip(body, _IFINFO.size, _VOLATILE_LINK),
+                _strip(body, IFINFO.size, _VOLATILE_LINK),
                 info.get(IFLA_INFO_KIND, b""),
                 sorted((k, v) for k, v in data.items() if k not in _VOLATILE_BRIDGE),
                 inet6.get(8, b""),
@@ -162,11 +162,11 @@ def _vlans(rtnl: Rtnl) -> list[tuple[int, bytes]]:
     A plain link dump leaves them out: a VLAN added to the bridge device itself would otherwise
     go unseen by the check.
     """
-    body = _IFINFO.pack(7, 0, 0, 0, 0) + nla(29, struct.pack("=I", 1 << 1))  # IFLA_EXT_MASK
+    body = IFINFO.pack(7, 0, 0, 0, 0) + nla(29, struct.pack("=I", 1 << 1))  # IFLA_EXT_MASK
     out = []
     for msg in rtnl.dump(18, body):
         index = struct.unpack_from("=i", msg, 4)[0]
-        out.append((index, attrs(msg, _IFINFO.size).get(26, b"")))  # IFLA_AF_SPEC
+        out.append((index, attrs(msg, IFINFO.size).get(26, b"")))  # IFLA_AF_SPEC
     return sorted(out)
 
 
@@ -347,11 +347,11 @@ class _Shell:
                 length, kind = struct.unpack_from("=IH", data, offset)
                 body = data[offset + 16 : offset + length]
                 offset += (length + 3) & ~3
-                if kind != 16 or len(body) < _IFINFO.size:  # RTM_NEWLINK
+                if kind != 16 or len(body) < IFINFO.size:  # RTM_NEWLINK
                     continue
                 if struct.unpack_from("=i", body, 4)[0] != BRIDGE_INDEX:
                     continue
-                mtu = attrs(body, _IFINFO.size).get(IFLA_MTU)
+                mtu = attrs(body, IFINFO.size).get(IFLA_MTU)
                 if mtu is not None and mtu != default:
                     changed = True
 
@@ -493,8 +493,7 @@ class Pool:
             try:
                 rtnl.request(
                     16,
-                    _IFINFO.pack(0, 0, index, 0, 0)
-                    + nla(IFLA_GROUP, struct.pack("=I", PORT_GROUP)),
+                    IFINFO.pack(0, 0, index, 0, 0) + nla(IFLA_GROUP, struct.pack("=I", PORT_GROUP)),
                 )
                 grouped += 1
             except OSError as exc:
@@ -505,7 +504,7 @@ class Pool:
             try:
                 rtnl.request(
                     RTM_DELLINK,
-                    _IFINFO.pack(0, 0, 0, 0, 0) + nla(IFLA_GROUP, struct.pack("=I", PORT_GROUP)),
+                    IFINFO.pack(0, 0, 0, 0, 0) + nla(IFLA_GROUP, struct.pack("=I", PORT_GROUP)),
                 )
             except OSError as exc:
                 if exc.errno != errno.ENODEV:  # the group emptied itself meanwhile
@@ -609,7 +608,7 @@ def adopt(shell: _Shell, name: str, mac: str, data: bytes, mtu: int | None) -> b
 def discard_dormant(shell: _Shell) -> None:
     """Delete the dormant bridge (synchronously: it waits for the barrier this module avoids)."""
     shell.dormant = False
-    shell.space.rtnl.request(RTM_DELLINK, _IFINFO.pack(0, 0, BRIDGE_INDEX, 0, 0))
+    shell.space.rtnl.request(RTM_DELLINK, IFINFO.pack(0, 0, BRIDGE_INDEX, 0, 0))
 
 
 def give(shell: _Shell, factory: Any) -> None:
