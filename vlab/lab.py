@@ -254,7 +254,7 @@ class Lab(Builder):
 
     def _expose_switch(self) -> None:
         """Before a test looks into the switch namespace, a dormant bridge must be gone."""
-        self._switch.ns.touched = True  # whatever the test does there, the pool checks it all
+        self.switch.ns.touched = True  # whatever the test does there, the pool checks it all
         if self._shell is not None and self._shell.dormant:
             nspool.discard_dormant(self._shell)
 

@@ -42,12 +42,19 @@ def softnet() -> tuple[int, int]:
     every frame any device of the host received, lab or not, so it only moves forward.
     """
     processed = backlog = 0
-    with open(SOFTNET, "rb") as fh:
-        for line in fh.read().split(b"\n"):
-            cols = line.split()
-            if len(cols) > 11:
-                processed += int(cols[0], 16)
-                backlog += int(cols[11], 16)
+    fd = os.open(SOFTNET, os.O_RDONLY | os.O_CLOEXEC)  # no buffered file object: ~5 µs less
+    try:
+        data = chunk = os.read(fd, 1 << 16)
+        while len(chunk) == 1 << 16:  # thousands of CPUs
+            chunk = os.read(fd, 1 << 16)
+            data += chunk
+    finally:
+        os.close(fd)
+    for line in data.split(b"\n"):
+        cols = line.split()
+        if len(cols) > 11:
+            processed += int(cols[0], 16)
+            backlog += int(cols[11], 16)
     return processed, backlog
 
 
@@ -175,10 +182,15 @@ def wait_readable(fds: Sequence[int], timeout: float) -> None:
     poller.poll(max(0.0, timeout) * 1000)
 
 
-def queued(watches: Iterable[QdiscWatch]) -> list[str]:
-    """Human-readable list of kernel queues that still hold frames (empty when none)."""
+def queued(watches: Iterable[QdiscWatch], backlog: int | None = None) -> list[str]:
+    """Human-readable list of kernel queues that still hold frames (empty when none).
+
+    ``backlog``: the CPU input backlog if the caller has just read softnet_stat (one read of
+    it costs tens of microseconds; a settle round needs it once, not twice).
+    """
     busy = [line for watch in watches for line in watch.busy()]
-    backlog = softnet_backlog()
+    if backlog is None:
+        backlog = softnet_backlog()
     if backlog:
         busy.append(f"CPU input backlog: {backlog}")
     return busy
@@ -203,10 +215,13 @@ def settle(
     """
     deadline = time.monotonic() + timeout
     previous: bytes | None = None
+    # What has already arrived (most often the frame just sent) is taken first: a round that
+    # drains something throws its counter dumps away, and this read costs one poll.
+    drain()
     while True:
-        processed = softnet()[0]
+        processed, backlog = softnet()  # before the counters, as Quiet wants
         counters = b"".join(w.counters() for w in watches)
-        busy = queued(watches)
+        busy = queued(watches, backlog)
         got = drain()
         if not busy and not got:
             if counters == previous:
