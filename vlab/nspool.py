@@ -22,8 +22,11 @@ bridge for its first ``lab.bridge()`` with one request carrying the same attribu
 would; a lab that looks into its switch namespace before it has a bridge gets the dormant
 bridge deleted first.
 
-What a reused namespace cannot hide, and why reuse is opt-in (``VLAB_REUSE_NAMESPACES=1``, or
-``nspool.pool().enabled = True``): the bridge's packet and carrier-change counters (the kernel
+Where it is on: in ``pytest --vlab`` sessions (the plugin calls :func:`configure`; off with
+``VLAB_REUSE_NAMESPACES=0`` or the ini option ``vlab_reuse_namespaces = false``), and emptied at
+the session's end (:func:`empty`). Elsewhere (scripts, ``vlab up``) a closed lab leaves nothing
+held, as before, unless ``VLAB_REUSE_NAMESPACES=1``. What a reused namespace cannot hide: the
+bridge's packet and carrier-change counters (the kernel
 cannot zero them; vlab itself only compares counters as deltas), the ifindex numbers the kernel
 hands to new links (a per-namespace cursor that only moves forward: a reused namespace's taps are
 numbered after the previous lab's; vlab gives veths explicit ifindexes and reads taps' back, so
@@ -388,8 +391,8 @@ class Pool:
         self.in_flight = 0  # handed over, not yet reused or dropped
         self.stats = {"reused": 0, "discarded": 0, "taken": 0}
         self.last_discard: list[str] = []
-        # Opt-in (VLAB_REUSE_NAMESPACES=1): a closed lab's switch namespace stays held by this
-        # process until it is reused, which "a closed lab leaves no namespace" checks would see.
+        # Off outside pytest --vlab unless VLAB_REUSE_NAMESPACES=1: a closed lab's switch
+        # namespace stays held by this process until it is reused or the pool is emptied.
         self.enabled = os.environ.get("VLAB_REUSE_NAMESPACES", "").strip() not in ("", "0")
 
     def _ensure_threads(self) -> None:
@@ -546,7 +549,7 @@ def pool() -> Pool:
 
 
 def enabled() -> bool:
-    """Whether closed labs' switch namespaces go to the pool (opt-in, see the module doc)."""
+    """Whether closed labs' switch namespaces go to the pool (see the module doc for where)."""
     return _pool.enabled
 
 
