@@ -260,6 +260,11 @@ class Bridge:
                 )
             port = self.ports.get(endpoint.port)
             if port is None or port.endpoint is not endpoint:
+                if endpoint.bridge is None:
+                    raise LabError(
+                        f"{endpoint.kind} {endpoint.name} is cabled to no bridge: it has no "
+                        f"port on {self.name}"
+                    )
                 raise LabError(
                     f"{endpoint.kind} {endpoint.name} is cabled to {endpoint.bridge.name}, not to "
                     f"{self.name}: use {endpoint.bridge.name}.port({endpoint.name})"

@@ -34,6 +34,7 @@ if TYPE_CHECKING:
     from vlab.qemu import GuestResult, QemuGuest
     from vlab.rtnl import Rtnl
     from vlab.stats import LinkStats
+    from vlab.unbridged import Interface
 
 PCAP_KEEP = 50_000  # frames kept per endpoint for the failure pcap
 WAIT_SLICE = 0.05  # longest select() in expect: a close or a guest's death is noticed this soon
@@ -79,14 +80,17 @@ class Endpoint:
 
     kind = "endpoint"
 
+    bridge: Bridge | None  # None: an endpoint in no bridge (see vlab.unbridged)
+
     def __init__(
-        self, lab: Lab, name: str, mac: str, port: str, bridge: Bridge, io: FrameIO
+        self, lab: Lab, name: str, mac: str, port: str, bridge: Bridge | None, io: FrameIO
     ) -> None:
         self.lab = lab
         self.name = name
         self.mac = mac
         self.port = port
         self.bridge = bridge
+        self._switch_index = 0  # in no bridge: the switch namespace's link its frames cross
         self._io = io
         self._pending: list[Record] = []
         self._log: collections.deque[tuple[int, bool, bytes]] = collections.deque(maxlen=PCAP_KEEP)
@@ -98,6 +102,22 @@ class Endpoint:
     @property
     def _guard(self) -> LabGuard:
         return self.lab._guard
+
+    @property
+    def location(self) -> str:
+        """Where this endpoint is cabled, for messages: ``port vnet0 on br0``, or for an
+        endpoint in no bridge ``veth0, in no bridge``."""
+        if self.bridge is None:
+            return f"{self.port}, in no bridge"
+        return f"port {self.port} on {self.bridge.name}"
+
+    def _switch_link(self) -> int:
+        """The switch namespace's link this endpoint's frames cross: its bridge port (the
+        bridge device itself for ``br.local``), or its standalone interface in no bridge."""
+        if self.bridge is None:
+            return self._switch_index
+        port = self.bridge.ports.get(self.port)
+        return port.index if port is not None else self.bridge.index
 
     def _detach(self) -> None:
         """At the lab's close: let go of the fds (closed by the lab) so none is used again."""
@@ -251,8 +271,8 @@ class Endpoint:
         self._check_alive()
         self._set_carrier(up)
         self.carrier = up
-        port = self.bridge.port(self)
-        self.lab._sync_link(port.index, port.name, up)
+        bridged = self.bridge is not None
+        self.lab._sync_link(self._switch_link(), self.port if bridged else None, up)
         self.lab._topology_changed()
 
     def _set_carrier(self, up: bool) -> None:
@@ -260,7 +280,7 @@ class Endpoint:
 
     def describe(self) -> str:
         """One line saying what this endpoint is and where it is cabled (used in reports)."""
-        return f"{self.kind} {self.name} mac {self.mac} on {self.bridge.name} port {self.port}"
+        return f"{self.kind} {self.name} mac {self.mac} on {self.location}"
 
     def __repr__(self) -> str:
         return f"<{type(self).__name__} {self.name} {self.mac} port={self.port}>"
@@ -316,6 +336,7 @@ class VM(Endpoint):
     """An emulated VM: vlab holds the tap fd, exactly what QEMU's ``-netdev tap,fd=N`` holds."""
 
     kind = "vm"
+    bridge: Bridge  # a tap is always a bridge port
 
     def __init__(
         self,
@@ -422,6 +443,18 @@ class Host(_NamespacedEndpoint):
     kind = "host"
 
     @property
+    def peer(self) -> Interface:
+        """The other end of this host's veth when the host is in no bridge
+        (``lab.host(name, bridge=None)``): an interface endpoint of the switch namespace."""
+        found = self.lab.endpoints.get(f"{self.name}.peer")
+        if self.bridge is not None or found is None:
+            raise LabError(
+                f"host {self.name} is cabled to a bridge: the other end of its veth is port "
+                f"{self.port} (br.port(host)); lab.host(name, bridge=None) makes a peer"
+            )
+        return found  # type: ignore[return-value]
+
+    @property
     def _rtnl(self) -> Rtnl:
         return self.lab._spaces[self.ns.name].rtnl
 
@@ -468,6 +501,11 @@ class Host(_NamespacedEndpoint):
 
     def describe(self) -> str:
         """One line: the host's interface and MAC, and the veth port it is cabled to."""
+        if self.bridge is None:
+            return (
+                f"host {self.name}: {self.ifname} {self.mac} == veth ==> {self.port} (interface"
+                f" {self.name}.peer), in no bridge"
+            )
         return (
             f"host {self.name}: {self.ifname} {self.mac} == veth ==> {self.port}"
             f" on {self.bridge.name}"
@@ -478,6 +516,7 @@ class Uplink(_NamespacedEndpoint):
     """The bridge's uplink: the pNIC port, its far end standing for the physical network."""
 
     kind = "uplink"
+    bridge: Bridge  # the pNIC is always a bridge port
 
     def describe(self) -> str:
         """One line: the bridge port, and the far end in the upstream namespace."""

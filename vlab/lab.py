@@ -411,7 +411,7 @@ class Lab:
     def host(
         self,
         name: str,
-        bridge: Bridge | str,
+        bridge: Bridge | str | None,
         mac: str | None = None,
         mtu: int | None = None,
         ip: str | list[str] | None = None,
@@ -421,18 +421,28 @@ class Lab:
 
         ``ip="192.0.2.1/24"`` (or a list, IPv4 and IPv6) gives eth0 addresses; ``ipv6=True``
         or IPv6 addresses turn IPv6 on in this host alone (see :mod:`vlab.ip`).
+        ``bridge=None``: the veth's other end stays an interface of the switch namespace in no
+        bridge, an endpoint of its own, ``host.peer`` (see :mod:`vlab.unbridged`).
         """
+        from vlab import unbridged
+
         self._check_name(name, "host")
-        br = self._bridge(bridge)
+        br = self._bridge(bridge) if bridge is not None else None
+        if br is None and unbridged.peer_name(name) in self.endpoints:
+            raise LabError(f"host name {name!r}: {unbridged.peer_name(name)} is already used")
         mtu = self._endpoint_mtu("host", name, mtu)
         mac = self._endpoint_mac("host", name, mac, "02")
         ips = iplib.interfaces(ip, f"host {name} ip")
         want6, ips6 = iplib.ipv6_request(ipv6, f"host {name}")
-        self._check_room(br, f"host {name}")
+        if br is not None:
+            self._check_room(br, f"host {name}")
         with self._rollback():
             space = self._space(name)
             port = self._next("veth")
-            ep = self._cable(Host, name, br, port, space, "eth0", mac, mtu)
+            if br is None:
+                ep: Endpoint = unbridged.cable_lone_host(self, name, port, space, mac, mtu)
+            else:
+                ep = self._cable(Host, name, br, port, space, "eth0", mac, mtu)
             assert isinstance(ep, Host)
             iplib.configure_host(space.ns, space.rtnl, "eth0", ep.ifindex, ips + ips6, want6)
         return ep  # type: ignore[return-value]
@@ -649,7 +659,9 @@ class Lab:
             space = self._spaces["upstream" if isinstance(ep, Uplink) else ep.name]
             if not _link_ready(space.links, ep.ifindex, False):
                 missing.append(f"{ep.name}'s {ep.ifname} is not up")
-        return missing
+        from vlab.unbridged import not_ready
+
+        return missing + not_ready(self)
 
     # --- observing -------------------------------------------------------------------------
 
@@ -728,14 +740,11 @@ class Lab:
         return None
 
     def describe(self) -> str:
-        """The lab as text: bridges, their ports and what is cabled to each."""
-        lines = [f"lab {self.name}"]
-        for br in self.bridges.values():
-            lines.append(f"  bridge {br.name} mac {br.mac}")
-            for port in br.ports.values():
-                if port.endpoint is not None:
-                    lines.append(f"    {port.name:<8} {port.endpoint.describe()}")
-        return "\n".join(lines)
+        """The lab as text: bridges, their ports (those vlab did not make too) and what is
+        cabled to each, and the endpoints in no bridge (see :mod:`vlab.topology`)."""
+        from vlab import topology
+
+        return topology.describe(self)
 
     @guarded
     def fdb_text(self) -> str:

@@ -13,15 +13,39 @@ from typing import TYPE_CHECKING
 from vlab.capture import PacketPort
 from vlab.endpoints import Endpoint
 from vlab.errors import LabError
+from vlab.rxfilter import ReceiveFilter
 
 if TYPE_CHECKING:
     from vlab.bridge import Bridge
+    from vlab.lab import _Namespace
 
 
-class BridgeLocal(Endpoint):
-    """``br.local``: the bridge device as an endpoint (``.send``, ``.expect``, ``.frames``)."""
+class BridgeLocal(ReceiveFilter, Endpoint):
+    """``br.local``: the bridge device as an endpoint (``.send``, ``.expect``, ``.frames``), with
+    its receive filter (``join``, ``set_promisc``, ``add_mac``...: see :mod:`vlab.rxfilter`)."""
 
     kind = "bridge device"
+    bridge: Bridge  # the bridge it is the device of
+
+    @property
+    def location(self) -> str:
+        """The bridge device itself, for messages."""
+        return f"the bridge device {self.bridge.name}"
+
+    def _rx_target(self) -> tuple[_Namespace, int, str]:
+        return self.lab._switch, self.bridge.index, self.bridge.name
+
+    def _rx_enable_ipv6(self) -> None:
+        if not self.bridge._ipv6:
+            self.bridge._enable_ipv6()
+
+    def add_address(self, address: str) -> None:
+        """``ip addr add ADDRESS/LEN dev BR``: the same as ``br.add_address``."""
+        self.bridge.add_address(address)
+
+    def addresses(self) -> list[str]:
+        """The bridge device's addresses, as ``br.addresses()``."""
+        return self.bridge.addresses()
 
     def _set_carrier(self, up: bool) -> None:
         raise LabError(
@@ -30,6 +54,7 @@ class BridgeLocal(Endpoint):
         )
 
     def describe(self) -> str:
+        """One line: which bridge's device this is, and its MAC."""
         return f"bridge device {self.bridge.name} (mac {self.mac}) as an endpoint"
 
 

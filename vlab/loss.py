@@ -70,8 +70,7 @@ class Loss:
 
 def _port_index(ep: Endpoint) -> int:
     """The bridge-side link of ``ep``: its port, or the bridge device for ``br.local``."""
-    port = ep.bridge.ports.get(ep.port)
-    return port.index if port is not None else ep.bridge.index
+    return ep._switch_link()
 
 
 def _space_of(ep: Endpoint) -> _Namespace | None:
@@ -97,7 +96,7 @@ def measure(ep: Endpoint, links: bool, fresh: bool) -> dict[str, int]:
         out["socket"] = drops()
     if links:
         lab = ep.lab
-        index = ep.bridge.port(ep).index
+        index = _port_index(ep)
         out["port"] = _counter(lab._switch, index, _TX_DROPPED, fresh)
         if ep.kind != "vm":  # a tap hands a VM's frames to the bridge synchronously: no queue
             space = _space_of(ep)
@@ -107,7 +106,7 @@ def measure(ep: Endpoint, links: bool, fresh: bool) -> dict[str, int]:
 
 
 def _describe(ep: Endpoint, kind: str, count: int) -> Loss:
-    port, br = ep.port, ep.bridge.name
+    port, br = ep.port, ep.bridge.name if ep.bridge is not None else "no bridge"
     ifname = getattr(ep, "ifname", port)
     drain = "read it during the flood (expect()/frames() between batches), or send in batches"
     if kind == "socket":

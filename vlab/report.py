@@ -70,8 +70,7 @@ def missing_frame(
     lab: Lab, ep: Endpoint, mask: Mask, timeout: float, lost: list[Loss] | None = None
 ) -> str:
     lines = [
-        f"{ep.name} (port {ep.port} on {ep.bridge.name}) did not receive the expected frame "
-        f"within {timeout:g} s",
+        f"{ep.name} ({ep.location}) did not receive the expected frame within {timeout:g} s",
         f"expected ({mask.describe()}):",
         f"  {summary(mask.expected_bytes)}",
     ]
@@ -141,7 +140,7 @@ def wrong_delivery(
     ]
     for ep in missed:
         lines.append(
-            f"missing at {ep.name} (port {ep.port} on {ep.bridge.name}): not received within "
+            f"missing at {ep.name} ({ep.location}): not received within "
             f"{timeout:g} s; {len(ep._pending)} other frame(s) arrived there"
         )
         ranked = sorted(ep._pending, key=lambda r: closeness(mask, r[1]))
@@ -149,10 +148,7 @@ def wrong_delivery(
     for name, records in extra.items():
         ep = lab.endpoints[name]
         also = " (again: a second copy)" if ep in at else ""
-        lines.append(
-            f"unexpected at {name} (port {ep.port} on {ep.bridge.name}){also}: "
-            f"{len(records)} copy(ies)"
-        )
+        lines.append(f"unexpected at {name} ({ep.location}){also}: {len(records)} copy(ies)")
     lines.append(_artifact_line(lab))
     return "\n".join(lines)
 

@@ -72,7 +72,7 @@ def endpoint_stats(ep: Endpoint) -> LinkStats:
     """The endpoint's own NIC's counters (rx: what the endpoint received)."""
     lab = ep.lab
     lab._check_open()
-    if ep.kind == "vm":
+    if ep.kind == "vm" and ep.bridge is not None:
         return port_stats(ep.bridge.port(ep)).swapped()
     ns = getattr(ep, "ns", None)
     space = next((s for s in lab._spaces.values() if s.ns is ns), None)
