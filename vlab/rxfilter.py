@@ -40,6 +40,7 @@ if TYPE_CHECKING:
 IFF_PROMISC, IFF_ALLMULTI = 0x100, 0x200
 IFLA_LINK, IFLA_PROMISCUITY = 5, 30
 IFLA_MACVLAN_MODE, MACVLAN_MODE_PRIVATE = 1, 1
+SOL_PACKET, PACKET_ADD_MEMBERSHIP, PACKET_MR_MULTICAST = 263, 1, 0
 
 
 @dataclass(frozen=True)
@@ -199,26 +200,26 @@ class ReceiveFilter:
 
     @guarded
     def join(self, group: str) -> None:
-        """Join an IPv4 or IPv6 multicast ``group`` on this interface (as ``mreceive`` does):
-        its MAC goes on the device's multicast list and the stack reports the membership."""
-        addr = _group(group, f"{self.name} join")
-        key = str(addr)
+        """Join ``group`` on this interface: an IPv4 or IPv6 group as ``mreceive`` does (its MAC
+        goes on the device's multicast list and the stack reports the membership), or a
+        multicast MAC as ``ip maddress add`` does (the list only, no report)."""
+        key, family, mreq = self._membership(group, "join")
         joined = self._rx_memberships()
         if key in joined:
             raise LabError(f"{self.name}: {key} is already joined; leave() it first")
-        space, index, ifname = self._rx_target()
-        if addr.version == 6:
+        space, _index, ifname = self._rx_target()
+        if family == socket.AF_INET6:
             self._rx_enable_ipv6()
-        family = socket.AF_INET6 if addr.version == 6 else socket.AF_INET
+        level, option = {  # by address family
+            socket.AF_INET: (socket.IPPROTO_IP, socket.IP_ADD_MEMBERSHIP),
+            socket.AF_INET6: (socket.IPPROTO_IPV6, socket.IPV6_JOIN_GROUP),
+            socket.AF_PACKET: (SOL_PACKET, PACKET_ADD_MEMBERSHIP),
+        }[socket.AddressFamily(family)]
+        kind = socket.SOCK_RAW if family == socket.AF_PACKET else socket.SOCK_DGRAM
         with space.ns.entered():
-            sock = socket.socket(family, socket.SOCK_DGRAM | socket.SOCK_CLOEXEC)
+            sock = socket.socket(family, kind | socket.SOCK_CLOEXEC, 0)
         try:
-            if addr.version == 4:
-                mreq = addr.packed + bytes(4) + struct.pack("=i", index)  # struct ip_mreqn
-                sock.setsockopt(socket.IPPROTO_IP, socket.IP_ADD_MEMBERSHIP, mreq)
-            else:
-                mreq = addr.packed + struct.pack("=I", index)  # struct ipv6_mreq
-                sock.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_JOIN_GROUP, mreq)
+            sock.setsockopt(level, option, mreq)
         except OSError as exc:
             sock.close()
             raise LabError(f"{self.name}: cannot join {key} on {ifname}: {exc.strerror}") from None
@@ -226,10 +227,24 @@ class ReceiveFilter:
         joined[key] = member
         self.lab._sockets.append(member)  # type: ignore[arg-type]  # closed with the lab
 
+    def _membership(self, group: object, what: str) -> tuple[str, int, bytes]:
+        """(key, address family, the membership request) for an IP group or multicast MAC."""
+        _space, index, _ifname = self._rx_target()
+        if isinstance(group, str) and group.count(":") == 5 and "::" not in group:
+            mac = normalize_mac(group, f"{self.name} {what}")
+            if not int(mac[:2], 16) & 1:
+                raise LabError(f"{self.name} {what}: {mac} is not a multicast MAC")
+            mreq = struct.pack("=iHH8s", index, PACKET_MR_MULTICAST, 6, nl.mac_bytes(mac))
+            return mac, socket.AF_PACKET, mreq
+        addr = _group(group, f"{self.name} {what}")
+        if addr.version == 4:  # struct ip_mreqn
+            return str(addr), socket.AF_INET, addr.packed + bytes(4) + struct.pack("=i", index)
+        return str(addr), socket.AF_INET6, addr.packed + struct.pack("=I", index)
+
     @guarded
     def leave(self, group: str) -> None:
-        """Leave a group joined with :meth:`join`."""
-        key = str(_group(group, f"{self.name} leave"))
+        """Leave a group (or multicast MAC) joined with :meth:`join`."""
+        key = self._membership(group, "leave")[0]
         member = self._rx_memberships().pop(key, None)
         if member is None:
             raise LabError(f"{self.name}: {key} is not joined here")

@@ -50,7 +50,7 @@ def test_timers_count_since_update_and_use(lab: Lab) -> None:
     assert entry.used < 0.2  # but a frame was forwarded to it just now
 
 
-def test_ports_vlab_did_not_make_are_in_fdb_and_where(lab: Lab) -> None:
+def test_ports_vlab_did_not_make_are_in_fdb_where_and_the_report(lab: Lab, tmp_path) -> None:  # type: ignore[no-untyped-def]
     br = lab.bridge("br0")
     vm = lab.vm("a", bridge=br)
     lab.run("switch", "ip", "link", "add", "ext0", "type", "veth", "peer", "name", "ext1")
@@ -61,3 +61,38 @@ def test_ports_vlab_did_not_make_are_in_fdb_and_where(lab: Lab) -> None:
     where = lab.where(B)
     assert where is not None and (where.port, where.endpoint) == ("ext0", None)
     assert "ext0" in lab.fdb_text() and vm.port in lab.fdb_text()
+    assert "ext0     a port vlab did not make" in lab.describe()
+    bare = lab.port(br, mac=C)
+    assert f"{bare.name}    bare port (mac {C})" in lab.describe()
+    with pytest.raises(AssertionError) as failed:
+        vm.expect(Ether(src=A, dst=vm.mac) / b"never sent", timeout=0.05)
+    topology = (lab.write_artifacts(tmp_path) / "topology.txt").read_text()
+    assert "a port vlab did not make" in topology and f"{B} ext0 static" in topology
+    assert "pcaps" in str(failed.value)
+
+
+@pytest.mark.parametrize("norefresh", [True, False])
+def test_norefresh_keeps_the_updated_timer_of_a_replaced_entry(lab: Lab, norefresh: bool) -> None:
+    """Made static without norefresh (the flip), the entry's updated timer starts again."""
+    br = lab.bridge("br0")
+    vm = lab.vm("a", bridge=br)
+    br.fdb_add(A, vm, static=False, use=False)
+    time.sleep(0.3)
+    br.fdb_add(A, vm, static=True, norefresh=norefresh)
+    entry = next(e for e in br.fdb_entries() if e.mac == A)
+    assert entry.static and (entry.updated >= 0.25) is norefresh
+
+
+@pytest.mark.parametrize("use", [True, False])
+def test_use_refreshes_a_learnt_entry_like_traffic(lab: Lab, use: bool) -> None:
+    """``use`` (``bridge fdb replace ... use``) refreshes a learnt entry as a frame from it
+    would; not given (the flip: the entry is only read), it keeps ageing."""
+    br = lab.bridge("br0")
+    a, b = lab.vm("a", bridge=br), lab.vm("b", bridge=br)
+    a.send(Ether(src=a.mac, dst=b.mac) / b"learn a")
+    b.expect(Ether(src=a.mac, dst=b.mac) / b"learn a")
+    time.sleep(0.3)
+    if use:
+        br.fdb_add(a.mac, a, static=False, use=True)
+    entry = next(e for e in br.fdb_entries() if e.mac == a.mac)
+    assert not entry.static and (entry.updated < 0.2) is use

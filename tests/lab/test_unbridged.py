@@ -33,7 +33,7 @@ def test_frames_go_both_ways_between_a_host_and_its_peer_and_nowhere_else(lab: L
     with pytest.raises(LabError, match="no bridge"):
         br.port(h1)
     with pytest.raises(LabError, match="cabled to a bridge"):
-        lab.host("h3", bridge=br).peer
+        _ = lab.host("h3", bridge=br).peer
 
 
 @pytest.mark.parametrize("end", ["host", "peer"])
