@@ -25,10 +25,11 @@ from vlab.capture import Record
 from vlab.errors import LabError
 from vlab.frames import FrameLike, Mask, as_mask, parse, to_bytes
 from vlab.guard import LabGuard, guarded
+from vlab.rxfilter import ReceiveFilter
 
 if TYPE_CHECKING:
     from vlab.bridge import Bridge
-    from vlab.lab import Lab
+    from vlab.lab import Lab, _Namespace
     from vlab.netns import NetNS
     from vlab.programs import Program
     from vlab.qemu import GuestResult, QemuGuest
@@ -437,10 +438,22 @@ class _NamespacedEndpoint(Endpoint):
         return self.lab.spawn(self.ns.name, argv)
 
 
-class Host(_NamespacedEndpoint):
-    """A namespace cabled to the bridge by a veth: a container, a bare-metal box, a router."""
+class Host(ReceiveFilter, _NamespacedEndpoint):
+    """A namespace cabled to the bridge by a veth: a container, a bare-metal box, a router.
+
+    Its eth0's receive filter and group joins: :mod:`vlab.rxfilter` (``host.join(group)``
+    joins as the host's own stack would, sending real IGMP/MLD reports)."""
 
     kind = "host"
+
+    def _rx_target(self) -> tuple[_Namespace, int, str]:
+        return self.lab._spaces[self.ns.name], self.ifindex, self.ifname
+
+    def _rx_enable_ipv6(self) -> None:
+        iplib.enable_ipv6(self.ns, "lo")
+        iplib.enable_ipv6(self.ns, self.ifname)
+        if self.carrier:
+            iplib.wait_usable(self._rtnl, self.ifindex, f"host {self.name}")
 
     @property
     def peer(self) -> Interface:
