@@ -120,6 +120,11 @@ class Endpoint:
         port = self.bridge.ports.get(self.port)
         return port.index if port is not None else self.bridge.index
 
+    def _loss_link(self) -> int:
+        """The switch namespace's link whose tx_dropped counts frames lost on their way to this
+        endpoint (see :mod:`vlab.loss`); 0 for none."""
+        return self._switch_link()
+
     def _detach(self) -> None:
         """At the lab's close: let go of the fds (closed by the lab) so none is used again."""
         self._io = _ClosedIO(self.lab._guard, self.port)

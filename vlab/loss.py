@@ -70,7 +70,7 @@ class Loss:
 
 def _port_index(ep: Endpoint) -> int:
     """The bridge-side link of ``ep``: its port, or the bridge device for ``br.local``."""
-    return ep._switch_link()
+    return ep._loss_link()
 
 
 def _space_of(ep: Endpoint) -> _Namespace | None:
@@ -79,6 +79,8 @@ def _space_of(ep: Endpoint) -> _Namespace | None:
 
 
 def _counter(space: _Namespace, index: int, offset: int, fresh: bool) -> int:
+    if index == 0:  # no such link (see Endpoint._loss_link)
+        return 0
     row = link_stats64(space.rtnl, index) if fresh else space.watch.last.get(index)
     if row is None or len(row) < offset + 8:
         return 0
@@ -121,6 +123,10 @@ def _describe(ep: Endpoint, kind: str, count: int) -> Loss:
             f"{drain}; or give the tap a longer queue: "
             f"lab.run('switch', 'ip', 'link', 'set', '{port}', 'txqueuelen', '65536')"
         )
+    elif kind == "port" and ep.bridge is None:
+        where = f"{port} in the switch namespace, the cable to {ep.name}"
+        counter = f"tx_dropped of {port}: the input backlog was full"
+        hint = f"{drain}; or raise net.core.netdev_max_backlog"
     elif kind == "port":
         where = f"port {port} on {br}, the cable to {ep.name}"
         counter = f"tx_dropped of {port} in the switch namespace: the input backlog was full"

@@ -25,7 +25,18 @@ from vlab.guard import guarded
 from vlab.rxfilter import ReceiveFilter
 
 if TYPE_CHECKING:
+    from vlab.frames import FrameLike
     from vlab.lab import Lab, _Namespace
+
+
+def _refuse_unplugged(ep: Endpoint) -> None:
+    """A frame sent into an unplugged cable is dropped by the kernel, counted, and would make
+    every later check of the lab fail as a loss: refuse it where the test can see why."""
+    if not ep.carrier:
+        raise LabError(
+            f"{ep.kind} {ep.name}: its cable is unplugged (set_carrier(False)); nothing sent "
+            "on it can arrive: plug it back with set_carrier(True) first"
+        )
 
 
 OPER_UP = 6
@@ -59,6 +70,15 @@ class Interface(ReceiveFilter, Endpoint):
         self.host.carrier = up  # one cable: the host's end loses its carrier too
 
     @guarded
+    def send(self, frame: FrameLike) -> None:
+        """Put one frame on the cable to the host (refused while the cable is unplugged)."""
+        _refuse_unplugged(self)
+        super().send(frame)
+
+    def _loss_link(self) -> int:
+        return 0  # its own link's drops are frames toward the host: the host's loss, not its
+
+    @guarded
     def add_address(self, address: str) -> None:
         """``ip addr add ADDRESS/LEN dev PEER`` (an IPv6 one turns IPv6 on for it alone)."""
         ifaces = iplib.interfaces(address, f"{self.name} add_address")
@@ -89,6 +109,12 @@ class LoneHost(Host):
     def _set_carrier(self, up: bool) -> None:
         super()._set_carrier(up)
         self.lone_peer.carrier = up
+
+    @guarded
+    def send(self, frame: FrameLike) -> None:
+        """Put one frame on the cable to ``host.peer`` (refused while it is unplugged)."""
+        _refuse_unplugged(self)
+        super().send(frame)
 
 
 def peer_name(name: str) -> str:
