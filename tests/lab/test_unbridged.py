@@ -66,6 +66,13 @@ def test_pcaps_and_topology_name_the_peer(lab: Lab, tmp_path) -> None:  # type: 
     assert h1.ping("192.0.2.2")
     text = lab.describe()
     assert "in no bridge" in text and "interface h1.peer" in text and "host h1" in text
+    from vlab.cli.up import nodes_of
+
+    rows = {(n.name, n.kind, n.ns, n.bridge, n.port) for n in nodes_of(lab)}
+    assert rows == {
+        ("h1", "host", "h1", None, h1.port),
+        ("h1.peer", "interface", "switch", None, h1.port),
+    }
     lab.settle()  # drained into the endpoints' logs
     out = lab.write_artifacts(tmp_path)
     assert (out / f"h1.peer-{h1.port}.pcap").stat().st_size > 24  # echo request and reply
