@@ -93,6 +93,7 @@ class Port:
         self.mac = mac  # the port device's own MAC (a local fdb entry), not the endpoint's
         self.state_managed = False  # the user set a state: readiness must not wait on it
         self.admin_down = False  # set_up(False): readiness must not wait on it either
+        self.foreign = False  # made behind vlab's back (see br.port): nor on this one
 
     @property
     def _guard(self) -> LabGuard:
@@ -247,7 +248,9 @@ class Bridge:
 
     @guarded
     def port(self, endpoint: Endpoint | Port | str) -> Port:
-        """The port an endpoint of this lab is cabled to on this bridge (or a port by name)."""
+        """The port an endpoint of this lab is cabled to on this bridge (or a port by name,
+        one vlab did not make included: ``lab.run("switch", "ip", "link", "set", "X", "master",
+        br.name)`` then ``br.port("X")``)."""
         if isinstance(endpoint, Port):
             if endpoint.bridge is not self:
                 raise LabError(f"{endpoint!r} is a port of {endpoint.bridge.name}, not {self.name}")
@@ -275,6 +278,11 @@ class Bridge:
                 f"port({endpoint!r}): give an endpoint of this lab (from lab.vm/host/uplink), "
                 "one of its ports or a port name"
             )
+        if endpoint not in self.ports:  # a port made behind vlab's back: adopt it
+            from vlab.topology import adopt_port
+
+            self.lab._expose_switch()
+            adopt_port(self, endpoint)
         try:
             return self.ports[endpoint]
         except KeyError:

@@ -643,7 +643,7 @@ class Lab:
         for br in self.bridges.values():
             for port in br.ports.values():
                 ep = port.endpoint
-                if (ep is not None and not ep.carrier) or port.admin_down:
+                if (ep is not None and not ep.carrier) or port.admin_down or port.foreign:
                     continue
                 # a tap keeps operstate UNKNOWN: it had carrier from birth, so no link event
                 tap = isinstance(ep, VM) or getattr(ep, "link_kind", "") == "dummy"

@@ -15,13 +15,14 @@ from typing import TYPE_CHECKING
 from vlab import rtnl as nl
 
 if TYPE_CHECKING:
+    from vlab.bridge import Bridge, Port
     from vlab.lab import Lab
 
 
-def kernel_ports(lab: Lab) -> dict[int, list[tuple[str, str]]]:
-    """``{bridge ifindex: [(port name, port mac), ...]}`` of every port in the switch namespace,
-    read from the kernel."""
-    out: dict[int, list[tuple[str, str]]] = {}
+def kernel_ports(lab: Lab) -> dict[int, list[tuple[str, str, int]]]:
+    """``{bridge ifindex: [(port name, port mac, port ifindex), ...]}`` of every port in the
+    switch namespace, read from the kernel."""
+    out: dict[int, list[tuple[str, str, int]]] = {}
     for body in lab._switch.rtnl.dump(nl.RTM_GETLINK, nl._IFINFO.pack(0, 0, 0, 0, 0)):
         a = nl.attrs(body, nl._IFINFO.size)
         master = a.get(nl.IFLA_MASTER)
@@ -29,7 +30,8 @@ def kernel_ports(lab: Lab) -> dict[int, list[tuple[str, str]]]:
             continue
         name = a.get(nl.IFLA_IFNAME, b"\0").rstrip(b"\0").decode()
         mac = ":".join(f"{b:02x}" for b in a.get(nl.IFLA_ADDRESS, b""))
-        out.setdefault(struct.unpack("=I", master[:4])[0], []).append((name, mac))
+        index = struct.unpack_from("=i", body, 4)[0]
+        out.setdefault(struct.unpack("=I", master[:4])[0], []).append((name, mac, index))
     return out
 
 
@@ -41,9 +43,9 @@ def describe(lab: Lab) -> str:
     for br in lab.bridges.values():
         lines.append(f"  bridge {br.name} mac {br.mac}")
         for port in br.ports.values():
-            what = port.endpoint.describe() if port.endpoint else f"bare port (mac {port.mac})"
+            what = port.endpoint.describe() if port.endpoint else f"no endpoint (mac {port.mac})"
             lines.append(f"    {port.name:<8} {what}")
-        for name, mac in found.get(br.index, []):
+        for name, mac, _index in found.get(br.index, []):
             if name not in br.ports:
                 lines.append(f"    {name:<8} a port vlab did not make (mac {mac})")
     lone = [ep for ep in lab.endpoints.values() if ep.bridge is None]
@@ -51,3 +53,17 @@ def describe(lab: Lab) -> str:
         lines.append("  in no bridge")
         lines.extend(f"    {ep.port:<8} {ep.describe()}" for ep in lone)
     return "\n".join(lines)
+
+
+def adopt_port(br: Bridge, name: str) -> Port | None:
+    """A port of ``br`` that vlab did not make (``lab.run(... "master", "br0")``), found in
+    the kernel by name and recorded as a port with no endpoint; None if ``br`` has none."""
+    from vlab.bridge import Port
+
+    for found, mac, index in kernel_ports(br.lab).get(br.index, []):
+        if found == name:
+            port = Port(br, name, index, None, mac)
+            port.foreign = True
+            br.ports[name] = port
+            return port
+    return None

@@ -4,6 +4,7 @@ updated/used timers, and ports that vlab did not create."""
 from __future__ import annotations
 
 import json
+import socket
 import time
 
 import pytest
@@ -63,12 +64,34 @@ def test_ports_vlab_did_not_make_are_in_fdb_where_and_the_report(lab: Lab, tmp_p
     assert "ext0" in lab.fdb_text() and vm.port in lab.fdb_text()
     assert "ext0     a port vlab did not make" in lab.describe()
     bare = lab.port(br, mac=C)
-    assert f"{bare.name}    bare port (mac {C})" in lab.describe()
+    assert f"{bare.name}    no endpoint (mac {C})" in lab.describe()
     with pytest.raises(AssertionError) as failed:
         vm.expect(Ether(src=A, dst=vm.mac) / b"never sent", timeout=0.05)
     topology = (lab.write_artifacts(tmp_path) / "topology.txt").read_text()
     assert "a port vlab did not make" in topology and f"{B} ext0 static" in topology
     assert "pcaps" in str(failed.value)
+
+
+@pytest.mark.parametrize("learning", [False, True])
+def test_a_port_vlab_did_not_make_takes_options(lab: Lab, learning: bool) -> None:
+    """Learning on (the flip), the frame from behind ext0 is learnt there."""
+    br = lab.bridge("br0")
+    vm = lab.vm("a", bridge=br)
+    lab.run("switch", "ip", "link", "add", "ext0", "type", "veth", "peer", "name", "ext1")
+    lab.run("switch", "ip", "link", "set", "ext0", "master", "br0", "up")
+    ext = br.port("ext0").set(learning=learning)
+    assert ext.options()["learning"] is learning and ext.endpoint is None
+    link = json.loads(lab.run("switch", "bridge", "-d", "-j", "link", "show", "dev", "ext0").stdout)
+    assert link[0]["learning"] is learning
+    lab.run("switch", "ip", "link", "set", "ext1", "up")
+    frame = Ether(src=D, dst="ff:ff:ff:ff:ff:ff") / b"from behind ext0"
+    with lab.namespaces()["switch"].entered():
+        sock = socket.socket(socket.AF_PACKET, socket.SOCK_RAW)
+    with sock:
+        sock.bind(("ext1", 0))
+        sock.send(bytes(frame))
+    vm.expect(frame)  # through the bridge: learnt (or not) on the way
+    assert (br.fdb().get(D) == "ext0") is learning and br.port("ext0") is ext
 
 
 @pytest.mark.parametrize("norefresh", [True, False])
