@@ -109,6 +109,10 @@ class Port:
             self.bridge.lab._switch_rtnl.set_port_data(self.index, pack_data(PORT_OPTIONS, encoded))
         except OSError as exc:
             raise _errno_hint(exc, f"port {self.name} of {self.bridge.name}", options) from None
+        from vlab import readback
+
+        raw = self.bridge.lab._switch_rtnl.port_data(self.index)
+        readback.check(PORT_OPTIONS, encoded, raw, f"port {self.name} of {self.bridge.name}")
         return self
 
     @guarded
@@ -224,6 +228,11 @@ class Bridge:
                 rtnl.set_bridge_data(self.index, data)
         except OSError as exc:
             raise _errno_hint(exc, f"bridge {self.name}", options) from None
+        if data:
+            from vlab import readback
+
+            raw = rtnl.bridge_data(self.index)
+            readback.check(BRIDGE_OPTIONS, encoded, raw, f"bridge {self.name}")
         if "stp" in encoded:
             self.stp = bool(encoded["stp"])
         if "vlan_filtering" in encoded:

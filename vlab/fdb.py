@@ -8,6 +8,7 @@ adds entries the way ``bridge fdb add|replace ... [use] [extern_learn] [activity
 
 from __future__ import annotations
 
+import dataclasses
 import struct
 from dataclasses import dataclass
 
@@ -69,7 +70,7 @@ def dump(rtnl: nl.Rtnl) -> list[Record]:
     seen: dict[tuple[object, ...], Record] = {}
     for r in map(decode, bodies):
         if r is not None:  # the timers of the two copies may differ by a tick: not in the key
-            seen.setdefault((r.mac, r.ifindex, r.master, r.state, r.flags, r.ext, r.notify), r)
+            seen.setdefault(dataclasses.astuple(dataclasses.replace(r, used=0, updated=0)), r)
     return list(seen.values())
 
 

@@ -325,6 +325,14 @@ class Lab:
             if exc.errno == 95:  # EOPNOTSUPP: e.g. vlan_filtering without the config option
                 raise Unsupported(f"bridge {name}: this kernel does not support {shown}") from None
             raise LabError(f"cannot create bridge {name} with {shown}: {exc.strerror}") from None
+        from vlab import readback
+
+        try:
+            readback.check(BRIDGE_OPTIONS, encoded, self._switch.rtnl.bridge_data(index), name)
+        except Unsupported:
+            with _suppress_os():
+                self._switch.links.delete(index)  # a failed call leaves nothing
+            raise
         br = Bridge(self, name, index, mac)
         br.stp = bool(encoded.get("stp"))
         br.vlan_filtering = bool(encoded.get("vlan_filtering"))
