@@ -251,7 +251,9 @@ class Bridge:
     def n_learned(self) -> int:
         """How many dynamically learnt entries count against fdb_max_learned."""
         raw = self.lab._switch_rtnl.bridge_data(self.index).get(IFLA_BR_FDB_N_LEARNED)
-        return int.from_bytes(raw[:4], "little") if raw else 0
+        if raw is None:  # not a count of 0: a kernel that does not count (before 6.8)
+            raise Unsupported(f"bridge {self.name}: this kernel does not count learnt entries")
+        return int.from_bytes(raw[:4], "little")
 
     # --- ports -----------------------------------------------------------------------------
 
