@@ -17,7 +17,7 @@ from vlab.rxfilter import ReceiveFilter
 
 if TYPE_CHECKING:
     from vlab.bridge import Bridge
-    from vlab.lab import _Namespace
+    from vlab.switch import Namespace
 
 
 class BridgeLocal(ReceiveFilter, Endpoint):
@@ -32,12 +32,13 @@ class BridgeLocal(ReceiveFilter, Endpoint):
         """The bridge device itself, for messages."""
         return f"the bridge device {self.bridge.name}"
 
-    def _rx_target(self) -> tuple[_Namespace, int, str]:
-        return self.lab._switch, self.bridge.index, self.bridge.name
+    def rx_target(self) -> tuple[Namespace, int, str]:
+        """The bridge device, in the switch namespace."""
+        return self.switch.space, self.bridge.index, self.bridge.name
 
-    def _rx_enable_ipv6(self) -> None:
-        if not self.bridge._ipv6:
-            self.bridge._enable_ipv6()
+    def rx_enable_ipv6(self) -> None:
+        """IPv6 on for the bridge device alone (see ``Bridge.enable_ipv6``)."""
+        self.bridge.enable_ipv6()
 
     def add_address(self, address: str) -> None:
         """``ip addr add ADDRESS/LEN dev BR``: the same as ``br.add_address``."""
@@ -47,28 +48,28 @@ class BridgeLocal(ReceiveFilter, Endpoint):
         """The bridge device's addresses, as ``br.addresses()``."""
         return self.bridge.addresses()
 
-    def _set_carrier(self, up: bool) -> None:
+    def apply_carrier(self, up: bool) -> None:
+        """The bridge device has no cable: a LabError saying what to do instead."""
         raise LabError(
             f"{self.name}: the bridge device has no cable; take its ports down instead "
             "(br.port(ep).set_up(False))"
         )
 
     def describe(self) -> str:
-        """One line: which bridge's device this is, and its MAC."""
+        """One line: the bridge device as an endpoint."""
         return f"bridge device {self.bridge.name} (mac {self.mac}) as an endpoint"
 
 
 def local_endpoint(br: Bridge) -> BridgeLocal:
     """Open (once) the endpoint of ``br``'s own device and register it with the lab."""
-    lab = br.lab
+    switch = br.switch
     name = f"{br.name}.local"
-    existing = lab.endpoints.get(name)
+    existing = switch.fabric.endpoints.get(name)
     if isinstance(existing, BridgeLocal):
         return existing
-    with lab._switch.ns.entered():
+    with switch.ns.entered():
         io = PacketPort(br.name)
-    lab._sockets.append(io)
-    ep = BridgeLocal(lab, name, br.mac, br.name, br, io)
-    lab.endpoints[name] = ep
-    lab._topology_changed()
+    switch.own_socket(io)
+    ep = BridgeLocal(switch, name, br.mac, br.name, br, io)
+    switch.register_endpoint(ep)
     return ep

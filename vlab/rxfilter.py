@@ -35,7 +35,7 @@ from vlab.options import normalize_mac
 
 if TYPE_CHECKING:
     from vlab.guard import LabGuard
-    from vlab.lab import Lab, _Namespace
+    from vlab.switch import Namespace, Switch
 
 IFF_PROMISC, IFF_ALLMULTI = 0x100, 0x200
 IFLA_LINK, IFLA_PROMISCUITY = 5, 30
@@ -89,12 +89,12 @@ def macvlan_body(name: str, mac: str, lower: int) -> bytes:
     )
 
 
-def read(space: _Namespace, index: int) -> RxFilter:
+def read(space: Namespace, index: int) -> RxFilter:
     """The receive filter of link ``index`` of ``space``, from one link dump and dev_mcast."""
     flags, promiscuity, macs = 0, 0, []
-    for body in space.rtnl.dump(nl.RTM_GETLINK, nl._IFINFO.pack(0, 0, 0, 0, 0)):
-        _f, _t, link_index, link_flags, _c = nl._IFINFO.unpack_from(body)
-        a = nl.attrs(body, nl._IFINFO.size)
+    for body in space.rtnl.dump(nl.RTM_GETLINK, nl.IFINFO.pack(0, 0, 0, 0, 0)):
+        _f, _t, link_index, link_flags, _c = nl.IFINFO.unpack_from(body)
+        a = nl.attrs(body, nl.IFINFO.size)
         if link_index == index:
             flags = link_flags
             raw = a.get(IFLA_PROMISCUITY)
@@ -125,15 +125,15 @@ class ReceiveFilter:
     there (:meth:`_rx_enable_ipv6`); the lab's lock is taken by each call.
     """
 
-    lab: Lab
+    switch: Switch
     name: str
     _guard: LabGuard
 
-    def _rx_target(self) -> tuple[_Namespace, int, str]:
+    def rx_target(self) -> tuple[Namespace, int, str]:
         """(namespace, ifindex, ifname) of the interface."""
         raise NotImplementedError
 
-    def _rx_enable_ipv6(self) -> None:
+    def rx_enable_ipv6(self) -> None:
         """Turn IPv6 on for the interface (an IPv6 join needs it)."""
         raise NotImplementedError
 
@@ -148,8 +148,8 @@ class ReceiveFilter:
         from vlab import validate
 
         on = validate.flag(on, f"{self.name}: {what}(on)")
-        space, index, ifname = self._rx_target()
-        body = nl._IFINFO.pack(0, 0, index, flag if on else 0, flag)
+        space, index, ifname = self.rx_target()
+        body = nl.IFINFO.pack(0, 0, index, flag if on else 0, flag)
         try:
             space.rtnl.request(nl.RTM_NEWLINK, body)
         except OSError as exc:
@@ -171,7 +171,7 @@ class ReceiveFilter:
         """A secondary unicast address: a private macvlan upper with ``mac``, as the selftest
         makes; a device without unicast filtering (bridge, veth) turns promiscuous for it."""
         mac = normalize_mac(mac, f"{self.name} add_mac")
-        space, index, ifname = self._rx_target()
+        space, index, ifname = self.rx_target()
         if mac in read(space, index).macs:
             raise LabError(f"{self.name}: {mac} is already a secondary address of {ifname}")
         name = f"mv{os.urandom(4).hex()}"  # 10 characters: never a name vlab gives its links
@@ -182,15 +182,15 @@ class ReceiveFilter:
             if exc.errno == 95:
                 raise Unsupported(f"{self.name}: this kernel has no macvlan links") from None
             raise LabError(f"{self.name}: add_mac({mac}) on {ifname}: {exc.strerror}") from None
-        self.lab._topology_changed()
+        self.switch.topology_changed()
 
     @guarded
     def del_mac(self, mac: str) -> None:
         """Remove a secondary unicast address added with :meth:`add_mac`."""
         mac = normalize_mac(mac, f"{self.name} del_mac")
-        space, index, ifname = self._rx_target()
-        for body in space.rtnl.dump(nl.RTM_GETLINK, nl._IFINFO.pack(0, 0, 0, 0, 0)):
-            a = nl.attrs(body, nl._IFINFO.size)
+        space, index, ifname = self.rx_target()
+        for body in space.rtnl.dump(nl.RTM_GETLINK, nl.IFINFO.pack(0, 0, 0, 0, 0)):
+            a = nl.attrs(body, nl.IFINFO.size)
             lower = a.get(IFLA_LINK)
             own = ":".join(f"{b:02x}" for b in a.get(nl.IFLA_ADDRESS, b""))
             if lower and struct.unpack("=I", lower[:4])[0] == index and own == mac:
@@ -207,9 +207,9 @@ class ReceiveFilter:
         joined = self._rx_memberships()
         if key in joined:
             raise LabError(f"{self.name}: {key} is already joined; leave() it first")
-        space, _index, ifname = self._rx_target()
+        space, _index, ifname = self.rx_target()
         if family == socket.AF_INET6:
-            self._rx_enable_ipv6()
+            self.rx_enable_ipv6()
         level, option = {  # by address family
             socket.AF_INET: (socket.IPPROTO_IP, socket.IP_ADD_MEMBERSHIP),
             socket.AF_INET6: (socket.IPPROTO_IPV6, socket.IPV6_JOIN_GROUP),
@@ -225,11 +225,11 @@ class ReceiveFilter:
             raise LabError(f"{self.name}: cannot join {key} on {ifname}: {exc.strerror}") from None
         member = _Membership(sock)
         joined[key] = member
-        self.lab._sockets.append(member)  # type: ignore[arg-type]  # closed with the lab
+        self.switch.own_socket(member)  # closed with the lab
 
     def _membership(self, group: object, what: str) -> tuple[str, int, bytes]:
         """(key, address family, the membership request) for an IP group or multicast MAC."""
-        _space, index, _ifname = self._rx_target()
+        _space, index, _ifname = self.rx_target()
         if isinstance(group, str) and group.count(":") == 5 and "::" not in group:
             mac = normalize_mac(group, f"{self.name} {what}")
             if not int(mac[:2], 16) & 1:
@@ -248,11 +248,11 @@ class ReceiveFilter:
         member = self._rx_memberships().pop(key, None)
         if member is None:
             raise LabError(f"{self.name}: {key} is not joined here")
-        self.lab._sockets.remove(member)
+        self.switch.sockets.remove(member)
         member.close()
 
     @guarded
     def rx_filter(self) -> RxFilter:
         """The interface's receive filter, read back from the kernel."""
-        space, index, _ifname = self._rx_target()
+        space, index, _ifname = self.rx_target()
         return read(space, index)

@@ -17,14 +17,15 @@ from vlab import rtnl as nl
 if TYPE_CHECKING:
     from vlab.bridge import Bridge, Port
     from vlab.lab import Lab
+    from vlab.switch import Switch
 
 
-def kernel_ports(lab: Lab) -> dict[int, list[tuple[str, str, int]]]:
+def kernel_ports(switch: Switch) -> dict[int, list[tuple[str, str, int]]]:
     """``{bridge ifindex: [(port name, port mac, port ifindex), ...]}`` of every port in the
     switch namespace, read from the kernel."""
     out: dict[int, list[tuple[str, str, int]]] = {}
-    for body in lab._switch.rtnl.dump(nl.RTM_GETLINK, nl._IFINFO.pack(0, 0, 0, 0, 0)):
-        a = nl.attrs(body, nl._IFINFO.size)
+    for body in switch.rtnl.dump(nl.RTM_GETLINK, nl.IFINFO.pack(0, 0, 0, 0, 0)):
+        a = nl.attrs(body, nl.IFINFO.size)
         master = a.get(nl.IFLA_MASTER)
         if not master:
             continue
@@ -38,14 +39,16 @@ def kernel_ports(lab: Lab) -> dict[int, list[tuple[str, str, int]]]:
 def describe(lab: Lab) -> str:
     """Bridges, their ports (vlab's and the kernel's) and what is cabled to each; endpoints in
     no bridge after them. After the lab's close only what vlab recorded is shown."""
-    found = {} if lab._closed else kernel_ports(lab)
+    found: dict[Switch, dict[int, list[tuple[str, str, int]]]] = {}
     lines = [f"lab {lab.name}"]
     for br in lab.bridges.values():
+        if br.switch not in found:
+            found[br.switch] = {} if lab.closed else kernel_ports(br.switch)
         lines.append(f"  bridge {br.name} mac {br.mac}")
         for port in br.ports.values():
             what = port.endpoint.describe() if port.endpoint else f"no endpoint (mac {port.mac})"
             lines.append(f"    {port.name:<8} {what}")
-        for name, mac, _index in found.get(br.index, []):
+        for name, mac, _index in found[br.switch].get(br.index, []):
             if name not in br.ports:
                 lines.append(f"    {name:<8} a port vlab did not make (mac {mac})")
     lone = [ep for ep in lab.endpoints.values() if ep.bridge is None]
@@ -60,7 +63,7 @@ def adopt_port(br: Bridge, name: str) -> Port | None:
     the kernel by name and recorded as a port with no endpoint; None if ``br`` has none."""
     from vlab.bridge import Port
 
-    for found, mac, index in kernel_ports(br.lab).get(br.index, []):
+    for found, mac, index in kernel_ports(br.switch).get(br.index, []):
         if found == name:
             port = Port(br, name, index, None, mac)
             port.foreign = True

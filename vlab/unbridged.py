@@ -23,10 +23,11 @@ from vlab.endpoints import Endpoint, Host
 from vlab.errors import LabError
 from vlab.guard import guarded
 from vlab.rxfilter import ReceiveFilter
+from vlab.switch import link_ready, random_mac
 
 if TYPE_CHECKING:
     from vlab.frames import FrameLike
-    from vlab.lab import Lab, _Namespace
+    from vlab.switch import Namespace, Switch
 
 
 def _refuse_unplugged(ep: Endpoint) -> None:
@@ -39,9 +40,6 @@ def _refuse_unplugged(ep: Endpoint) -> None:
         )
 
 
-OPER_UP = 6
-
-
 class Interface(ReceiveFilter, Endpoint):
     """The switch-side end of a host's veth, in no bridge: ``host.peer``."""
 
@@ -49,25 +47,39 @@ class Interface(ReceiveFilter, Endpoint):
     bridge: None
 
     def __init__(
-        self, lab: Lab, name: str, mac: str, port: str, io: PacketPort, index: int, host: Host
+        self, switch: Switch, name: str, mac: str, port: str, io: PacketPort, index: int, host: Host
     ) -> None:
-        super().__init__(lab, name, mac, port, None, io)
+        """Built by ``lab.host(name, bridge=None)`` with the host's veth."""
+        super().__init__(switch, name, mac, port, None, io)
         self.ifname = port
         self.ifindex = index
         self.host = host
-        self._switch_index = index
+        self.switch_index = index
 
-    def _rx_target(self) -> tuple[_Namespace, int, str]:
-        return self.lab._switch, self.ifindex, self.ifname
+    def rx_target(self) -> tuple[Namespace, int, str]:
+        """The interface, in the switch namespace."""
+        return self.switch.space, self.ifindex, self.ifname
 
-    def _rx_enable_ipv6(self) -> None:
-        iplib.enable_ipv6(self.lab._switch.ns, self.ifname)
+    def rx_enable_ipv6(self) -> None:
+        """IPv6 on for this interface alone (no DAD or router solicitations)."""
+        iplib.enable_ipv6(self.switch.ns, self.ifname)
         if self.carrier:
-            iplib.wait_usable(self.lab._switch.rtnl, self.ifindex, self.name)
+            iplib.wait_usable(self.switch.rtnl, self.ifindex, self.name)
 
-    def _set_carrier(self, up: bool) -> None:
-        self.lab._link_updown(self.lab._switch.ns, self.ifindex, up)
-        self.host.carrier = up  # one cable: the host's end loses its carrier too
+    def apply_carrier(self, up: bool) -> None:
+        """Its own end goes down or up: the host's end loses its carrier too (one cable)."""
+        self.switch.links.set_link(self.ifindex, up=up)
+        self.host.carrier = up
+
+    def not_ready(self) -> list[str]:
+        """The interface must be up with a qdisc, as a bridge port must."""
+        return (
+            [] if link_ready(self.switch.links, self.ifindex, False) else [f"{self.port} is not up"]
+        )
+
+    def loss_link(self) -> int:
+        """None: its own link's drops are frames toward the host, counted as the host's loss."""
+        return 0
 
     @guarded
     def send(self, frame: FrameLike) -> None:
@@ -75,22 +87,19 @@ class Interface(ReceiveFilter, Endpoint):
         _refuse_unplugged(self)
         super().send(frame)
 
-    def _loss_link(self) -> int:
-        return 0  # its own link's drops are frames toward the host: the host's loss, not its
-
     @guarded
     def add_address(self, address: str) -> None:
         """``ip addr add ADDRESS/LEN dev PEER`` (an IPv6 one turns IPv6 on for it alone)."""
         ifaces = iplib.interfaces(address, f"{self.name} add_address")
         if any(iface.version == 6 for iface in ifaces):
-            self._rx_enable_ipv6()
+            self.rx_enable_ipv6()
         for iface in ifaces:
-            iplib.add(self.lab._switch.rtnl, self.ifindex, iface, self.name)
+            iplib.add(self.switch.rtnl, self.ifindex, iface, self.name)
 
     @guarded
     def addresses(self) -> list[str]:
         """The interface's addresses as the kernel reports them."""
-        return iplib.read_addresses(self.lab._switch.rtnl, self.ifindex)
+        return iplib.read_addresses(self.switch.rtnl, self.ifindex)
 
     def describe(self) -> str:
         """One line: the interface, its MAC and the host at the other end of its veth."""
@@ -106,8 +115,9 @@ class LoneHost(Host):
     bridge: None
     lone_peer: Interface
 
-    def _set_carrier(self, up: bool) -> None:
-        super()._set_carrier(up)
+    def apply_carrier(self, up: bool) -> None:
+        """Its eth0 goes down or up: the peer loses its carrier too (one cable)."""
+        super().apply_carrier(up)
         self.lone_peer.carrier = up
 
     @guarded
@@ -123,17 +133,14 @@ def peer_name(name: str) -> str:
 
 
 def cable_lone_host(
-    lab: Lab, name: str, port: str, space: _Namespace, mac: str, mtu: int | None
+    switch: Switch, name: str, port: str, space: Namespace, mac: str, mtu: int | None
 ) -> LoneHost:
     """A host in ``space`` whose veth's other end ``port`` stays in the switch namespace."""
-    from vlab.lab import random_mac
-
-    switch = lab._switch
     index, far_index = switch.index(), space.index()
     port_mac = random_mac("fe")
     try:
         switch.links.add_veth(port, index, port_mac, None, "eth0", mac, space.ns.fd, far_index, mtu)
-        lab._undo.append(lambda: switch.links.delete(index))  # takes its peer along
+        switch.on_undo(lambda: switch.links.delete(index))  # takes its peer along
         space.links.set_link(far_index)
     except OSError as exc:
         if exc.errno in limits.FD_ERRNOS:
@@ -141,27 +148,14 @@ def cable_lone_host(
         raise LabError(f"host {name}: cannot create its veth {port}: {exc.strerror}") from None
     with space.ns.entered():
         host_io = PacketPort("eth0")
-    lab._sockets.append(host_io)
+    switch.own_socket(host_io)
     with switch.ns.entered():
         peer_io = PacketPort(port)
-    lab._sockets.append(peer_io)
-    host = LoneHost(lab, name, mac, port, None, host_io)
-    host.ns, host.ifname, host.ifindex = space.ns, "eth0", far_index
-    host._switch_index = index
-    peer = Interface(lab, peer_name(name), port_mac, port, peer_io, index, host)
+    switch.own_socket(peer_io)
+    host = LoneHost(switch, name, mac, port, None, host_io, space, "eth0", far_index)
+    host.switch_index = index
+    peer = Interface(switch, peer_name(name), port_mac, port, peer_io, index, host)
     host.lone_peer = peer
-    lab.endpoints[name] = host
-    lab.endpoints[peer.name] = peer
-    lab._topology_changed()
+    switch.register_endpoint(host)
+    switch.register_endpoint(peer)
     return host
-
-
-def not_ready(lab: Lab) -> list[str]:
-    """Switch-side ends of hosts in no bridge that are not up yet (for ``lab.ready``)."""
-    missing = []
-    for ep in lab.endpoints.values():
-        if isinstance(ep, Interface) and ep.carrier:
-            oper, qdisc, carrier = lab._switch.links.link_state(ep.ifindex)
-            if not carrier or qdisc in ("", "noop") or oper != OPER_UP:
-                missing.append(f"{ep.port} is not up")
-    return missing
