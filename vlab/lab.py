@@ -422,14 +422,11 @@ class Lab(Builder):
         return None
 
     def describe(self) -> str:
-        """The lab as text: bridges, their ports and what is cabled to each."""
-        lines = [f"lab {self.name}"]
-        for br in self.bridges.values():
-            lines.append(f"  bridge {br.name} mac {br.mac}")
-            for port in br.ports.values():
-                if port.endpoint is not None:
-                    lines.append(f"    {port.name:<8} {port.endpoint.describe()}")
-        return "\n".join(lines)
+        """The lab as text: bridges, their ports (those vlab did not make too) and what is
+        cabled to each, and the endpoints in no bridge (see :mod:`vlab.topology`)."""
+        from vlab import topology
+
+        return topology.describe(self)
 
     @guarded
     def fdb_text(self) -> str:
@@ -471,7 +468,8 @@ class Lab(Builder):
                     ep.kind,
                     ep.mac,
                     ep.port,
-                    ep.bridge.name,
+                    None if ep.bridge is None else ep.bridge.name,
+                    ep.location,
                     ep.describe(),
                     tuple(ep.pending),
                     tuple(ep.log),

@@ -58,8 +58,7 @@ def missing_frame(
     """``expect`` at endpoint ``name`` timed out: what arrived instead, closest first."""
     ep = lab.by_name[name]
     lines = [
-        f"{ep.name} (port {ep.port} on {ep.bridge}) did not receive the expected frame "
-        f"within {timeout:g} s",
+        f"{ep.name} ({ep.location}) did not receive the expected frame within {timeout:g} s",
         f"expected ({mask.describe()}):",
         f"  {summary(mask.expected_bytes)}",
     ]
@@ -130,7 +129,7 @@ def wrong_delivery(
     ]
     for ep in (endpoints[name] for name in missed):
         lines.append(
-            f"missing at {ep.name} (port {ep.port} on {ep.bridge}): not received within "
+            f"missing at {ep.name} ({ep.location}): not received within "
             f"{timeout:g} s; {len(ep.pending)} other frame(s) arrived there"
         )
         ranked = sorted(ep.pending, key=lambda r: closeness(mask, r[1]))
@@ -138,9 +137,7 @@ def wrong_delivery(
     for name, records in extra.items():
         ep = endpoints[name]
         also = " (again: a second copy)" if name in at else ""
-        lines.append(
-            f"unexpected at {name} (port {ep.port} on {ep.bridge}){also}: {len(records)} copy(ies)"
-        )
+        lines.append(f"unexpected at {name} ({ep.location}){also}: {len(records)} copy(ies)")
     lines.append(_artifact_line(lab))
     return "\n".join(lines)
 

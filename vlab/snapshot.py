@@ -27,7 +27,8 @@ class EndpointSnapshot:
     kind: str
     mac: str
     port: str
-    bridge: str
+    bridge: str | None  # None for an endpoint in no bridge
+    location: str  # where it is cabled, for messages: "port vnet0 on br0", "veth0, in no bridge"
     description: str  # the kind's own describe() line
     pending: tuple[Record, ...]  # received and not consumed, in arrival order
     log: tuple[LogEntry, ...] = field(repr=False)  # what goes into its pcap

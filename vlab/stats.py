@@ -71,7 +71,7 @@ def port_stats(port: Port) -> LinkStats:
 def endpoint_stats(ep: Endpoint) -> LinkStats:
     """The endpoint's own NIC's counters (rx: what the endpoint received)."""
     ep.switch.guard.check()
-    if ep.tap:
+    if ep.tap and ep.bridge is not None:
         return port_stats(ep.bridge.port(ep)).swapped()
     nic = ep.nic()
     if nic is None:

@@ -26,7 +26,9 @@ def frame(src: str, tag: bytes) -> bytes:
 def endpoint(name: str, port: str, pending: list[bytes]) -> EndpointSnapshot:
     records = tuple((1_000 + i, data) for i, data in enumerate(pending))
     log = tuple((ts, False, data) for ts, data in records)
-    return EndpointSnapshot(name, "vm", A, port, "br0", f"vm {name} on br0", records, log)
+    return EndpointSnapshot(
+        name, "vm", A, port, "br0", f"port {port} on br0", f"vm {name} on br0", records, log
+    )
 
 
 def snapshot(tmp_path: Path, *endpoints: EndpointSnapshot) -> LabSnapshot:
