@@ -29,6 +29,7 @@ from vlab.options import (
 if TYPE_CHECKING:
     from vlab.lab import Lab
     from vlab.stats import LinkStats
+    from vlab.stp import StpPort
 
 
 @dataclass(frozen=True)
@@ -172,6 +173,14 @@ class Port:
         lab._topology_changed()
         return self
 
+    def stp(self) -> StpPort:
+        """What the kernel's STP holds for this port: role, state, designated root, bridge,
+        port and cost (the role is derived, netlink has none: see :mod:`vlab.stp`)."""
+        from vlab.stp import port_stp
+
+        with self._guard.lock:
+            return port_stp(self)
+
     def stats(self) -> LinkStats:
         """The port device's kernel counters: rx is what the bridge got from the endpoint."""
         from vlab.stats import port_stats
@@ -211,6 +220,10 @@ class Bridge:
         if encoded.get("vlan_filtering") == 0 and not self.vlan_filtering:
             del encoded["vlan_filtering"]  # already off; kernels without it refuse even "off"
         rtnl = self.lab._switch_rtnl
+        if "stp" in encoded and not encoded["stp"] and self.stp:
+            from vlab.cable import check_stp_off
+
+            check_stp_off(self)  # a loop of cables without STP would be a broadcast storm
         if encoded.get("multicast_querier") and not self._link_local:
             self._enable_link_local()  # before the querier's first MLD query, which needs it
         try:

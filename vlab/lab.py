@@ -24,6 +24,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from vlab import cable as cablelib
 from vlab import (
     delivery,
     limits,
@@ -35,6 +36,7 @@ from vlab import (
     rootless,
     scratch,
     spawn,
+    stp,
     tools,
     validate,
 )
@@ -102,10 +104,13 @@ class Where:
     endpoint: str | None  # the endpoint cabled to that port
     owner: str | None  # the endpoint whose own MAC this is, if any
     how: str  # learnt, static, static+sticky, local, locked
+    cable: str | None = None  # learnt through this cable from another bridge (no closer entry)
 
     def __str__(self) -> str:
         who = f" ({self.owner}'s NIC)" if self.owner else ""
         behind = f" ({self.endpoint})" if self.endpoint else ""
+        if self.cable:
+            behind = f" (cable {self.cable})"
         where = f"port {self.port}{behind} on bridge {self.bridge}"
         return f"{self.mac}{who} is behind {where}, {self.how}"
 
@@ -166,6 +171,9 @@ class Lab:
         self._guests: list[Any] = []
         self._programs: list[programs.Program] = []  # background programs: die with the lab
         self._noise: list[Callable[[bytes], bool]] = []  # frames the lab itself causes
+        self.cables: dict[str, cablelib.Cable] = {}
+        self.keep_bpdus = False  # True: BPDUs of the lab's bridges reach endpoint queues too
+        self._noise.append(stp.bridge_bpdu_filter(self))
         self._counters = {"vnet": 0, "veth": 0, "eth": 0, "port": 0}
         self._undo: list[Callable[[], None]] = []  # steps undoing the build call in progress
         self._dirty = True
@@ -338,6 +346,33 @@ class Lab:
                     self._switch.links.delete(index)
                 raise
         return br
+
+    @guarded
+    def cable(
+        self, a: Bridge | str, b: Bridge | str, name: str | None = None, **port_options: Any
+    ) -> cablelib.Cable:
+        """Join bridges ``a`` and ``b`` with a veth whose ends are ports of both
+        (``cable.ports == (port_on_a, port_on_b)``), each with ``port_options``.
+
+        Several cables may join the same bridges. A cable that closes a loop is refused unless
+        every bridge on the loop runs STP (see :mod:`vlab.cable`); then :meth:`converge` waits
+        for the tree before frames are sent.
+        """
+        return cablelib.add_cable(self, self._bridge(a), self._bridge(b), name, port_options)
+
+    @guarded
+    def converge(self, timeout: float | None = None) -> float:
+        """Return once STP has settled: every STP port with carrier forwarding or blocking
+        and cabled STP bridges agreeing on their root, read from the kernel (no fixed sleep).
+
+        A port needs 2 x forward_delay to forward: about 4 s with ``forward_delay=2`` (the
+        kernel's minimum; ``vlab.stp.FAST``), 30 s with the default 15 s. ``timeout=None``
+        allows max_age + 2 x forward_delay + 5 s. Returns the seconds it waited; see
+        :mod:`vlab.stp`.
+        """
+        if timeout is not None:
+            timeout = validate.timeout(timeout, "converge")
+        return stp.converge(self, timeout)
 
     def _adopt_bridge(self, name: str, index: int, mac: str, data: bytes, mtu: int | None) -> bool:
         """The first bridge of a reused switch namespace is its dormant bridge, made anew."""
@@ -654,7 +689,8 @@ class Lab:
     # --- observing -------------------------------------------------------------------------
 
     def _drain_all(self) -> int:
-        return self._edges.drain(list(self.endpoints.values()))
+        got = self._edges.drain(list(self.endpoints.values()))
+        return got + sum(c._pull() for c in self.cables.values())
 
     @guarded
     def settle(self, timeout: float = 10.0) -> None:
@@ -671,7 +707,8 @@ class Lab:
         self._quiet = quiesce.settle(
             [s.watch for s in self._spaces.values()],
             self._drain_all,
-            [ep._io.fileno() for ep in self.endpoints.values()],
+            [ep._io.fileno() for ep in self.endpoints.values()]
+            + [fd for c in self.cables.values() for fd in c._fds()],
             timeout,
         )
         lost = loss.lab_losses(self)
@@ -719,13 +756,21 @@ class Lab:
         """Which port of which bridge ``mac`` sits behind, from the fdb; None if nowhere."""
         mac = normalize_mac(mac)
         owner = next((ep.name for ep in self.endpoints.values() if ep.mac == mac), None)
+        via_cable: Where | None = None  # an entry on a cable port: only if none is closer
         for br in self.bridges.values():
             for entry in br.fdb_entries():
                 if entry.mac == mac:
                     port = br.ports.get(entry.port)  # None: a port vlab did not make
+                    if isinstance(port, cablelib.CablePort):
+                        if via_cable is None:
+                            cable = port.cable.name
+                            via_cable = Where(
+                                mac, br.name, entry.port, None, owner, entry.how, cable
+                            )
+                        continue
                     ep_name = port.endpoint.name if port and port.endpoint else None
                     return Where(mac, br.name, entry.port, ep_name, owner, entry.how)
-        return None
+        return via_cable
 
     def describe(self) -> str:
         """The lab as text: bridges, their ports and what is cabled to each."""
@@ -735,6 +780,9 @@ class Lab:
             for port in br.ports.values():
                 if port.endpoint is not None:
                     lines.append(f"    {port.name:<8} {port.endpoint.describe()}")
+                elif isinstance(port, cablelib.CablePort):
+                    lines.append(f"    {port.name:<8} {port.describe()}")
+        lines.extend(cablelib.drawing(self))
         return "\n".join(lines)
 
     @guarded

@@ -43,11 +43,15 @@ def write_artifacts(lab: Lab, directory: Path | None = None) -> Path:
     for ep in lab.endpoints.values():
         records = sorted(((ts, data) for ts, _sent, data in ep._log), key=lambda r: r[0])
         write_pcap(directory / f"{ep.name}-{ep.port}.pcap", records)
-    write_merged(
-        directory / MERGED,
-        [(f"{ep.name} ({ep.port})", ep.describe(), ep._log) for ep in lab.endpoints.values()],
-        f"vlab lab {lab.name}",
-    )
+    interfaces = [
+        (f"{ep.name} ({ep.port})", ep.describe(), ep._log) for ep in lab.endpoints.values()
+    ]
+    for cable in lab.cables.values():
+        for stem, name, description, log in cable._logs():
+            records = sorted(((ts, data) for ts, _sent, data in log), key=lambda r: r[0])
+            write_pcap(directory / f"{stem}.pcap", records)
+            interfaces.append((name, description, log))
+    write_merged(directory / MERGED, interfaces, f"vlab lab {lab.name}")
     text = lab.describe()
     if not lab._closed:
         with contextlib.suppress(OSError):
