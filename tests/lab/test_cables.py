@@ -53,7 +53,7 @@ def test_port_options_apply_to_both_ends(lab: Lab) -> None:
 
 
 def test_where_names_the_cable_when_only_a_cable_leads_there(lab: Lab) -> None:
-    b0, b1, vm0, _vm1, cable = two(lab)
+    b0, _b1, vm0, _vm1, cable = two(lab)
     vm0.send(probe(vm0.mac))
     lab.settle()
     here = lab.where(vm0.mac)
@@ -66,7 +66,7 @@ def test_where_names_the_cable_when_only_a_cable_leads_there(lab: Lab) -> None:
 
 
 def test_set_carrier_unplugs_both_ends(lab: Lab) -> None:
-    b0, b1, vm0, vm1, cable = two(lab)
+    _b0, b1, vm0, vm1, cable = two(lab)
     f = probe(vm0.mac)
     vm0.send(f)
     lab.expect(f, at=[vm1])

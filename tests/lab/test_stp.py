@@ -108,7 +108,7 @@ def test_root_block_keeps_a_superior_bpdu_from_making_the_port_root(lab: Lab) ->
     b0 = lab.bridge("br0", priority=0x1000, **FAST)
     b1 = lab.bridge("br1", priority=0x2000, **FAST)
     b2 = lab.bridge("br2", priority=0x2000, **FAST)
-    vm0, vm1, vm2 = (lab.vm(f"vm{i}", bridge=b) for i, b in enumerate((b0, b1, b2)))
+    vm0, _vm1, vm2 = (lab.vm(f"vm{i}", bridge=b) for i, b in enumerate((b0, b1, b2)))
     blocked = lab.cable(b0, b1)
     blocked.port(b1).set(root_block=True)
     plain = lab.cable(b0, b2)  # the control: br0's superior BPDUs make this port root
