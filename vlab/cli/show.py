@@ -123,12 +123,12 @@ def render(lab: RunningLab, sockets: dict[str, Rtnl]) -> str:
         for n in cables:
             ends = [(n.bridge, n.port), (n.peer_bridge, n.peer_port)]
             shown = []
-            for bridge, port in ends:
-                link = sw_links.get(port or "")
-                state = PORT_STATE_NAMES.get(states.get(port or "", -1), "gone")
-                if link is not None and link.oper not in ("up", "unknown"):
-                    state += f", link {link.oper}"
-                shown.append(f"{bridge} [{port} {state}]")
+            for end_bridge, end_port in ends:
+                end_link = sw_links.get(end_port or "")
+                state = PORT_STATE_NAMES.get(states.get(end_port or "", -1), "gone")
+                if end_link is not None and end_link.oper not in ("up", "unknown"):
+                    state += f", link {end_link.oper}"
+                shown.append(f"{end_bridge} [{end_port} {state}]")
             out.append(f"  {shown[0]} ==={n.name}=== {shown[1]}")
     for n in lab.nodes:
         if n.kind != "bridge":
