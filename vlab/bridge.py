@@ -238,6 +238,10 @@ class Bridge:
             raise _errno_hint(exc, f"bridge {self.name}", options) from None
         if "stp" in encoded:
             self.stp = bool(encoded["stp"])
+            if self.stp:
+                from vlab.stp import filter_bpdus
+
+                filter_bpdus(self.lab)
         if "vlan_filtering" in encoded:
             self.vlan_filtering = bool(encoded["vlan_filtering"])
         if "multicast_querier" in encoded:

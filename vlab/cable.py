@@ -17,6 +17,7 @@ without changing what the test measures, and a test of the storm itself has noth
 from __future__ import annotations
 
 import collections
+import contextlib
 from typing import TYPE_CHECKING, Any
 
 from vlab import limits, validate
@@ -43,6 +44,17 @@ class CablePort(Port):
         """The other end of the cable: the port of the bridge this one is cabled to."""
         a, b = self.cable.ports
         return b if self is a else a
+
+    def detach(self) -> Port:
+        """Refused: a cable end stays on its bridge (moving it could close a loop unseen)."""
+        raise LabError(
+            f"port {self.name} is an end of cable {self.cable.name}: unplug the cable "
+            "(cable.set_carrier(False)) or make another one instead of moving its end"
+        )
+
+    def attach(self, bridge: Bridge) -> Port:
+        """Refused, as :meth:`detach`."""
+        return self.detach()
 
     def describe(self) -> str:
         """One line for the lab's topology: which cable, to which bridge and port."""
@@ -127,7 +139,19 @@ class Cable:
         """One line: the cable, its two ends and whether it is plugged in."""
         a, b = self.ports
         state = "" if self.carrier else ", unplugged"
+        missed = self.capture_drops()
+        if missed:
+            state += f", its pcaps miss {missed} frame(s) the kernel dropped before vlab read them"
         return f"cable {self.name}: {a.bridge.name} {a.name} <-> {b.bridge.name} {b.name}{state}"
+
+    def capture_drops(self) -> int:
+        """Frames the cable's captures lost (their socket was full): the pcaps lack them, no
+        verdict depends on them (endpoints' losses are :mod:`vlab.loss`'s)."""
+        total = 0
+        for c in self._captures:
+            with contextlib.suppress(OSError):  # the lab is closed: nothing more to count
+                total += c.io.kernel_drops()
+        return total
 
     def _pull(self) -> int:
         return sum(c.pull() for c in self._captures)
@@ -338,6 +362,9 @@ def drawing(lab: Lab) -> list[str]:
         stp = ""
         if a.bridge.stp or b.bridge.stp:
             stp = "  (stp: " + ", ".join(_state(p) for p in (a, b)) + ")"
+        missed = 0 if lab._closed else cable.capture_drops()
+        if missed:
+            stp += f"  (its pcaps miss {missed} frame(s))"
         lines.append(f"  {a.bridge.name} [{a.name}] {wire} [{b.name}] {b.bridge.name}{stp}")
         joined.update((a.bridge.name, b.bridge.name))
     alone = [name for name in lab.bridges if name not in joined]
@@ -350,9 +377,12 @@ def _state(port: CablePort) -> str:
     """The STP state of a cable port as the kernel has it now, for the drawing."""
     from vlab.options import PORT_STATE_NAMES
 
+    lab = port.bridge.lab
+    if lab._closed:
+        return f"{port.name} ?"
     try:
-        data = port.bridge.lab._switch.rtnl.port_data(port.index)
-    except OSError:
+        data = lab._switch.rtnl.port_data(port.index)
+    except (OSError, ValueError):
         return f"{port.name} ?"
     raw = data.get(1)
     return f"{port.name} {PORT_STATE_NAMES.get(raw[0], '?') if raw else '?'}"

@@ -173,7 +173,6 @@ class Lab:
         self._noise: list[Callable[[bytes], bool]] = []  # frames the lab itself causes
         self.cables: dict[str, cablelib.Cable] = {}
         self.keep_bpdus = False  # True: BPDUs of the lab's bridges reach endpoint queues too
-        self._noise.append(stp.bridge_bpdu_filter(self))
         self._counters = {"vnet": 0, "veth": 0, "eth": 0, "port": 0}
         self._undo: list[Callable[[], None]] = []  # steps undoing the build call in progress
         self._dirty = True
@@ -290,7 +289,8 @@ class Lab:
         problem = check(name)
         if problem is not None:
             raise LabError(f"{what} name {problem}")
-        if name in self.endpoints or name in self.bridges or name in ("switch", "upstream"):
+        taken = name in self.endpoints or name in self.bridges or name in self.cables
+        if taken or name in ("switch", "upstream"):
             raise LabError(f"{what} name {name!r} is already used in this lab; pick another")
 
     def _bridge(self, bridge: Bridge | str) -> Bridge:
@@ -335,6 +335,8 @@ class Lab:
             raise LabError(f"cannot create bridge {name} with {shown}: {exc.strerror}") from None
         br = Bridge(self, name, index, mac)
         br.stp = bool(encoded.get("stp"))
+        if br.stp:
+            stp.filter_bpdus(self)
         br.vlan_filtering = bool(encoded.get("vlan_filtering"))
         self.bridges[name] = br
         if querier is not None:

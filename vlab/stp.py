@@ -309,6 +309,13 @@ def is_bpdu(frame: bytes) -> bool:
     return frame[:6] == STP_GROUP and frame[14:17] == LLC_STP
 
 
+def filter_bpdus(lab: Lab) -> None:
+    """Make the BPDUs of ``lab``'s bridges noise, once: called when a bridge turns STP on, so a
+    lab without STP pays nothing per frame."""
+    if not any(getattr(f, "bpdu_filter", False) for f in lab._noise):
+        lab._noise.append(bridge_bpdu_filter(lab))
+
+
 def bridge_bpdu_filter(lab: Lab) -> Callable[[bytes], bool]:
     """The noise predicate of a lab: a BPDU sent by one of its bridges' ports (its source is a
     port's own MAC), unless ``lab.keep_bpdus``. Cheap for every other frame: one compare."""
@@ -319,4 +326,5 @@ def bridge_bpdu_filter(lab: Lab) -> Callable[[bytes], bool]:
         src = ":".join(f"{b:02x}" for b in frame[6:12])
         return any(src == p.mac for br in lab.bridges.values() for p in br.ports.values())
 
+    noise.bpdu_filter = True  # type: ignore[attr-defined]
     return noise
