@@ -165,3 +165,7 @@ def test_bad_cables_are_refused_before_anything_is_built(lab: Lab) -> None:
     with pytest.raises(LabError, match="already used"):
         lab.cable("br1", "br2", name="trunk")
     assert list(lab.cables) == ["trunk"] and list(b0.ports) == ["cab0a"]
+    with pytest.raises(LabError, match="already used"):
+        lab.vm("trunk", bridge=b0)  # cables share the lab's names
+    with pytest.raises(LabError, match="end of cable trunk"):
+        lab.cables["trunk"].ports[0].detach()  # moving an end could close a loop unseen
