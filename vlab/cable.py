@@ -21,8 +21,8 @@ import contextlib
 from typing import TYPE_CHECKING, Any
 
 from vlab import limits, validate
-from vlab import rtnl as nl
 from vlab.bridge import Bridge, Port
+from vlab.build import check_room
 from vlab.capture import PacketPort, Record
 from vlab.errors import LabError
 from vlab.options import encode_port
@@ -30,6 +30,7 @@ from vlab.options import encode_port
 if TYPE_CHECKING:
     from vlab.lab import Lab
     from vlab.stats import LinkStats
+    from vlab.switch import Switch
 
 PCAP_KEEP = 50_000  # frames kept per cable end for the failure pcap
 
@@ -88,8 +89,9 @@ class Cable:
 
     kind = "cable"
 
-    def __init__(self, lab: Lab, name: str, ports: tuple[CablePort, CablePort]) -> None:
-        self.lab = lab
+    def __init__(self, switch: Switch, name: str, ports: tuple[CablePort, CablePort]) -> None:
+        self.switch = switch
+        self.lab = switch.lab
         self.name = name
         self.ports = ports
         self.carrier = True
@@ -118,18 +120,17 @@ class Cable:
         close takes its peer's carrier too): each bridge disables its port synchronously and
         STP bridges start re-forming the tree (``lab.converge()`` waits for it).
         """
-        lab = self.lab
-        lab._check_open()
+        switch = self.switch
+        switch.guard.check()
         up = validate.flag(up, f"cable {self.name}: set_carrier(up)")
-        with lab._guard.lock:
-            links = nl.LinkRequests(lab._switch.rtnl)
+        with switch.guard.lock:
             for port in self.ports:
-                links.set_link(port.index, up=up)
+                switch.links.set_link(port.index, up=up)
                 port.admin_down = not up
             self.carrier = up
             for port in self.ports:
-                lab._sync_link(port.index, port.name, up)
-            lab._topology_changed()
+                switch.sync_link(port.index, port.name, up)
+            switch.topology_changed()
 
     def stats(self) -> tuple[LinkStats, LinkStats]:
         """Kernel counters of both ends (``tx_dropped`` there is a frame lost on the cable)."""
@@ -153,13 +154,19 @@ class Cable:
                 total += c.io.kernel_drops()
         return total
 
-    def _pull(self) -> int:
+    def capture(self, port: CablePort, io: PacketPort) -> None:
+        """Keep what ``port``'s bridge receives from the cable, read from ``io``, for the pcaps."""
+        self._captures.append(_Capture(port, io))
+
+    def pull(self) -> int:
+        """Read both ends' captures now (a settle does, as for endpoints); how many frames."""
         return sum(c.pull() for c in self._captures)
 
-    def _fds(self) -> list[int]:
+    def fds(self) -> list[int]:
+        """The captures' fds, which a settle waits on with the endpoints'."""
         return [c.io.fileno() for c in self._captures]
 
-    def _logs(self) -> list[tuple[str, str, str, collections.deque[tuple[int, bool, bytes]]]]:
+    def logs(self) -> list[tuple[str, str, str, collections.deque[tuple[int, bool, bytes]]]]:
         """``(file stem, interface name, description, log)`` of each end, for the pcaps."""
         out = []
         for c in self._captures:
@@ -286,17 +293,22 @@ def add_cable(lab: Lab, a: Bridge, b: Bridge, name: str | None, options: dict[st
         problem = _loop_problem(loop, lab, f"cable {name} between {a.name} and {b.name}")
         if problem:
             raise LabError(problem)
+    switch = a.switch
+    if b.switch is not switch:
+        raise LabError(
+            f"cable {name}: {a.name} and {b.name} are in different switch namespaces; a cable "
+            "joins bridges of one namespace (join hypervisors with lab.vxlan)"
+        )
     for br in (a, b):
-        lab._check_room(br, f"cable {name}")
+        check_room(br, f"cable {name}")
     names = _port_names(lab, len(lab.cables))
-    switch = lab._switch
     macs = (lab_mac(), lab_mac())
-    with lab._rollback() as undo:
+    with switch.rollback():
         try:
             switch.links.add_veth(names[0], 0, macs[0], a.index, names[1], macs[1], switch.ns.fd, 0)
-            undo.append(lambda: switch.links.delete(switch.links.index_of(names[0])))
+            switch.on_undo(lambda: switch.links.delete(switch.links.index_of(names[0])))
             ia, ib = switch.links.index_of(names[0]), switch.links.index_of(names[1])
-            switch.next_index = max(switch.next_index, ia + 1, ib + 1)
+            switch.space.claim(max(ia, ib))
             switch.links.set_link(ib, master=b.index)
         except OSError as exc:
             if exc.errno in limits.FD_ERRNOS:
@@ -304,21 +316,21 @@ def add_cable(lab: Lab, a: Bridge, b: Bridge, name: str | None, options: dict[st
             raise LabError(f"cable {name} between {a.name} and {b.name}: {exc.strerror}") from None
         pa = CablePort(a, names[0], ia, None, macs[0])
         pb = CablePort(b, names[1], ib, None, macs[1])
-        cable = Cable(lab, name, (pa, pb))
+        cable = Cable(switch, name, (pa, pb))
         pa.cable = pb.cable = cable
         a.ports[pa.name] = pa
         b.ports[pb.name] = pb
-        undo.append(lambda: _unregister(pa, pb))
+        switch.on_undo(lambda: _unregister(pa, pb))
         with switch.ns.entered():
             for port in (pa, pb):
                 io = PacketPort(port.name)
-                lab._sockets.append(io)
-                cable._captures.append(_Capture(port, io))
+                switch.own_socket(io)
+                cable.capture(port, io)
         if options:
             for port in (pa, pb):
                 port.set(**options)
         lab.cables[name] = cable
-        lab._topology_changed()
+        switch.topology_changed()
     return cable
 
 
@@ -362,7 +374,7 @@ def drawing(lab: Lab) -> list[str]:
         stp = ""
         if a.bridge.stp or b.bridge.stp:
             stp = "  (stp: " + ", ".join(_state(p) for p in (a, b)) + ")"
-        missed = 0 if lab._closed else cable.capture_drops()
+        missed = 0 if lab.closed else cable.capture_drops()
         if missed:
             stp += f"  (its pcaps miss {missed} frame(s))"
         lines.append(f"  {a.bridge.name} [{a.name}] {wire} [{b.name}] {b.bridge.name}{stp}")
@@ -377,11 +389,10 @@ def _state(port: CablePort) -> str:
     """The STP state of a cable port as the kernel has it now, for the drawing."""
     from vlab.options import PORT_STATE_NAMES
 
-    lab = port.bridge.lab
-    if lab._closed:
+    if port.bridge.lab.closed:
         return f"{port.name} ?"
     try:
-        data = lab._switch.rtnl.port_data(port.index)
+        data = port.bridge.switch.rtnl.port_data(port.index)
     except (OSError, ValueError):
         return f"{port.name} ?"
     raw = data.get(1)

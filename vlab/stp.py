@@ -49,6 +49,7 @@ if TYPE_CHECKING:
     from vlab.bridge import Bridge, Port
     from vlab.cable import Cable
     from vlab.lab import Lab
+    from vlab.switch import Switch
 
 FAST = {"stp": True, "forward_delay": 2, "hello_time": 1, "max_age": 6}
 """Bridge options for the quickest STP the kernel accepts: ``lab.bridge("br0", **FAST)``."""
@@ -128,7 +129,7 @@ class _BridgeStp:
 
 
 def _bridge_stp(br: Bridge) -> _BridgeStp:
-    data = br.lab._switch.rtnl.bridge_data(br.index)
+    data = br.switch.rtnl.bridge_data(br.index)
     return _BridgeStp(
         enabled=_u32(data.get(_BR_STP_STATE)) != 0,
         own_id=bridge_id(data.get(_BR_BRIDGE_ID, b"")),
@@ -154,14 +155,14 @@ def role_of(state: int, port_no: int, port_id: int, own: str, designated: str, d
 def port_stp(port: Port) -> StpPort:
     """The kernel's STP view of ``port`` now (see :class:`StpPort`)."""
     br = port.bridge
-    br.lab._check_open()
+    br.switch.guard.check()
     if not br.stp:
         raise LabError(
             f"port {port.name}: bridge {br.name} does not run STP; create it with stp=True "
             "(vlab.stp.FAST for the quickest timers)"
         )
     bridge = _bridge_stp(br)
-    data = br.lab._switch.rtnl.port_data(port.index)
+    data = br.switch.rtnl.port_data(port.index)
     state = data.get(_STATE, b"\0")[0]
     port_no, port_id = _u16(data.get(_NO)), _u16(data.get(_ID))
     designated = bridge_id(data.get(_BRIDGE_ID, b""))
@@ -238,7 +239,9 @@ def unsettled(lab: Lab) -> list[str]:
     learning (but those ``root_block`` holds), and groups of cabled STP bridges that do not
     agree on the lowest id among them as root."""
     problems = []
-    states = lab._switch.links.port_states()
+    states: dict[str, int] = {}
+    for switch in {id(br.switch): br.switch for br in lab.bridges.values() if br.stp}.values():
+        states.update(switch.links.port_states())
     info = {br.name: _bridge_stp(br) for br in lab.bridges.values() if br.stp}
     held: set[str] = set()
     for br in lab.bridges.values():
@@ -284,7 +287,6 @@ def converge(lab: Lab, timeout: float | None) -> float:
     """Wait until STP has settled in ``lab`` (see :func:`unsettled`); returns the seconds it
     took. Raises a LabError naming what is still moving after ``timeout``."""
     start = time.monotonic()
-    lab._ready()
     if timeout is None:
         timeout = default_timeout(lab)
     deadline = start + timeout
@@ -309,22 +311,22 @@ def is_bpdu(frame: bytes) -> bool:
     return frame[:6] == STP_GROUP and frame[14:17] == LLC_STP
 
 
-def filter_bpdus(lab: Lab) -> None:
-    """Make the BPDUs of ``lab``'s bridges noise, once: called when a bridge turns STP on, so a
-    lab without STP pays nothing per frame."""
-    if not any(getattr(f, "bpdu_filter", False) for f in lab._noise):
-        lab._noise.append(bridge_bpdu_filter(lab))
+def filter_bpdus(switch: Switch) -> None:
+    """Make the BPDUs of ``switch``'s bridges noise, once: called when a bridge turns STP on,
+    so a lab without STP pays nothing per frame."""
+    if not any(getattr(f, "bpdu_filter", False) for f in switch.noise):
+        switch.noise.append(bridge_bpdu_filter(switch))
 
 
-def bridge_bpdu_filter(lab: Lab) -> Callable[[bytes], bool]:
+def bridge_bpdu_filter(switch: Switch) -> Callable[[bytes], bool]:
     """The noise predicate of a lab: a BPDU sent by one of its bridges' ports (its source is a
     port's own MAC), unless ``lab.keep_bpdus``. Cheap for every other frame: one compare."""
 
     def noise(frame: bytes) -> bool:
-        if frame[:6] != STP_GROUP or lab.keep_bpdus or not is_bpdu(frame):
+        if frame[:6] != STP_GROUP or switch.lab.keep_bpdus or not is_bpdu(frame):
             return False
         src = ":".join(f"{b:02x}" for b in frame[6:12])
-        return any(src == p.mac for br in lab.bridges.values() for p in br.ports.values())
+        return any(src == p.mac for br in switch.bridges() for p in br.ports.values())
 
     noise.bpdu_filter = True  # type: ignore[attr-defined]
     return noise

@@ -72,7 +72,7 @@ def test_set_carrier_unplugs_both_ends(lab: Lab) -> None:
     lab.expect(f, at=[vm1])
     assert vm0.mac in b1.fdb()
     cable.set_carrier(False)
-    links = lab._switch.links
+    links = lab.switch.links
     assert [links.link_state(p.index)[2] for p in cable.ports] == [False, False]  # no carrier
     assert all(p.options()["state"] == "disabled" for p in cable.ports)
     assert vm0.mac not in b1.fdb()  # learnt behind the cable: flushed with the carrier

@@ -47,9 +47,9 @@ def test_triangle_converges_delivers_once_and_reforms_after_a_failure(lab: Lab) 
         vm0.send(f)
         lab.expect(f, at=[vm1])
     vm2.clear()
-    seen = len(vm0._log)
+    seen = len(vm0.log)
     deadline = time.monotonic() + 3
-    while not any(is_bpdu(data) for _ts, _sent, data in list(vm0._log)[seen:]):
+    while not any(is_bpdu(data) for _ts, _sent, data in list(vm0.log)[seen:]):
         assert time.monotonic() < deadline, "no BPDU reached vm0's pcap within 3 s"
         lab.settle()
     assert [vm.frames() for vm in (vm0, vm1, vm2)] == [[], [], []]  # BPDUs are noise ...
