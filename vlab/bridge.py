@@ -29,6 +29,7 @@ from vlab.options import (
 if TYPE_CHECKING:
     from vlab.lab import Lab
     from vlab.stats import LinkStats
+    from vlab.stp import StpPort
     from vlab.switch import Switch
 
 
@@ -101,6 +102,13 @@ class Port:
         return self.bridge.switch.guard
 
     @guarded
+    def describe(self) -> str:
+        """One line for the lab's topology: the endpoint behind this port, or what the port is
+        when none is (a cable end says which cable; a bare port its MAC)."""
+        if self.endpoint is not None:
+            return self.endpoint.describe()
+        return f"no endpoint (mac {self.mac})"
+
     def set(self, **options: Any) -> Port:
         """Change port options (friendly names and units), all validated before any is sent."""
         encoded = encode_port(options)
@@ -184,6 +192,14 @@ class Port:
         switch.topology_changed()
         return self
 
+    def stp(self) -> StpPort:
+        """What the kernel's STP holds for this port: role, state, designated root, bridge,
+        port and cost (the role is derived, netlink has none: see :mod:`vlab.stp`)."""
+        from vlab.stp import port_stp
+
+        with self._guard.lock:
+            return port_stp(self)
+
     def stats(self) -> LinkStats:
         """The port device's kernel counters: rx is what the bridge got from the endpoint."""
         from vlab.stats import port_stats
@@ -224,6 +240,10 @@ class Bridge:
         if encoded.get("vlan_filtering") == 0 and not self.vlan_filtering:
             del encoded["vlan_filtering"]  # already off; kernels without it refuse even "off"
         rtnl = self.switch.rtnl
+        if "stp" in encoded and not encoded["stp"] and self.stp:
+            from vlab.cable import check_stp_off
+
+            check_stp_off(self)  # a loop of cables without STP would be a broadcast storm
         if encoded.get("multicast_querier") and not self._link_local:
             self._enable_link_local()  # before the querier's first MLD query, which needs it
         try:
@@ -243,6 +263,10 @@ class Bridge:
             readback.check(BRIDGE_OPTIONS, encoded, raw, f"bridge {self.name}")
         if "stp" in encoded:
             self.stp = bool(encoded["stp"])
+            if self.stp:
+                from vlab.stp import filter_bpdus
+
+                filter_bpdus(self.switch)
         if "vlan_filtering" in encoded:
             self.vlan_filtering = bool(encoded["vlan_filtering"])
         if "multicast_querier" in encoded:

@@ -137,6 +137,10 @@ class Builder:
             raise
         br = Bridge(switch, name, index, mac)
         br.stp = bool(encoded.get("stp"))
+        if br.stp:
+            from vlab.stp import filter_bpdus
+
+            filter_bpdus(switch)  # its BPDUs are lab noise (kept in the pcaps)
         br.vlan_filtering = bool(encoded.get("vlan_filtering"))
         switch.fabric.bridges[name] = br
         if querier is not None:

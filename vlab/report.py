@@ -34,11 +34,12 @@ def write_artifacts(lab: LabSnapshot, directory: Path | None = None) -> Path:
     for ep in lab.endpoints:
         records = sorted(((ts, data) for ts, _sent, data in ep.log), key=lambda r: r[0])
         write_pcap(directory / f"{ep.name}-{ep.port}.pcap", records)
-    write_merged(
-        directory / MERGED,
-        [(f"{ep.name} ({ep.port})", ep.description, ep.log) for ep in lab.endpoints],
-        f"vlab lab {lab.name}",
-    )
+    interfaces = [(f"{ep.name} ({ep.port})", ep.description, ep.log) for ep in lab.endpoints]
+    for stem, name, description, log in lab.links:
+        records = sorted(((ts, data) for ts, _sent, data in log), key=lambda r: r[0])
+        write_pcap(directory / f"{stem}.pcap", records)
+        interfaces.append((name, description, log))
+    write_merged(directory / MERGED, interfaces, f"vlab lab {lab.name}")
     (directory / "topology.txt").write_text(f"{lab}\n")
     return directory
 

@@ -44,6 +44,9 @@ class LabSnapshot:
     topology: str  # lab.describe()
     fdb: str | None  # every bridge's fdb and mdb as text; None when it could not be read
     artifact_dir: Path  # where pcaps and topology.txt of this lab are written
+    # captures that belong to no endpoint (each end of a cable): (file stem, interface name,
+    # description, log) — a pcap each and an interface of the merged pcapng
+    links: tuple[tuple[str, str, str, tuple[LogEntry, ...]], ...] = ()
 
     @property
     def by_name(self) -> Mapping[str, EndpointSnapshot]:

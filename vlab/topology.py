@@ -13,6 +13,7 @@ import struct
 from typing import TYPE_CHECKING
 
 from vlab import rtnl as nl
+from vlab.cable import drawing
 
 if TYPE_CHECKING:
     from vlab.bridge import Bridge, Port
@@ -46,8 +47,7 @@ def describe(lab: Lab) -> str:
             found[br.switch] = {} if lab.closed else kernel_ports(br.switch)
         lines.append(f"  bridge {br.name} mac {br.mac}")
         for port in br.ports.values():
-            what = port.endpoint.describe() if port.endpoint else f"no endpoint (mac {port.mac})"
-            lines.append(f"    {port.name:<8} {what}")
+            lines.append(f"    {port.name:<8} {port.describe()}")
         for name, mac, _index in found[br.switch].get(br.index, []):
             if name not in br.ports:
                 lines.append(f"    {name:<8} a port vlab did not make (mac {mac})")
@@ -55,6 +55,7 @@ def describe(lab: Lab) -> str:
     if lone:
         lines.append("  in no bridge")
         lines.extend(f"    {ep.port:<8} {ep.describe()}" for ep in lone)
+    lines.extend(drawing(lab))
     return "\n".join(lines)
 
 
