@@ -42,7 +42,7 @@ from vlab import programs as proglib
 from vlab.bridge import Bridge
 from vlab.build import TAP_TXQLEN, Builder
 from vlab.capture import Record
-from vlab.endpoints import EdgePoll, Endpoint
+from vlab.endpoints import EdgePoll, Endpoint, Host
 from vlab.errors import LabError
 from vlab.frames import Mask
 from vlab.guard import LabGuard, guarded
@@ -249,7 +249,7 @@ class Lab(Builder):
         assert shell is not None
         bridges = list(self.bridges.values())
         if self.quiet and len(bridges) == 1 and bridges[0].index == nspool.BRIDGE_INDEX:
-            nspool.give(shell, lambda: Namespace("switch", True))
+            nspool.give(shell, lambda ns=None: Namespace("switch", True, ns))
         else:
             shell.close()
 
@@ -262,6 +262,13 @@ class Lab(Builder):
                 self._shell = nspool.wrap(self.switch.space)
             return False
         return nspool.adopt(self._shell, name, mac, data, mtu)
+
+    def host(self, name: str, bridge: Bridge | str | None, *args: Any, **kwargs: Any) -> Host:
+        """See :meth:`vlab.build.Builder.host`; a host on no bridge, made before any bridge, must
+        not be given the ifindex a reused switch namespace keeps its dormant bridge at."""
+        if bridge is None and self._shell is not None and self._shell.dormant:
+            nspool.discard_dormant(self._shell)
+        return super().host(name, bridge, *args, **kwargs)
 
     def _expose_switch(self) -> None:
         """Before a test looks into the switch namespace, a dormant bridge must be gone."""

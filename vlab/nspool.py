@@ -329,6 +329,7 @@ class _Shell:
         self.space = space
         self.events = _link_events(space.ns)
         self.dormant = False  # holds the reset bridge, not yet a lab's
+        self.spare: NetNS | None = None  # the namespace between its lab's close and a reset
 
     def mtu_changed(self) -> bool:
         """Did the bridge ever have another MTU than 1500 since the last call (or were events lost)?
@@ -358,9 +359,34 @@ class _Shell:
                 if mtu is not None and mtu != default:
                     changed = True
 
+    def detach(self) -> None:
+        """At the lab's close: its sockets and namespace fd are closed now, a duplicate fd keeps
+        the namespace for the pool. Whatever object of the closed lab still points at it (a
+        port, a bridge, a host's ``ns``) then fails on a closed socket or fd, and never reaches
+        the namespace again, whoever reuses it."""
+        old = self.space
+        self.spare = NetNS(old.ns.name, os.dup(old.ns.fd))
+        self.spare.touched = old.ns.touched
+        old.close()
+
+    def renew(self, factory: Any) -> None:
+        """Fresh sockets in the detached namespace, for the next lab (in the resetter)."""
+        ns, self.spare = self.spare, None
+        if ns is None:
+            return
+        try:
+            self.space = factory(ns)
+        except BaseException:
+            ns.close()
+            raise
+
     def close(self) -> None:
         self.events.close()
-        self.space.close()
+        if self.spare is not None:
+            self.spare.close()
+            self.spare = None
+        else:
+            self.space.close()
 
 
 def _link_events(ns: NetNS) -> socket.socket:
@@ -450,6 +476,7 @@ class Pool:
 
     def _recycle(self, shell: _Shell, factory: Any) -> None:
         try:
+            shell.renew(factory)
             problems = self._reset(shell, factory)
         except Exception as exc:  # any surprise: the namespace is dropped, never reused
             problems = [f"reset failed: {exc}"]
@@ -615,10 +642,15 @@ def discard_dormant(shell: _Shell) -> None:
 
 
 def give(shell: _Shell, factory: Any) -> None:
-    """Hand a closed lab's switch namespace over to be reset, verified and reused (or dropped)."""
+    """Hand a closed lab's switch namespace over to be reset, verified and reused (or dropped).
+
+    ``factory(ns=None)`` makes a switch namespace object: a fresh one, or one with fresh
+    sockets in ``ns``.
+    """
     if not _pool.enabled:
         shell.close()
         return
+    shell.detach()
     _pool.give(shell, factory)
 
 

@@ -80,13 +80,19 @@ def link_ready(links: LinkRequests, index: int, carrier_from_birth: bool) -> boo
 class Namespace:
     """A lab namespace with its raw netlink socket, qdisc watch and ifindex allocator."""
 
-    def __init__(self, name: str, quiet: bool = True) -> None:
-        """Create the namespace (quiet: no IPv6/IGMP chatter) and open its sockets inside."""
-        self.ns = NetNS.create(name)
+    def __init__(self, name: str, quiet: bool = True, ns: NetNS | None = None) -> None:
+        """Create the namespace (quiet: no IPv6/IGMP chatter) and open its sockets inside.
+
+        ``ns``: an existing namespace (already set up) to open fresh sockets in, for a reused one
+        (see vlab.nspool): the previous lab's objects keep its closed sockets and reach nothing.
+        """
+        fresh = ns is None
+        self.ns = NetNS.create(name) if ns is None else ns
         opened: list[Any] = []  # sockets hold the namespace too: close them on a failure
         try:
             with self.ns.entered():
-                for key, value in (QUIET_SYSCTLS if quiet else ()) + PURE_L2_SYSCTLS:
+                sysctls = (QUIET_SYSCTLS if quiet else ()) + PURE_L2_SYSCTLS if fresh else ()
+                for key, value in sysctls:
                     try:
                         with open("/proc/sys/" + key, "w") as fh:
                             fh.write(value)

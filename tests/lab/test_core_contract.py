@@ -14,7 +14,7 @@ import os
 import pytest
 from scapy.layers.l2 import Ether
 
-from vlab import Lab, LabError, reaper
+from vlab import Lab, LabError, nspool, reaper
 from vlab.bridge import Bridge
 from vlab.build import Builder
 from vlab.capture import PacketPort
@@ -84,6 +84,7 @@ def frame(src: str, tag: bytes) -> Ether:
 
 
 def fds() -> int:
+    nspool.empty()  # closed labs' switch namespaces, reset and pooled in the background
     reaper.drain()  # packet sockets are closed in the background
     return len(os.listdir("/proc/self/fd"))
 

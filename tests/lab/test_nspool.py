@@ -22,6 +22,7 @@ from collections.abc import Callable, Iterator
 from typing import Any
 
 import pytest
+from scapy.layers.l2 import Ether
 
 from vlab import Lab, nspool, spawn
 
@@ -470,3 +471,37 @@ def test_a_sysctl_write_or_a_look_inside_makes_the_pool_check_everything() -> No
         # an unchanged value, a program that is gone: the full check finds nothing to object to
         assert pool.stats["reused"] == before["reused"] + 1, (touch, pool.last_discard)
     _empty_pool()
+
+
+def test_a_closed_labs_objects_never_reach_the_namespace_the_next_lab_reuses() -> None:
+    pool = nspool.pool()
+    with Lab() as warm:
+        _api_build(warm)
+    assert pool.drain()
+    _empty_pool()
+    with Lab() as old:
+        _api_build(old)
+        stale_rtnl, stale_ns = old.switch.rtnl, old.switch.ns
+    assert pool.drain() and pool.ready, pool.last_discard
+    with Lab() as new:
+        assert new.switch.ns.inode == stale_ns.inode  # the same namespace, reused
+        _api_build(new)
+        with pytest.raises(OSError):  # its closed socket, not the new lab's
+            stale_rtnl.bridge_data(nspool.BRIDGE_INDEX)
+        assert stale_ns.fd == -1  # nor can a program be started there through it
+        assert new.switch.rtnl.bridge_data(nspool.BRIDGE_INDEX)  # the positive case
+
+
+def test_a_host_on_no_bridge_first_in_a_reused_namespace() -> None:
+    """The dormant bridge holds the first ifindex: a lone host made before any bridge gets it."""
+    pool = nspool.pool()
+    with Lab() as warm:
+        _api_build(warm)
+    assert pool.drain() and pool.ready, pool.last_discard
+    with Lab() as lab:
+        assert lab._shell is not None and lab._shell.dormant
+        h1 = lab.host("h1", bridge=None)
+        frame = Ether(src=h1.peer.mac, dst=h1.mac) / b"over the cable"
+        h1.peer.send(frame)
+        h1.expect(frame)
+        assert nspool.SPARE_NAME not in lab.switch.links.link_states()
