@@ -12,6 +12,7 @@ import pytest
 from scapy.layers.l2 import Ether
 
 from vlab import Lab, LabError
+from vlab.properties.network import model_of_lab
 from vlab.stp import FAST, is_bpdu
 
 pytestmark = pytest.mark.vlab
@@ -40,9 +41,16 @@ def test_triangle_converges_delivers_once_and_reforms_after_a_failure(lab: Lab) 
         p.stp().designated_root == root.bridge_id for c in lab.cables.values() for p in c.ports
     )
 
+    model = model_of_lab(lab)  # the blocked port, read from the kernel, opens the ring
+    assert model.blocked == {("br2", c12.port(b2).name)}
     f = probe(vm0.mac)
+    assert model.deliveries("vm0", bytes(f)) == {"vm1": 1, "vm2": 1}
     vm0.send(f)
     lab.expect(f, at=[vm1, vm2])  # every endpoint exactly once: no copy came round the loop
+    back = probe(vm2.mac, dst=vm0.mac, payload=b"known")
+    assert model.deliveries("vm2", bytes(back)) == {"vm0": 1}  # learnt on the way
+    vm2.send(back)
+    lab.expect(back, at=[vm0])
     with pytest.raises(AssertionError, match="unexpected at vm2"):  # the check sees vm2's copy
         vm0.send(f)
         lab.expect(f, at=[vm1])
