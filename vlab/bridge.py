@@ -95,6 +95,7 @@ class Port:
         self.mac = mac  # the port device's own MAC (a local fdb entry), not the endpoint's
         self.state_managed = False  # the user set a state: readiness must not wait on it
         self.admin_down = False  # set_up(False): readiness must not wait on it either
+        self.foreign = False  # made behind vlab's back (see br.port): nor on this one
 
     @property
     def _guard(self) -> LabGuard:
@@ -110,6 +111,10 @@ class Port:
             self.bridge.switch.rtnl.set_port_data(self.index, pack_data(PORT_OPTIONS, encoded))
         except OSError as exc:
             raise _errno_hint(exc, f"port {self.name} of {self.bridge.name}", options) from None
+        from vlab import readback
+
+        raw = self.bridge.switch.rtnl.port_data(self.index)
+        readback.check(PORT_OPTIONS, encoded, raw, f"port {self.name} of {self.bridge.name}")
         return self
 
     @guarded
@@ -244,6 +249,11 @@ class Bridge:
                 rtnl.set_bridge_data(self.index, data)
         except OSError as exc:
             raise _errno_hint(exc, f"bridge {self.name}", options) from None
+        if data:
+            from vlab import readback
+
+            raw = rtnl.bridge_data(self.index)
+            readback.check(BRIDGE_OPTIONS, encoded, raw, f"bridge {self.name}")
         if "stp" in encoded:
             self.stp = bool(encoded["stp"])
             if self.stp:
@@ -266,13 +276,17 @@ class Bridge:
     def n_learned(self) -> int:
         """How many dynamically learnt entries count against fdb_max_learned."""
         raw = self.switch.rtnl.bridge_data(self.index).get(IFLA_BR_FDB_N_LEARNED)
-        return int.from_bytes(raw[:4], "little") if raw else 0
+        if raw is None:  # not a count of 0: a kernel that does not count (before 6.8)
+            raise Unsupported(f"bridge {self.name}: this kernel does not count learnt entries")
+        return int.from_bytes(raw[:4], "little")
 
     # --- ports -----------------------------------------------------------------------------
 
     @guarded
     def port(self, endpoint: Endpoint | Port | str) -> Port:
-        """The port an endpoint of this lab is cabled to on this bridge (or a port by name)."""
+        """The port an endpoint of this lab is cabled to on this bridge (or a port by name,
+        one vlab did not make included: ``lab.run("switch", "ip", "link", "set", "X", "master",
+        br.name)`` then ``br.port("X")``)."""
         if isinstance(endpoint, Port):
             if endpoint.bridge is not self:
                 raise LabError(f"{endpoint!r} is a port of {endpoint.bridge.name}, not {self.name}")
@@ -285,6 +299,11 @@ class Bridge:
                 )
             port = self.ports.get(endpoint.port)
             if port is None or port.endpoint is not endpoint:
+                if endpoint.bridge is None:
+                    raise LabError(
+                        f"{endpoint.kind} {endpoint.name} is cabled to no bridge: it has no "
+                        f"port on {self.name}"
+                    )
                 raise LabError(
                     f"{endpoint.kind} {endpoint.name} is cabled to {endpoint.bridge.name}, not to "
                     f"{self.name}: use {endpoint.bridge.name}.port({endpoint.name})"
@@ -295,6 +314,10 @@ class Bridge:
                 f"port({endpoint!r}): give an endpoint of this lab (from lab.vm/host/uplink), "
                 "one of its ports or a port name"
             )
+        if endpoint not in self.ports:  # a port made behind vlab's back: adopt it
+            from vlab.topology import adopt_port
+
+            adopt_port(self, endpoint)
         try:
             return self.ports[endpoint]
         except KeyError:
@@ -415,6 +438,12 @@ class Bridge:
             nl.neigh_add(rtnl, self.index, addr.packed, normalize_mac(mac))
         except OSError as exc:
             raise LabError(f"neigh_add {ip} lladdr {mac} on {self.name}: {exc.strerror}") from None
+
+    def enable_ipv6(self) -> None:
+        """IPv6 on the bridge device alone, once (see :meth:`_enable_ipv6`): what an IPv6
+        group join of ``br.local`` needs."""
+        if not self._ipv6:
+            self._enable_ipv6()
 
     def _enable_ipv6(self) -> None:
         """IPv6 on the bridge device alone, with the chatter that costs kept out of assertions.

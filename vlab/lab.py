@@ -13,9 +13,11 @@ leave behind.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import shutil
 import subprocess
+import tempfile
 import time
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
@@ -47,6 +49,8 @@ from vlab.guard import LabGuard, guarded
 from vlab.mdb import mdb_text
 from vlab.netns import NetNS
 from vlab.options import normalize_mac
+from vlab.paths import safe_component
+from vlab.snapshot import CaptureSnapshot, EndpointSnapshot, LabSnapshot
 from vlab.switch import (
     OPER_UNKNOWN,
     OPER_UP,
@@ -442,7 +446,7 @@ class Lab(Builder):
         self.settle()
         noisy = {ep.name: list(ep.pending) for ep in self.endpoints.values() if ep.pending}
         if noisy:
-            raise AssertionError(report.not_quiet(self, noisy))
+            raise AssertionError(report.not_quiet(self.snapshot(), noisy))
 
     @guarded
     def where(self, mac: str) -> Where | None:
@@ -466,17 +470,11 @@ class Lab(Builder):
         return via_cable
 
     def describe(self) -> str:
-        """The lab as text: bridges, their ports and what is cabled to each."""
-        lines = [f"lab {self.name}"]
-        for br in self.bridges.values():
-            lines.append(f"  bridge {br.name} mac {br.mac}")
-            for port in br.ports.values():
-                if port.endpoint is not None:
-                    lines.append(f"    {port.name:<8} {port.endpoint.describe()}")
-                elif isinstance(port, cablelib.CablePort):
-                    lines.append(f"    {port.name:<8} {port.describe()}")
-        lines.extend(cablelib.drawing(self))
-        return "\n".join(lines)
+        """The lab as text: bridges, their ports (those vlab did not make too) and what is
+        cabled to each, and the endpoints in no bridge (see :mod:`vlab.topology`)."""
+        from vlab import topology
+
+        return topology.describe(self)
 
     @guarded
     def fdb_text(self) -> str:
@@ -491,22 +489,69 @@ class Lab(Builder):
 
     # --- failure reports -------------------------------------------------------------------
 
+    def snapshot(self) -> LabSnapshot:
+        """An immutable picture of the lab for reports: every endpoint with what it holds
+        and logged, the topology and fdb as text, and where its artifacts go (a temporary
+        directory, made once, for a lab without ``artifacts=``)."""
+        return self._snapshot(None)
+
+    def _snapshot(self, directory: Path | None) -> LabSnapshot:
+        with self._guard.lock:
+            fdb = None
+            if not self._closed:
+                with contextlib.suppress(OSError, LabError):
+                    fdb = self.fdb_text()
+            if directory is None:
+                if self.artifact_dir is None:
+                    home = self.artifacts
+                    if home is None:  # outside pytest, no artifacts=: once per lab
+                        home = Path(
+                            tempfile.mkdtemp(prefix=f"vlab-{safe_component(self.name, 20)}-")
+                        )
+                    self.artifact_dir = home
+                directory = self.artifact_dir
+            endpoints = tuple(
+                EndpointSnapshot(
+                    ep.name,
+                    ep.kind,
+                    ep.mac,
+                    ep.port,
+                    None if ep.bridge is None else ep.bridge.name,
+                    ep.location,
+                    ep.describe(),
+                    tuple(ep.pending),
+                    tuple(ep.log),
+                )
+                for ep in self.endpoints.values()
+            )
+            captures = tuple(
+                CaptureSnapshot(stem, name, description, tuple(log))
+                for cable in self.cables.values()
+                for stem, name, description, log in cable.logs()
+            )
+            return LabSnapshot(
+                self.name, self._closed, endpoints, self.describe(), fdb, directory, captures
+            )
+
     def write_artifacts(self, directory: Path | None = None) -> Path:
         """One pcap per endpoint (ns timestamps), the topology and the fdb: for a failed test."""
-        return report.write_artifacts(self, directory)
+        written = report.write_artifacts(self._snapshot(directory))
+        self.artifact_dir = written
+        return written
 
     def _fail_expect(self, ep: Endpoint, mask: Mask, timeout: float) -> None:
         self._drain_all()
         lost = loss.losses(ep, fresh=True)
-        raise AssertionError(report.missing_frame(self, ep, mask, timeout, lost))
+        raise AssertionError(report.missing_frame(self.snapshot(), ep.name, mask, timeout, lost))
 
     def _fail_lost(self, lost: list[loss.Loss], what: str) -> None:
-        raise loss.FramesLost(report.lost_frames(self, lost, what))
+        raise loss.FramesLost(report.lost_frames(self.snapshot(), lost, what))
 
     def _fail_none(
         self, ep: Endpoint, mask: Mask | None, unexpected: list[tuple[int, bytes]]
     ) -> None:
-        raise AssertionError(report.unexpected_frames(self, ep, mask, unexpected))
+        text = report.unexpected_frames(self.snapshot(), ep.name, mask, unexpected)
+        raise AssertionError(text)
 
     # --- running programs in the lab -------------------------------------------------------
 

@@ -113,7 +113,7 @@ def render(lab: RunningLab, sockets: dict[str, Rtnl]) -> str:
                 state += f" (link {port.oper})"
         learnt = _learnt_at(n, table_of.get(n.bridge or "", []), owner_of_port)
         rows.append(
-            (n.name, n.kind, mac, n.port, port.mac if port else "-", n.bridge, state, learnt)
+            (n.name, n.kind, mac, n.port, port.mac if port else "-", n.bridge or "-", state, learnt)
         )
     headers = ("NODE", "KIND", "MAC", "PORT", "PORT MAC", "BRIDGE", "PORT STATE", "LEARNT AT")
     out = [f"lab {lab.name} (pid {lab.pid}, {lab.source})", "", table(headers, rows)]

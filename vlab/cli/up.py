@@ -52,7 +52,7 @@ def nodes_of(lab: Lab) -> list[state.Node]:
                 kind=ep.kind,
                 ns=ns.name if ns is not None else "switch",
                 mac=ep.mac,
-                bridge=ep.bridge.name,
+                bridge=ep.bridge.name if ep.bridge is not None else None,
                 port=ep.port,
                 port_mac=getattr(ep, "tap_mac", None),
                 ifname=getattr(ep, "ifname", None),
