@@ -41,6 +41,8 @@ def test_triangle_converges_delivers_once_and_reforms_after_a_failure(lab: Lab) 
         p.stp().designated_root == root.bridge_id for c in lab.cables.values() for p in c.ports
     )
 
+    # br1 learnt br0's cable end from its BPDUs (link-local frames are learnt: bridge facts)
+    assert b1.fdb()[c01.port(b0).mac] == c01.port(b1).name
     model = model_of_lab(lab)  # the blocked port, read from the kernel, opens the ring
     assert model.blocked == {("br2", c12.port(b2).name)}
     f = probe(vm0.mac)
