@@ -131,3 +131,25 @@ def test_root_block_keeps_a_superior_bpdu_from_making_the_port_root(lab: Lab) ->
     f = probe(vm0.mac)
     vm0.send(f)
     lab.expect(f, at=[vm2])  # across the plain cable, not across the held port
+
+
+def test_parallel_cables_one_blocks_and_the_other_takes_over(lab: Lab) -> None:
+    b0 = lab.bridge("br0", priority=0x1000, **FAST)
+    b1 = lab.bridge("br1", priority=0x2000, **FAST)
+    vm0, vm1 = lab.vm("vm0", bridge=b0), lab.vm("vm1", bridge=b1)
+    first, second = lab.cable(b0, b1), lab.cable(b0, b1)  # a loop of two bridges
+    lab.converge(timeout=15)
+    roles = {c.name: c.port(b1).stp().role for c in (first, second)}
+    assert sorted(roles.values()) == ["alternate", "root"]  # br1 uses one, blocks the other
+    assert all(c.port(b0).stp().role == "designated" for c in (first, second))
+    f = probe(vm0.mac)
+    vm0.send(f)
+    lab.expect(f, at=[vm1])  # once: the blocked cable carries no copy
+    used = first if roles[first.name] == "root" else second
+    spare = second if used is first else first
+    used.set_carrier(False)
+    lab.converge(timeout=15)
+    assert spare.port(b1).stp().role == "root"
+    g = probe(vm0.mac, payload=b"spare")
+    vm0.send(g)
+    lab.expect(g, at=[vm1])
