@@ -35,10 +35,10 @@ def write_artifacts(lab: LabSnapshot, directory: Path | None = None) -> Path:
         records = sorted(((ts, data) for ts, _sent, data in ep.log), key=lambda r: r[0])
         write_pcap(directory / f"{ep.name}-{ep.port}.pcap", records)
     interfaces = [(f"{ep.name} ({ep.port})", ep.description, ep.log) for ep in lab.endpoints]
-    for capture in lab.captures:
-        records = sorted(((ts, data) for ts, _sent, data in capture.log), key=lambda r: r[0])
-        write_pcap(directory / f"{capture.stem}.pcap", records)
-        interfaces.append((capture.name, capture.description, capture.log))
+    for stem, name, description, log in lab.links:
+        records = sorted(((ts, data) for ts, _sent, data in log), key=lambda r: r[0])
+        write_pcap(directory / f"{stem}.pcap", records)
+        interfaces.append((name, description, log))
     write_merged(directory / MERGED, interfaces, f"vlab lab {lab.name}")
     (directory / "topology.txt").write_text(f"{lab}\n")
     return directory

@@ -35,16 +35,6 @@ class EndpointSnapshot:
 
 
 @dataclass(frozen=True)
-class CaptureSnapshot:
-    """A capture that is not an endpoint (one end of a cable between bridges), for the pcaps."""
-
-    stem: str  # its pcap's file name, without .pcap
-    name: str  # its interface name in the merged pcapng
-    description: str
-    log: tuple[LogEntry, ...] = field(repr=False)
-
-
-@dataclass(frozen=True)
 class LabSnapshot:
     """The lab at one moment: its endpoints, topology and fdb text, and its artifact directory."""
 
@@ -54,7 +44,9 @@ class LabSnapshot:
     topology: str  # lab.describe()
     fdb: str | None  # every bridge's fdb and mdb as text; None when it could not be read
     artifact_dir: Path  # where pcaps and topology.txt of this lab are written
-    captures: tuple[CaptureSnapshot, ...] = ()  # cable ends: in the pcaps, not endpoints
+    # captures that belong to no endpoint (each end of a cable): (file stem, interface name,
+    # description, log) — a pcap each and an interface of the merged pcapng
+    links: tuple[tuple[str, str, str, tuple[LogEntry, ...]], ...] = ()
 
     @property
     def by_name(self) -> Mapping[str, EndpointSnapshot]:

@@ -13,6 +13,7 @@ import struct
 from typing import TYPE_CHECKING
 
 from vlab import rtnl as nl
+from vlab.cable import drawing
 
 if TYPE_CHECKING:
     from vlab.bridge import Bridge, Port
@@ -39,8 +40,6 @@ def kernel_ports(switch: Switch) -> dict[int, list[tuple[str, str, int]]]:
 def describe(lab: Lab) -> str:
     """Bridges, their ports (vlab's and the kernel's) and what is cabled to each; endpoints in
     no bridge after them. After the lab's close only what vlab recorded is shown."""
-    from vlab.cable import CablePort, drawing
-
     found: dict[Switch, dict[int, list[tuple[str, str, int]]]] = {}
     lines = [f"lab {lab.name}"]
     for br in lab.bridges.values():
@@ -48,10 +47,7 @@ def describe(lab: Lab) -> str:
             found[br.switch] = {} if lab.closed else kernel_ports(br.switch)
         lines.append(f"  bridge {br.name} mac {br.mac}")
         for port in br.ports.values():
-            what = port.endpoint.describe() if port.endpoint else f"no endpoint (mac {port.mac})"
-            if isinstance(port, CablePort):
-                what = port.describe()
-            lines.append(f"    {port.name:<8} {what}")
+            lines.append(f"    {port.name:<8} {port.describe()}")
         for name, mac, _index in found[br.switch].get(br.index, []):
             if name not in br.ports:
                 lines.append(f"    {name:<8} a port vlab did not make (mac {mac})")
