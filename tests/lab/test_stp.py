@@ -9,7 +9,7 @@ from __future__ import annotations
 import time
 
 import pytest
-from scapy.layers.l2 import Ether
+from scapy.layers.l2 import LLC, STP, Dot3, Ether
 
 from vlab import Lab, LabError
 from vlab.properties.network import model_of_lab
@@ -153,3 +153,15 @@ def test_parallel_cables_one_blocks_and_the_other_takes_over(lab: Lab) -> None:
     g = probe(vm0.mac, payload=b"spare")
     vm0.send(g)
     lab.expect(g, at=[vm1])
+
+
+def test_a_bpdu_the_test_sends_is_never_noise(lab: Lab) -> None:
+    stp_on = lab.bridge("br0", **FAST)  # an STP bridge: the lab now filters its bridges' BPDUs
+    plain = lab.bridge("br1")  # STP off: it floods BPDUs like any frame (bridge facts)
+    lab.vm("vm0", bridge=stp_on)
+    vm1, vm2 = lab.vm("vm1", bridge=plain), lab.vm("vm2", bridge=plain)
+    bpdu = Dot3(src=vm1.mac, dst="01:80:c2:00:00:00") / LLC() / STP(rootmac=vm1.mac)
+    assert is_bpdu(bytes(bpdu))
+    assert any(getattr(f, "bpdu_filter", False) for f in lab.switch.noise)  # the filter is on
+    vm1.send(bpdu)
+    lab.expect(bpdu, at=[vm2])  # the test's own BPDU arrives: only the lab's are noise
