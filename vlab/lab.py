@@ -51,6 +51,7 @@ from vlab.netns import NetNS
 from vlab.options import BRIDGE_OPTIONS, encode_bridge, encode_mtu, normalize_mac, pack_data
 from vlab.reaper import reap
 from vlab.rtnl import LinkRequests, Rtnl, qdisc_events, set_noqueue
+from vlab.vlan import check_bridge_options, vid_ranges
 
 if TYPE_CHECKING:
     from scapy.layers.l2 import Ether
@@ -102,12 +103,14 @@ class Where:
     endpoint: str | None  # the endpoint cabled to that port
     owner: str | None  # the endpoint whose own MAC this is, if any
     how: str  # learnt, static, static+sticky, local, locked
+    vlan: int | None = None  # the entry's VLAN on a VLAN-aware bridge
 
     def __str__(self) -> str:
         who = f" ({self.owner}'s NIC)" if self.owner else ""
         behind = f" ({self.endpoint})" if self.endpoint else ""
         where = f"port {self.port}{behind} on bridge {self.bridge}"
-        return f"{self.mac}{who} is behind {where}, {self.how}"
+        vlan = f" in VLAN {self.vlan}" if self.vlan is not None else ""
+        return f"{self.mac}{who} is behind {where}{vlan}, {self.how}"
 
 
 class _Namespace:
@@ -308,6 +311,7 @@ class Lab:
         """A Linux bridge in the switch namespace, with options in friendly names and units."""
         self._check_name(name, "bridge")
         encoded = encode_bridge(options)  # everything validated before anything is built
+        check_bridge_options(encoded, False, f"bridge {name}")
         mac = encoded.pop("mac", None) or random_mac("02")
         mtu = encoded.pop("mtu", None)
         if encoded.get("vlan_filtering") == 0:
@@ -715,16 +719,24 @@ class Lab:
             raise AssertionError(report.not_quiet(self, noisy))
 
     @guarded
-    def where(self, mac: str) -> Where | None:
-        """Which port of which bridge ``mac`` sits behind, from the fdb; None if nowhere."""
+    def where(self, mac: str, vlan: int | None = None) -> Where | None:
+        """Which port of which bridge ``mac`` sits behind, from the fdb; None if nowhere.
+
+        ``vlan=N``: in VLAN N (a VLAN-aware bridge has an entry per VLAN, possibly on different
+        ports); without it, the first entry found.
+        """
         mac = normalize_mac(mac)
+        if vlan is not None:
+            if isinstance(vlan, bool) or not isinstance(vlan, int):
+                raise LabError(f"where({mac}, vlan={vlan!r}): give one VLAN ID, e.g. vlan=10")
+            vid_ranges(vlan, "where(vlan)")
         owner = next((ep.name for ep in self.endpoints.values() if ep.mac == mac), None)
         for br in self.bridges.values():
             for entry in br.fdb_entries():
-                if entry.mac == mac:
+                if entry.mac == mac and (vlan is None or entry.vlan == vlan):
                     port = br.ports.get(entry.port)  # None: a port vlab did not make
                     ep_name = port.endpoint.name if port and port.endpoint else None
-                    return Where(mac, br.name, entry.port, ep_name, owner, entry.how)
+                    return Where(mac, br.name, entry.port, ep_name, owner, entry.how, entry.vlan)
         return None
 
     def describe(self) -> str:
@@ -744,7 +756,8 @@ class Lab:
         for br in self.bridges.values():
             lines.append(f"fdb of {br.name}:")
             for e in br.fdb_entries():
-                lines.append(f"  {e.mac} {e.port} {e.how}")
+                vlan = f" vlan {e.vlan}" if e.vlan is not None else ""
+                lines.append(f"  {e.mac} {e.port}{vlan} {e.how}")
             lines.extend(mdb_text(br))
         return "\n".join(lines)
 
