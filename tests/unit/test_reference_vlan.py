@@ -107,7 +107,10 @@ def test_default_pvid_moves_ports_still_on_it() -> None:
     m.vlan_add("vm2", 30, pvid=True, untagged=True)
     m.set(default_pvid=9)
     assert m.vlans("vm1") == {9: {"pvid": True, "untagged": True}}
-    assert m.vlans("vm2") == {7: {"pvid": False, "untagged": True}, 30: {"pvid": True, "untagged": True}}
+    assert m.vlans("vm2") == {
+        7: {"pvid": False, "untagged": True},
+        30: {"pvid": True, "untagged": True},
+    }
 
 
 def test_dot1ad_bridge_pushes_an_outer_tag_over_a_customer_tag() -> None:
