@@ -203,6 +203,8 @@ class Prober:
             return UNKNOWN, "needs a bridge and a veth"
         on, off = nla(IFLA_BR_VLAN_FILTERING, b"\x01"), nla(IFLA_BR_VLAN_FILTERING, b"\x00")
         try:
+            # kernel STP (left on by the stp probe) owns the states: EBUSY
+            self.rtnl.set_bridge_data(self.bridge, nla(5, struct.pack("=I", 0)))
             self.rtnl.set_bridge_data(self.bridge, on)
             if self.rtnl.bridge_data(self.bridge).get(IFLA_BR_VLAN_FILTERING, b"\0")[:1] != b"\1":
                 return MISSING, "no VLAN filtering"

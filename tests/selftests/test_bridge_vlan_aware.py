@@ -128,8 +128,8 @@ def test_drop_untagged(net, flip: bool) -> None:
         port.vlan_add(1, pvid=True, untagged=True)
         br.set(default_pvid=0)  # takes VLAN 1 away from ports that had it as the default
         assert 1 not in port.vlans()
-        h1.set_carrier(False)  # down and up again: nothing re-enables untagged reception
-        h1.set_carrier(True)
+        port.set_up(False)  # down and up again: nothing re-enables untagged reception
+        port.set_up(True)
         both_dropped(h1, h2)
         port.detach()  # rejoining without a default PVID brings none
         port.attach(br)
