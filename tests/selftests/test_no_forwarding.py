@@ -1,6 +1,7 @@
 """Port of tools/testing/selftests/net/forwarding/no_forwarding.sh, subtest ``two_bridges``
 (untagged only): nothing h1 sends crosses from one bridge to another. ``standalone`` (ports in
-no bridge) and ``one_bridge_two_pvids`` and the tagged cases (VLAN filtering) are not ported."""
+no bridge) and the tagged cases are not ported; ``one_bridge_two_pvids`` (VLAN filtering) is in
+test_no_forwarding_vlan.py."""
 
 import pytest
 from scapy.layers.inet import ICMP, IP

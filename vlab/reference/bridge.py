@@ -155,7 +155,7 @@ def is_runt_tagged(data: bytes) -> bool:
 
 @dataclass(frozen=True)
 class _Opt:
-    kind: Literal["bool", "int", "seconds", "mac", "state"]
+    kind: Literal["bool", "int", "seconds", "mac", "state", "tpid"]
     default: OptionValue | None
     lo: float = 0
     hi: float = _U32
@@ -214,6 +214,10 @@ BRIDGE_OPTIONS: dict[str, _Opt] = {
     "multicast_igmp_version": _Opt("int", 2, 2, 3),
     "multicast_mld_version": _Opt("int", 1, 1, 2),
     "vlan_filtering": _Opt("bool", False, rule=_off_only("VLAN-aware forwarding")),
+    # no effect on a VLAN-unaware bridge; vlab.reference.vlan models them
+    "default_pvid": _Opt("int", 1, 0, 4094),
+    "vlan_protocol": _Opt("tpid", "802.1Q"),
+    "multicast_vlan_snooping": _Opt("bool", False, rule=_off_only("per-VLAN snooping")),
     "fdb_max_learned": _Opt("int", 0),
     "no_linklocal_learn": _Opt("bool", False),
     "mac": _Opt("mac", None),
@@ -264,6 +268,10 @@ def _normalize(kind: str, table: Mapping[str, _Opt], name: str, value: object) -
         out = bool(value)
     elif opt.kind == "mac":
         out = normalize_mac(value, f"option {name}")
+    elif opt.kind == "tpid":
+        if value not in ("802.1Q", "802.1ad"):
+            raise LabError(f"option {name}={value!r}: expected '802.1Q' or '802.1ad'")
+        out = str(value)
     elif opt.kind == "state":
         if isinstance(value, int) and not isinstance(value, bool) and 0 <= value < 5:
             value = PORT_STATES[value]
