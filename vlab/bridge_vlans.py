@@ -47,7 +47,7 @@ class _VlanMember:
 
     @property
     def _rtnl(self) -> Rtnl:
-        return self._vlan_bridge.lab._switch_rtnl
+        return self._vlan_bridge.switch.rtnl
 
     def _ranges(self, vid: object, call: str) -> list[tuple[int, int]]:
         return vlanlib.vid_ranges(vid, f"{self._vlan_what}: {call}")

@@ -186,7 +186,7 @@ def membership_body(
     flags = (FLAG_PVID if pvid else 0) | (FLAG_UNTAGGED if untagged else 0)
     spec = nl.nla(IFLA_BRIDGE_FLAGS, struct.pack("=H", BRIDGE_FLAGS_SELF)) if self_ else b""
     spec += _info_attrs(ranges, flags)
-    return nl._IFINFO.pack(nl.AF_BRIDGE, 0, index, 0, 0) + nl.nla(
+    return nl.IFINFO.pack(nl.AF_BRIDGE, 0, index, 0, 0) + nl.nla(
         IFLA_AF_SPEC | nl.NLA_F_NESTED, spec
     )
 

@@ -20,7 +20,7 @@ from vlab import ip as iplib
 from vlab import rtnl as nl
 from vlab import vlan as vlanlib
 from vlab.capture import PacketPort
-from vlab.endpoints import Host, _NamespacedEndpoint
+from vlab.endpoints import Host, NamespacedEndpoint
 from vlab.errors import LabError, Unsupported
 from vlab.options import VLAN_PROTOCOLS
 
@@ -28,18 +28,19 @@ IFLA_LINK = 5
 IFLA_VLAN_ID, IFLA_VLAN_PROTOCOL = 1, 5
 
 
-class VlanInterface(_NamespacedEndpoint):
+class VlanInterface(NamespacedEndpoint):
     """A host's sub-interface ``eth0.VID``: an endpoint in one VLAN of the host's cable.
 
-    ``port`` and ``bridge`` are those of the host (the same cable); ``set_carrier`` belongs to
-    the host, not to one of its VLANs.
+    ``port`` and ``bridge`` are those of the host (the same cable); its carrier belongs to the
+    host, not to one of its VLANs.
     """
 
     kind = "vlan"
     host: Host
     vid: int
 
-    def _set_carrier(self, up: bool) -> None:
+    def apply_carrier(self, up: bool) -> None:
+        """A VLAN has no cable of its own: a LabError saying what to do instead."""
         raise LabError(
             f"{self.name} is a VLAN of host {self.host.name}'s cable: unplug the host instead "
             f"({self.host.name}.set_carrier(False))"
@@ -79,16 +80,15 @@ def add_vlan(host: Host, vid: Any, ip: Any = None, protocol: Any = "802.1Q") -> 
     if protocol not in VLAN_PROTOCOLS:
         raise LabError(f"{what}: protocol={protocol!r}: choose '802.1Q' or '802.1ad'")
     ips = iplib.interfaces(ip, f"{what} ip")
-    lab = host.lab
+    switch, space = host.switch, host.space
     name = f"{host.name}.{vid}"
     ifname = f"{host.ifname}.{vid}"
-    if name in lab.endpoints:
+    if name in switch.fabric.endpoints:
         raise LabError(f"{what}: host {host.name} already has VLAN {vid} ({name})")
-    space = lab._spaces[host.ns.name]
     index = space.index()
     body = _link_body(ifname, index, host.ifindex, vid, VLAN_PROTOCOLS[protocol])
     try:
-        space.links._new(body, True)
+        space.links.new(body, create=True)
     except OSError as exc:
         if exc.errno == 95:  # EOPNOTSUPP: "Unknown device type"
             raise Unsupported(
@@ -97,12 +97,10 @@ def add_vlan(host: Host, vid: Any, ip: Any = None, protocol: Any = "802.1Q") -> 
         raise LabError(f"{what}: cannot create {ifname}: {exc.strerror}") from None
     for iface in ips:
         iplib.add(space.rtnl, index, iface, what)
-    with host.ns.entered():
+    with space.ns.entered():
         io = PacketPort(ifname)
-    lab._sockets.append(io)
-    ep = VlanInterface(lab, name, host.mac, host.port, host.bridge, io)
-    ep.ns, ep.ifname, ep.ifindex = host.ns, ifname, index
+    switch.own_socket(io)
+    ep = VlanInterface(switch, name, host.mac, host.port, host.bridge, io, space, ifname, index)
     ep.host, ep.vid = host, vid
-    lab.endpoints[name] = ep
-    lab._topology_changed()
+    switch.register_endpoint(ep)
     return ep

@@ -126,8 +126,8 @@ class VlanForwardingMachine(RuleBasedStateMachine):
         self.live.lab.settle()
         wrong = []
         for name, ep in self.live.endpoints.items():
-            got = Counter(d for _ts, d in ep._pending)
-            ep._pending.clear()
+            got = Counter(d for _ts, d in ep.pending)
+            ep.pending.clear()
             want = Counter([expected[name]] if name in expected else [])
             if got != want:
                 shown = ", ".join(summary(d) for d in got) or "nothing"
