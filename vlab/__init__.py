@@ -18,6 +18,7 @@ if TYPE_CHECKING:
     from vlab.frames import Mask
     from vlab.lab import Lab, Where
     from vlab.stats import LinkStats
+    from vlab.unbridged import Interface
 
 try:
     __version__ = version("vlab")
@@ -31,6 +32,7 @@ _HOMES = {
     "Endpoint": "vlab.endpoints",
     "FdbEntry": "vlab.bridge",
     "Host": "vlab.endpoints",
+    "Interface": "vlab.unbridged",
     "Lab": "vlab.lab",
     "LinkStats": "vlab.stats",
     "LabError": "vlab.errors",
@@ -61,6 +63,7 @@ __all__ = [
     "Endpoint",
     "FdbEntry",
     "Host",
+    "Interface",
     "Lab",
     "LabError",
     "LinkStats",

@@ -361,7 +361,7 @@ class Switch:
         for br in self.bridges():
             for port in br.ports.values():
                 ep = port.endpoint
-                if (ep is not None and not ep.carrier) or port.admin_down:
+                if (ep is not None and not ep.carrier) or port.admin_down or port.foreign:
                     continue
                 birth = ep is not None and ep.carrier_from_birth
                 if not link_ready(self.links, port.index, birth):

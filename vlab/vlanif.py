@@ -55,7 +55,8 @@ class VlanInterface(NamespacedEndpoint):
         """One line: the sub-interface, its VLAN and the host cable it rides on."""
         return (
             f"vlan {self.name}: {self.ifname} (VLAN {self.vid}) of host {self.host.name}, "
-            f"{self.mac} == veth ==> {self.port} on {self.bridge.name}"
+            f"{self.mac} == veth ==> {self.port}"
+            + (f" on {self.bridge.name}" if self.bridge is not None else "")
         )
 
 

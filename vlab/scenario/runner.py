@@ -18,6 +18,7 @@ from vlab.scenario.api import BridgeLike, EndpointLike, FdbEntryLike, LabLike
 from vlab.scenario.spec import (
     BridgeSpec,
     Carrier,
+    Converge,
     Expect,
     ExpectNone,
     Fdb,
@@ -67,6 +68,8 @@ def describe(step: Step) -> str:
         return f"carrier {'up' if step.up else 'down'} at {step.at}"
     if isinstance(step, Wait):
         return f"wait {step.seconds:g} s"
+    if isinstance(step, Converge):
+        return "converge"
     if isinstance(step, VlanAdd):
         return f"vlan_add {step.member.vids} at {step.at}"
     if isinstance(step, VlanDel | VlanSet):
@@ -92,6 +95,7 @@ class World:
     bridges: dict[str, BridgeLike] = field(default_factory=dict)
     endpoints: dict[str, EndpointLike] = field(default_factory=dict)
     bridge_of: dict[str, str] = field(default_factory=dict)
+    cables: dict[str, Any] = field(default_factory=dict)
 
     def mac(self, ref: str) -> str:
         """Resolve ``vm1.mac``, ``vm1.port_mac`` or ``br0.mac`` to the live MAC."""
@@ -121,6 +125,9 @@ def build_topology(scenario: Scenario, lab: LabLike) -> World:
     world = World(lab)
     for spec in scenario.bridges:
         _build_bridge(world, spec)
+    for cable in scenario.cables:
+        a, b = (world.bridges[n] for n in cable.between)
+        world.cables[cable.name] = lab.cable(a, b, name=cable.name, **dict(cable.options))
     for spec in scenario.bridges:
         for entry in spec.fdb:
             _fdb_add(world, spec.name, entry)
@@ -208,14 +215,13 @@ class Player:
         return Mask(data).ignore(*ignore) if ignore else data
 
     def _fdb(self, step: Fdb) -> None:
-        vlans = {e.vlan for e in (*step.contains, *step.lacks)}
         rows = self.world.bridges[step.bridge].fdb_entries()
-        if vlans != {None}:  # entries per VLAN: check each against its VLAN's rows
-            self._fdb_vlans(step, rows)
+        if {e.vlan for e in (*step.contains, *step.lacks)} != {None}:
+            self._fdb_vlans(step, rows)  # entries per VLAN: each against its VLAN's rows
             return
         entries = {e.mac.lower(): e for e in rows}
-        problems = [p for e in step.contains if (p := self._missing(e, entries))]
-        problems += [p for e in step.lacks if (p := self._present(e, entries))]
+        problems = [p for e in step.contains if (p := self._missing(e, entries, step.bridge))]
+        problems += [p for e in step.lacks if (p := self._present(e, entries, step.bridge))]
         if problems:
             listing = "\n".join(
                 f"  {mac} -> {e.port} ({'/'.join(sorted(kinds_of(e)))})"
@@ -233,7 +239,11 @@ class Player:
                 for e in rows
                 if want.vlan is None or getattr(e, "vlan", None) == want.vlan
             }
-            problem = self._missing(want, table) if present else self._present(want, table)
+            problem = (
+                self._missing(want, table, step.bridge)
+                if present
+                else self._present(want, table, step.bridge)
+            )
             if problem:
                 problems.append(problem + (f" in VLAN {want.vlan}" if want.vlan else ""))
         if problems:
@@ -244,27 +254,36 @@ class Player:
             )
             raise AssertionError("; ".join(problems) + f"\nfdb of {step.bridge}:\n" + listing)
 
-    def _port_name(self, owner: str) -> str:
+    def _port_name(self, owner: str, bridge: str) -> str:
+        if owner in self.world.cables:  # the cable's end on the bridge whose fdb is read
+            ends = self.world.cables[owner].ports
+            return str(next((p.name for p in ends if p.bridge.name == bridge), ends[0].name))
         if owner in self.world.bridges:
             return self.world.bridges[owner].name
         return self.world.endpoints[owner].port
 
-    def _missing(self, want: FdbCheckEntry, entries: dict[str, FdbEntryLike]) -> str | None:
+    def _missing(
+        self, want: FdbCheckEntry, entries: dict[str, FdbEntryLike], bridge: str
+    ) -> str | None:
         mac = self._entry_mac(want)
         entry = entries.get(mac)
         if entry is None:
             return f"{_show(want.mac, mac)} is not in the fdb"
-        if want.at is not None and entry.port != self._port_name(want.at):
+        if want.at is not None and entry.port != self._port_name(want.at, bridge):
             return f"{_show(want.mac, mac)} is behind {entry.port}, not {want.at}"
         if want.kind != "any" and want.kind not in kinds_of(entry):
             shown = "/".join(sorted(kinds_of(entry)))
             return f"{_show(want.mac, mac)} is {shown}, not {want.kind}"
         return None
 
-    def _present(self, want: FdbCheckEntry, entries: dict[str, FdbEntryLike]) -> str | None:
+    def _present(
+        self, want: FdbCheckEntry, entries: dict[str, FdbEntryLike], bridge: str
+    ) -> str | None:
         mac = self._entry_mac(want)
         entry = entries.get(mac)
-        if entry is None or (want.at is not None and entry.port != self._port_name(want.at)):
+        if entry is None or (
+            want.at is not None and entry.port != self._port_name(want.at, bridge)
+        ):
             return None
         if want.kind != "any" and want.kind not in kinds_of(entry):
             return None
@@ -296,7 +315,11 @@ class Player:
 
     def _carrier(self, step: Carrier) -> None:
         # returns once the bridge has acted on it (the lab syncs the kernel's link events)
-        self.world.endpoints[step.at].set_carrier(step.up)
+        target = self.world.cables.get(step.at) or self.world.endpoints[step.at]
+        target.set_carrier(step.up)
+
+    def _converge(self, step: Converge) -> None:
+        self.world.lab.converge(step.timeout)
 
     def _wait(self, step: Wait) -> None:
         # The kernel's timers (ageing, STP, IGMP) run on real time: lab time is wall time here,
