@@ -80,6 +80,8 @@ def _errno_hint(exc: OSError, what: str, options: dict[str, Any]) -> LabError:
     names = ", ".join(f"{k}={v!r}" for k, v in options.items())
     if exc.errno == 95:  # EOPNOTSUPP
         return Unsupported(f"{what}: this kernel does not support {names} (EOPNOTSUPP)")
+    if exc.errno == 19:  # ENODEV
+        return LabError(f"{what} is gone (ENODEV): its link was deleted, so {names} cannot be set")
     if exc.errno == 16:  # EBUSY
         return LabError(f"{what}: the kernel refused {names} (EBUSY: STP owns port states)")
     return LabError(f"{what}: the kernel refused {names} ({exc.strerror})")
@@ -120,11 +122,11 @@ class Port(PortVlans):
             self.state_managed = True
         try:
             self.bridge.switch.rtnl.set_port_data(self.index, pack_data(PORT_OPTIONS, encoded))
+            raw = self.bridge.switch.rtnl.port_data(self.index)  # gone since: ENODEV here
         except OSError as exc:
             raise _errno_hint(exc, f"port {self.name} of {self.bridge.name}", options) from None
         from vlab import readback
 
-        raw = self.bridge.switch.rtnl.port_data(self.index)
         readback.check(PORT_OPTIONS, encoded, raw, f"port {self.name} of {self.bridge.name}")
         return self
 
