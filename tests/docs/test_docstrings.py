@@ -27,6 +27,12 @@ PUBLIC = (
     "vlab.rootless",
     "vlab.scenario",
     "vlab.scenario.select",
+    "vlab.vlan",
+    "vlab.bridge_vlans",
+    "vlab.vlanif",
+    "vlab.reference.vlan",
+    "vlab.vlan_strategies",
+    "vlab.properties.vlan_machine",
 )
 INHERITED_OK = frozenset(dir(object)) | {"__init__", "__enter__", "__exit__"}
 
