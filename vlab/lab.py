@@ -353,22 +353,36 @@ class Lab:
     def vm(
         self,
         name: str,
-        bridge: Bridge | str,
+        bridge: Bridge | str | None = None,
         mac: str | None = None,
         mtu: int | None = None,
         guest: str | None = None,
+        macvtap: object = None,
+        mode: str | None = None,
     ) -> VM:
         """A VM whose vNIC is a tap on ``bridge``; vlab holds the tap fd as QEMU would.
 
         ``guest="qemu"`` boots a real Linux guest on that tap instead of emulating one.
+        ``macvtap=nic, mode="bridge"`` makes the vNIC a macvtap on ``nic`` (a host, an uplink
+        or a bare port) instead of a tap: libvirt's ``direct`` attachment (see vlab.macvtap).
         """
         self._check_name(name, "vm")
-        br = self._bridge(bridge)
+        if (bridge is None) == (macvtap is None):
+            raise LabError(f"vm {name}: give either bridge= (a tap) or macvtap= (a lower NIC)")
+        if mode is not None and macvtap is None:
+            raise LabError(f"vm {name}: mode= is a macvtap's; give macvtap= with it")
         mtu = self._endpoint_mtu("vm", name, mtu)
         mac = self._endpoint_mac("vm", name, mac, "52:54:00")
-        tap_mac = "fe" + mac[2:]  # libvirt's rule: never the guest's MAC, never the bridge's
         if guest not in (None, "qemu"):
             raise LabError(f"vm {name}: guest={guest!r} is not known; use guest='qemu' or None")
+        if macvtap is not None:
+            from vlab.macvtap import add_vm
+
+            with self._rollback():
+                return add_vm(self, name, macvtap, mode, mac, mtu, guest)
+        assert bridge is not None
+        br = self._bridge(bridge)
+        tap_mac = "fe" + mac[2:]  # libvirt's rule: never the guest's MAC, never the bridge's
         self._check_room(br, f"vm {name}")
         with self._rollback() as undo:
             port = self._next("vnet")
@@ -642,6 +656,9 @@ class Lab:
                 elif not (port.state_managed or br.stp) and ports.get(port.name) != 3:
                     missing.append(f"{port.name} is not forwarding yet")
         for ep in self.endpoints.values():
+            readiness = getattr(ep, "_readiness", None)  # kinds that are not bridge ports
+            if readiness is not None:
+                missing.extend(readiness())
             if not isinstance(ep, Host | Uplink) or not ep.carrier:
                 continue
             if getattr(ep, "link_kind", "") == "dummy":  # a port of the switch: checked above
@@ -735,6 +752,8 @@ class Lab:
             for port in br.ports.values():
                 if port.endpoint is not None:
                     lines.append(f"    {port.name:<8} {port.endpoint.describe()}")
+        behind = [ep for ep in self.endpoints.values() if getattr(ep, "_readiness", None)]
+        lines += [f"  {ep.describe()}" for ep in behind]  # VMs stacked on a NIC (macvtap)
         return "\n".join(lines)
 
     @guarded

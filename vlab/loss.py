@@ -71,6 +71,8 @@ class Loss:
 def _port_index(ep: Endpoint) -> int:
     """The bridge-side link of ``ep``: its port, or the bridge device for ``br.local``."""
     port = ep.bridge.ports.get(ep.port)
+    if port is None and ep.port != ep.bridge.name:
+        return 0  # not a bridge port (a macvtap VM): its losses are its own kind's
     return port.index if port is not None else ep.bridge.index
 
 
@@ -97,8 +99,9 @@ def measure(ep: Endpoint, links: bool, fresh: bool) -> dict[str, int]:
         out["socket"] = drops()
     if links:
         lab = ep.lab
-        index = ep.bridge.port(ep).index
-        out["port"] = _counter(lab._switch, index, _TX_DROPPED, fresh)
+        index = _port_index(ep)
+        if index:
+            out["port"] = _counter(lab._switch, index, _TX_DROPPED, fresh)
         if ep.kind != "vm":  # a tap hands a VM's frames to the bridge synchronously: no queue
             space = _space_of(ep)
             if space is not None:

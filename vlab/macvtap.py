@@ -1,0 +1,269 @@
+"""macvtap VMs: libvirt's ``direct`` attachment, a VM NIC stacked on a host NIC.
+
+``lab.vm("vm1", macvtap=nic, mode="bridge")`` makes a macvtap on ``nic`` (the *lower* device:
+a host's ``eth0``, the uplink's far end, or the spare end of a bare ``lab.port``) with the VM's
+MAC, and holds its character device open exactly as QEMU holds the fd libvirt gives it (see
+:mod:`vlab.chardev`). There is no bridge port for the VM: its frames leave through the lower
+device, whose cable is a port of a lab bridge — the switch the hypervisor's NIC is plugged into.
+
+The four modes are the kernel's (drivers/net/macvlan.c):
+
+- ``bridge``: macvtaps on one lower device reach each other directly, never via the wire;
+- ``vepa``: everything goes out of the lower device; a frame for a sibling comes back only if
+  the switch sends it back out of the port it came in on (``hairpin`` on that bridge port);
+- ``private``: like vepa, but a frame coming back for a sibling is dropped: siblings never talk;
+- ``passthru``: one macvtap owns the lower device (which turns promiscuous): only one VM.
+
+What a macvtap VM receives is read from its fd, stamped by a packet socket on the macvtap
+device (frames it *receives* there: the opposite direction of a tap, which transmits to its VM).
+"""
+
+from __future__ import annotations
+
+import errno
+import os
+from typing import TYPE_CHECKING, Any
+
+from vlab import limits
+from vlab.capture import GuestTapPort, PacketPort, TapPort, packet_socket
+from vlab.chardev import open_macvtap
+from vlab.endpoints import VM, Endpoint, Host, Uplink
+from vlab.errors import LabError
+from vlab.guard import guarded
+from vlab.rtnl import set_noqueue
+from vlab.stacked import MACVLAN_MODES, add_macvtap
+
+if TYPE_CHECKING:
+    from vlab.bridge import Bridge
+    from vlab.capture import Record
+    from vlab.lab import Lab, _Namespace
+    from vlab.netns import NetNS
+    from vlab.stats import LinkStats
+
+MODES = tuple(MACVLAN_MODES)
+MACVTAP_TXQLEN = 4096  # the char device's queue: frames kept for the VM before a drop
+
+
+class MacvtapPort(TapPort):
+    """The VM's side of a macvtap: its fd, and a packet socket seeing what the VM receives.
+
+    On a macvtap, the frames for the VM are *received* by the macvtap device (the macvlan
+    receive handler hands them to it, and its own handler queues them for the fd), so the
+    stamping socket keeps incoming frames only; what the VM writes leaves as outgoing.
+    """
+
+    def __init__(self, fd: int, ifname: str, mtu: int, txqlen: int) -> None:
+        self.fd = fd
+        self.ifname = ifname
+        self.mtu = mtu
+        self.txqlen = txqlen
+        self.maybe_dropped = False
+        self.owed = 0
+        self.sock = self._counted(packet_socket(ifname, outgoing=False))
+
+
+class MacvtapGuestPort(GuestTapPort):
+    """A macvtap whose fd belongs to a QEMU guest: watched, never read (see GuestTapPort).
+
+    Directions are a tap's reversed: incoming on the macvtap is what the guest receives.
+    """
+
+    def drain(self) -> list[Record]:
+        records = super().drain()  # outgoing there: what the guest sent, here
+        guest_sent, self.guest_sent = self.guest_sent, records
+        return guest_sent
+
+
+class _CharDev:
+    """The macvtap fd as the lab's reaper closes it: the close waits for an RCU grace period
+    (~20 ms), so it is done off the critical path like a packet socket's."""
+
+    def __init__(self, fd: int) -> None:
+        self.fd = fd
+        self.sock = self
+
+    def close(self) -> None:
+        if self.fd >= 0:
+            fd, self.fd = self.fd, -1
+            os.close(fd)
+
+
+class MacvtapVM(VM):
+    """A VM whose vNIC is a macvtap on a lower device (``lab.vm(..., macvtap=nic)``).
+
+    ``port`` is the macvtap's name, ``bridge`` the bridge the lower device is cabled to,
+    ``lower`` a text naming the lower device, ``mode`` the macvtap mode.
+    """
+
+    ns: NetNS
+    ifindex: int
+    lower: str
+    lower_key: tuple[int, int]  # (namespace inode, ifindex) of the lower device
+    mode: str
+
+    @property
+    def _space(self) -> _Namespace:
+        return next(s for s in self.lab._spaces.values() if s.ns is self.ns)
+
+    @guarded
+    def set_carrier(self, up: bool) -> None:
+        """Link down/up of the macvtap (a guest NIC taken down): it then receives nothing."""
+        from vlab import validate
+
+        up = validate.flag(up, f"vm {self.name}: set_carrier(up)")
+        self._check_alive()
+        self._space.links.set_link(self.ifindex, up=up)
+        self._space.links.link_state(self.ifindex)
+        self.carrier = up
+        self.lab._topology_changed()
+
+    def stats(self) -> LinkStats:
+        """The macvtap's counters: rx is what the VM received, tx what it sent."""
+        from vlab.stats import read
+
+        self.lab._check_open()
+        return read(self._space, self.ifindex, f"vm {self.name}'s macvtap {self.port}")
+
+    def _readiness(self) -> list[str]:
+        """Why the macvtap cannot carry frames yet (empty when it can)."""
+        from vlab.lab import _link_ready
+
+        if not self.carrier or _link_ready(self._space.links, self.ifindex, False):
+            return []
+        return [f"macvtap {self.port} of vm {self.name} is not up"]
+
+    def describe(self) -> str:
+        """One line: the guest's MAC, the macvtap and its mode, the lower device."""
+        kind = "qemu guest" if self.guest is not None else "guest"
+        return (
+            f"vm {self.name}: {kind} mac {self.mac} -> macvtap {self.port} mode {self.mode} on "
+            f"{self.lower} (cabled to {self.bridge.name})"
+        )
+
+
+def _lower(lab: Lab, target: object) -> tuple[_Namespace, str, int, Bridge, str]:
+    """(namespace, ifname, ifindex, bridge it is cabled to, description) of a lower device."""
+    from vlab.bridge import Port
+
+    if isinstance(target, Port):
+        if target.bridge.lab is not lab:
+            raise LabError(f"port {target.name} belongs to another lab")
+        if target.endpoint is None:
+            if target.name not in [p.name for p in target.bridge.ports.values()]:
+                raise LabError(f"port {target.name} is no longer a port of {target.bridge.name}")
+            switch = lab._switch
+            peer = f"{target.name}p"
+            try:
+                index = switch.links.index_of(peer)
+            except OSError:
+                raise LabError(
+                    f"macvtap={target.name}: only bare ports (lab.port) have a spare end to "
+                    "stack a macvtap on; give the endpoint cabled to a port instead"
+                ) from None
+            return switch, peer, index, target.bridge, f"{peer} (spare end of {target.name})"
+        target = target.endpoint
+    if isinstance(target, Endpoint) and target.lab is not lab:
+        raise LabError(f"{target.kind} {target.name} belongs to another lab")
+    if isinstance(target, Host | Uplink) and getattr(target, "link_kind", "") != "dummy":
+        space = next(s for s in lab._spaces.values() if s.ns is target.ns)
+        what = f"{target.kind} {target.name}'s {target.ifname}"
+        return space, target.ifname, target.ifindex, target.bridge, what
+    if isinstance(target, VM):
+        raise LabError(
+            f"macvtap={target.name}: a VM's NIC cannot be the lower device of a macvtap; "
+            "give a host, an uplink or a bare port (lab.port(br))"
+        )
+    raise LabError(
+        f"macvtap={target!r}: give the lower device as a host, an uplink (veth) or a bare "
+        "port (lab.port(br)) of this lab"
+    )
+
+
+def _check_mode(lab: Lab, name: str, mode: object, key: tuple[int, int], lower: str) -> str:
+    if mode not in MACVLAN_MODES:
+        raise LabError(f"vm {name}: macvtap mode={mode!r}: choose one of {', '.join(MODES)}")
+    siblings = [
+        ep for ep in lab.endpoints.values() if isinstance(ep, MacvtapVM) and ep.lower_key == key
+    ]
+    if siblings and (mode == "passthru" or any(s.mode == "passthru" for s in siblings)):
+        holders = ", ".join(f"{s.name} ({s.mode})" for s in siblings)
+        raise LabError(
+            f"vm {name}: a passthru macvtap owns its lower device alone, and {lower} already "
+            f"has {holders}; give each passthru VM a NIC of its own"
+        )
+    return str(mode)
+
+
+def add_vm(
+    lab: Lab,
+    name: str,
+    target: object,
+    mode: object,
+    mac: str,
+    mtu: int | None,
+    guest: str | None,
+) -> MacvtapVM:
+    """Build a macvtap VM on ``target`` (see :class:`MacvtapVM`); called by ``lab.vm``."""
+    space, _ifname, lower_index, br, what = _lower(lab, target)
+    key = (space.ns.inode, lower_index)
+    checked = _check_mode(lab, name, mode if mode is not None else "bridge", key, what)
+    n = lab._counters.setdefault("macvtap", 0)
+    lab._counters["macvtap"] = n + 1
+    ifname = f"macvtap{n}"
+    index = space.index()
+    try:
+        add_macvtap(space.links, ifname, index, lower_index, checked, mac, mtu, MACVTAP_TXQLEN)
+    except OSError as exc:
+        if exc.errno in limits.FD_ERRNOS:
+            raise
+        hint = " (a macvtap's MTU cannot exceed its lower device's)" if mtu else ""
+        if exc.errno == errno.EOPNOTSUPP:
+            from vlab.errors import Unsupported
+
+            raise Unsupported("this kernel has no macvtap link type (CONFIG_MACVTAP)") from None
+        raise LabError(
+            f"vm {name}: cannot add macvtap {ifname} on {what}: {exc.strerror}{hint}"
+        ) from None
+    lab._undo.append(lambda: space.links.delete(index))
+    fd = open_macvtap(space.ns, ifname, index)
+    holder = _CharDev(fd)
+    lab._sockets.append(holder)  # type: ignore[arg-type]
+    try:
+        set_noqueue(space.rtnl, index)  # while down: no qdisc for a frame to wait in
+        space.links.set_link(index)
+        with space.ns.entered():
+            io: Any = MacvtapPort(fd, ifname, mtu or 1500, MACVTAP_TXQLEN)
+    except OSError as exc:
+        problem = limits.fd_limit_error(exc, f"vm {name}: cannot watch macvtap {ifname}")
+        raise problem or LabError(f"vm {name}: cannot watch {ifname}: {exc.strerror}") from None
+    lab._sockets.append(io)
+    vm = MacvtapVM(lab, name, mac, ifname, br, io, fd, mac)
+    vm.ns, vm.ifindex, vm.lower, vm.lower_key, vm.mode = space.ns, index, what, key, checked
+    lab.endpoints[name] = vm
+    lab._topology_changed()
+    if guest == "qemu":
+        _attach_guest(lab, vm, space)
+    return vm
+
+
+def _attach_guest(lab: Lab, vm: MacvtapVM, space: _Namespace) -> None:
+    from vlab.errors import Unsupported
+    from vlab.qemu import QemuGuest, qemu_unavailable
+
+    reason = qemu_unavailable()
+    if reason is not None:
+        raise Unsupported(f"vm {vm.name}: cannot boot a QEMU guest: {reason}")
+    workdir = lab.guest_dir()
+    with space.ns.entered():
+        io = MacvtapGuestPort(vm.tap_fd, vm.port, vm._io.mtu)  # type: ignore[attr-defined]
+    old: PacketPort = vm._io  # type: ignore[assignment]
+    old.close()  # its socket; the fd stays, held by vlab and handed to QEMU
+    lab._sockets.remove(old)  # type: ignore[arg-type]
+    lab._sockets.append(io)  # type: ignore[arg-type]
+    vm._io = io
+    vm._log_sends = False
+    vm.guest = QemuGuest.start(name=vm.name, tap_fd=vm.tap_fd, mac=vm.mac, workdir=workdir)
+    lab._guests.append(vm.guest)
+
+
+__all__ = ["MODES", "MacvtapGuestPort", "MacvtapPort", "MacvtapVM", "add_vm"]
