@@ -9,15 +9,21 @@ from __future__ import annotations
 
 import ipaddress
 import struct
+from dataclasses import dataclass
 
 from vlab.rtnl import (
     IFLA_INFO_DATA,
     IFLA_INFO_KIND,
     IFLA_LINKINFO,
     NLA_F_NESTED,
+    NLM_F_ACK,
+    NLM_F_REQUEST,
     LinkRequests,
+    Rtnl,
+    attrs,
     ifinfo,
     link_attrs,
+    mac_bytes,
     nla,
 )
 
@@ -108,11 +114,77 @@ def add_bond(
     links._new(body, True)
 
 
+NDA_DST = 1
+NDA_LLADDR = 2
+NDA_PORT = 6
+NDA_VNI = 7
+NDA_IFINDEX = 8
+RTM_NEWNEIGH = 28
+RTM_GETNEIGH = 30
+AF_BRIDGE = 7
+NTF_SELF = 0x02
+NUD_PERMANENT = 0x80
+NUD_NOARP = 0x40
+NLM_F_CREATE = 0x400
+NLM_F_APPEND = 0x800
+_NDMSG = struct.Struct("=BxxxiHBB")
+ALL_ZEROS = "00:00:00:00:00:00"
+
+
+@dataclass(frozen=True)
+class VtepEntry:
+    """One entry of a vxlan device's own fdb: where frames for ``mac`` are sent.
+
+    ``mac`` 00:00:00:00:00:00 is the default entry: broadcast, multicast and unknown unicast
+    go to every such remote (head-end replication). ``vni``/``port`` are None when the entry
+    uses the device's own.
+    """
+
+    mac: str
+    dst: str
+    vni: int | None
+    port: int | None
+    permanent: bool
+
+
+def vtep_add(rtnl: Rtnl, index: int, mac: str, dst: str) -> None:
+    """``bridge fdb append MAC dev VXLAN dst DST`` (self, permanent): one more remote."""
+    body = _NDMSG.pack(AF_BRIDGE, index, NUD_PERMANENT | NUD_NOARP, NTF_SELF, 0)
+    body += nla(NDA_LLADDR, mac_bytes(mac)) + nla(NDA_DST, ipaddress.ip_address(dst).packed)
+    rtnl.transact(RTM_NEWNEIGH, NLM_F_REQUEST | NLM_F_ACK | NLM_F_CREATE | NLM_F_APPEND, body)
+
+
+def vtep_dump(rtnl: Rtnl, index: int) -> list[VtepEntry]:
+    """The device's own fdb (``bridge fdb show dev VXLAN self``): entries with a remote."""
+    out = []
+    for body in rtnl.dump(RTM_GETNEIGH, _NDMSG.pack(AF_BRIDGE, 0, 0, 0, 0)):
+        _family, ifindex, state, flags, _type = _NDMSG.unpack_from(body)
+        a = attrs(body, _NDMSG.size)
+        if ifindex != index or not flags & NTF_SELF or NDA_DST not in a or NDA_LLADDR not in a:
+            continue
+        vni = struct.unpack("=I", a[NDA_VNI])[0] if NDA_VNI in a else None
+        port = struct.unpack("!H", a[NDA_PORT])[0] if NDA_PORT in a else None
+        out.append(
+            VtepEntry(
+                ":".join(f"{b:02x}" for b in a[NDA_LLADDR]),
+                str(ipaddress.ip_address(a[NDA_DST])),
+                vni,
+                port,
+                bool(state & NUD_PERMANENT),
+            )
+        )
+    return out
+
+
 __all__ = [
+    "ALL_ZEROS",
     "BOND_MODES",
     "MACVLAN_MODES",
     "VXLAN_PORT_IANA",
+    "VtepEntry",
     "add_bond",
     "add_macvtap",
     "add_vxlan",
+    "vtep_add",
+    "vtep_dump",
 ]

@@ -284,20 +284,37 @@ def step(item: Step) -> dict[str, Any]:
 
 
 def _endpoints(endpoints: tuple[EndpointSpec, ...]) -> Any:
-    if all(ep.mac is None and ep.mtu is None and not ep.port and not ep.ip for ep in endpoints):
+    if all(
+        ep.mac is None and ep.mtu is None and not ep.port and not ep.ip and not ep.macvtap
+        for ep in endpoints
+    ):
         return FlowList(ep.name for ep in endpoints)
     return {ep.name: _endpoint(ep) for ep in endpoints}
 
 
 def _endpoint(ep: EndpointSpec) -> Flow:
     ip = (ep.ip[0] if len(ep.ip) == 1 else FlowList(ep.ip)) if ep.ip else None
-    return _drop_none(mac=ep.mac, mtu=ep.mtu, port=_options(ep.port) if ep.port else None, ip=ip)
+    return _drop_none(
+        mac=ep.mac,
+        mtu=ep.mtu,
+        port=_options(ep.port) if ep.port else None,
+        ip=ip,
+        macvtap=ep.macvtap,
+        mode=ep.mode,
+    )
 
 
 def _bridge(bridge: BridgeSpec) -> dict[str, Any]:
     out: dict[str, Any] = {}
+    if bridge.hypervisor is not None:
+        out["hypervisor"] = bridge.hypervisor
     if bridge.options:
         out["options"] = _options(bridge.options)
+    if bridge.nics:
+        out["nics"] = {
+            n.name: _drop_none(mac=n.mac, port=_options(n.port) if n.port else None)
+            for n in bridge.nics
+        }
     if bridge.vms:
         out["vms"] = _endpoints(bridge.vms)
     if bridge.hosts:
@@ -307,6 +324,17 @@ def _bridge(bridge: BridgeSpec) -> dict[str, Any]:
         out["uplink"] = Flow(name=bridge.uplink.name, **rest) if rest else bridge.uplink.name
     if bridge.fdb:
         out["fdb"] = [_fdb_entry(e) for e in bridge.fdb]
+    if bridge.vxlan:
+        out["vxlan"] = [
+            _drop_none(
+                peer=v.peer,
+                vni=v.vni,
+                dstport=v.dstport if v.dstport != 4789 else None,
+                learning=None if v.learning else False,
+                underlay=FlowList(v.underlay) if v.underlay else None,
+            )
+            for v in bridge.vxlan
+        ]
     return out
 
 
