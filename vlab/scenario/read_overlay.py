@@ -9,6 +9,7 @@ What refers across bridges (a VXLAN peer) is checked once every bridge has been 
 from __future__ import annotations
 
 from dataclasses import replace
+from functools import partial
 
 from yaml.nodes import MappingNode, Node, ScalarNode, SequenceNode
 
@@ -43,7 +44,8 @@ def macvtap_fields(found: dict[str, Node], name: str, what: str) -> dict[str, st
 
 
 def _nic(name_node: Node, node: Node | None, taken: list[str]) -> NicSpec:
-    from vlab.scenario.read_topology import PORT_OPTIONS, check_port, options
+    from vlab.scenario.read_topology import options
+    from vlab.scenario.vocabulary import PORT_OPTIONS, check_port
 
     name = fields.name(name_node, "nic name")
     if name in taken:
@@ -112,7 +114,7 @@ def extend(
     if "vxlan" in found:
         items = found["vxlan"]
         for item in items.value if isinstance(items, SequenceNode) else [items]:
-            link = problems.attempt(lambda item=item: _vxlan(item, names), None)
+            link = problems.attempt(partial(_vxlan, item, names), None)
             if link is not None:
                 links.append(link)
     return replace(
