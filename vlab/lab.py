@@ -173,6 +173,7 @@ class Lab:
         self._artifact_dir: Path | None = None  # where this lab's failure artifacts went
         self._quiet: quiesce.Quiet | None = None  # the lab when a settle last found it quiet
         self._edges = EdgePoll()
+        self._drain_hooks: list[Callable[[], int]] = []  # queues only a probe can empty
         self._guest_dir: Path | None = None
         self._guest_dir_is_temp = False
         if os.geteuid() != 0:  # a non-root user builds labs as root of a user namespace
@@ -671,7 +672,8 @@ class Lab:
     # --- observing -------------------------------------------------------------------------
 
     def _drain_all(self) -> int:
-        return self._edges.drain(list(self.endpoints.values()))
+        got = self._edges.drain(list(self.endpoints.values()))
+        return got + sum(hook() for hook in self._drain_hooks)
 
     @guarded
     def settle(self, timeout: float = 10.0) -> None:

@@ -22,9 +22,14 @@ from __future__ import annotations
 
 import errno
 import os
+import socket
+import time
+import weakref
+from functools import partial
 from typing import TYPE_CHECKING, Any
 
 from vlab import limits
+from vlab.bcqueue import BroadcastBarrier, is_marker
 from vlab.capture import GuestTapPort, PacketPort, TapPort, packet_socket
 from vlab.chardev import open_macvtap
 from vlab.endpoints import VM, Endpoint, Host, Uplink
@@ -88,6 +93,33 @@ class _CharDev:
             os.close(fd)
 
 
+class _Owned:
+    """A socket the lab closes with its packet sockets (its reaper takes ``.sock``)."""
+
+    def __init__(self, sock: socket.socket) -> None:
+        self.sock = sock
+
+    def close(self) -> None:
+        self.sock.close()
+
+
+_barriers: weakref.WeakKeyDictionary[Lab, BroadcastBarrier] = weakref.WeakKeyDictionary()
+
+
+def _barrier(lab: Lab) -> BroadcastBarrier:
+    """The lab's broadcast-queue barrier, made and hooked into its settle on first use."""
+    barrier = _barriers.get(lab)
+    if barrier is None:
+        barrier = _barriers[lab] = BroadcastBarrier()
+        lab._drain_hooks.append(partial(_flush, barrier))
+        lab._noise.append(is_marker)
+    return barrier
+
+
+def _flush(barrier: BroadcastBarrier) -> int:
+    return barrier.drain(time.monotonic() + 10.0)
+
+
 class MacvtapVM(VM):
     """A VM whose vNIC is a macvtap on a lower device (``lab.vm(..., macvtap=nic)``).
 
@@ -141,8 +173,9 @@ class MacvtapVM(VM):
         )
 
 
-def _lower(lab: Lab, target: object) -> tuple[_Namespace, str, int, Bridge, str]:
-    """(namespace, ifname, ifindex, bridge it is cabled to, description) of a lower device."""
+def _lower(lab: Lab, target: object) -> tuple[_Namespace, str, int, Bridge, str, str]:
+    """(namespace, ifname, ifindex, bridge it is cabled to, description, the bridge port at
+    the other end of its cable) of a lower device."""
     from vlab.bridge import Port
 
     if isinstance(target, Port):
@@ -160,14 +193,15 @@ def _lower(lab: Lab, target: object) -> tuple[_Namespace, str, int, Bridge, str]
                     f"macvtap={target.name}: only bare ports (lab.port) have a spare end to "
                     "stack a macvtap on; give the endpoint cabled to a port instead"
                 ) from None
-            return switch, peer, index, target.bridge, f"{peer} (spare end of {target.name})"
+            what = f"{peer} (spare end of {target.name})"
+            return switch, peer, index, target.bridge, what, target.name
         target = target.endpoint
     if isinstance(target, Endpoint) and target.lab is not lab:
         raise LabError(f"{target.kind} {target.name} belongs to another lab")
     if isinstance(target, Host | Uplink) and getattr(target, "link_kind", "") != "dummy":
         space = next(s for s in lab._spaces.values() if s.ns is target.ns)
         what = f"{target.kind} {target.name}'s {target.ifname}"
-        return space, target.ifname, target.ifindex, target.bridge, what
+        return space, target.ifname, target.ifindex, target.bridge, what, target.port
     if isinstance(target, VM):
         raise LabError(
             f"macvtap={target.name}: a VM's NIC cannot be the lower device of a macvtap; "
@@ -204,7 +238,7 @@ def add_vm(
     guest: str | None,
 ) -> MacvtapVM:
     """Build a macvtap VM on ``target`` (see :class:`MacvtapVM`); called by ``lab.vm``."""
-    space, _ifname, lower_index, br, what = _lower(lab, target)
+    space, _ifname, lower_index, br, what, cable_port = _lower(lab, target)
     key = (space.ns.inode, lower_index)
     checked = _check_mode(lab, name, mode if mode is not None else "bridge", key, what)
     n = lab._counters.setdefault("macvtap", 0)
@@ -239,6 +273,15 @@ def add_vm(
     lab._sockets.append(io)
     vm = MacvtapVM(lab, name, mac, ifname, br, io, fd, mac)
     vm.ns, vm.ifindex, vm.lower, vm.lower_key, vm.mode = space.ns, index, what, key, checked
+    try:
+        opened = _barrier(lab).add(
+            key, space, lower_index, lab._switch, cable_port, ifname, lambda: vm.carrier
+        )
+    except OSError as exc:
+        problem = limits.fd_limit_error(exc, f"vm {name}: cannot watch macvtap {ifname}")
+        raise problem or LabError(f"vm {name}: cannot watch {ifname}: {exc.strerror}") from None
+    lab._sockets.extend(_Owned(sock) for sock in opened)  # type: ignore[misc]
+    lab._undo.append(lambda: _barrier(lab).discard(key, opened))
     lab.endpoints[name] = vm
     lab._topology_changed()
     if guest == "qemu":

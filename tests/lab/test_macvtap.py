@@ -220,3 +220,18 @@ def nodes_of(rdev: int) -> list[str]:
             except FileNotFoundError:
                 pass
     return out
+
+
+def test_settle_waits_for_the_macvlan_broadcast_queue(lab: Lab) -> None:
+    """A broadcast from the wire reaches macvtaps through macvlan's broadcast queue, emptied by
+    a kernel worker that no counter shows; a settle must not return before it ran. Without the
+    barrier (vlab.bcqueue) about one check in seven failed here; with it, none may."""
+    vm1, vm2, _br, _nic, h = two_vms(lab, "bridge")
+    vm3 = lab.vm("vm3", macvtap=_nic, mode="vepa")
+    for i in range(60):
+        f = probe(h.mac, "ff:ff:ff:ff:ff:ff", f"bcast-{i}".encode())
+        h.send(f)
+        lab.settle()
+        for vm in (vm1, vm2, vm3):
+            vm.expect(f, timeout=0)  # already there: no waiting, no second settle
+    lab.expect_quiet()  # and the barrier's markers never show up anywhere
