@@ -354,7 +354,7 @@ class Lab:
     def vm(
         self,
         name: str,
-        bridge: Bridge | str | None = None,
+        bridge: Bridge | str | Sequence[Bridge | str] | None = None,
         mac: str | None = None,
         mtu: int | None = None,
         guest: str | None = None,
@@ -381,8 +381,20 @@ class Lab:
 
             with self._rollback():
                 return add_vm(self, name, macvtap, mode, mac, mtu, guest)
+        if isinstance(bridge, list | tuple):  # a NIC on each bridge (see vlab.nics)
+            if not bridge or guest is not None:
+                raise LabError(f"vm {name}: bridge= as a list takes bridges, and no guest=")
+            more = [self._bridge(b) for b in bridge[1:]]
+            from vlab.nics import nic_name
+
+            for i in range(1, len(more) + 1):
+                self._check_name(nic_name(name, f"nic{i}"), "vm")
+            first = self.vm(name, bridge[0], mac, mtu)
+            for extra in more:
+                first.add_nic(extra, mtu=mtu)
+            return first
         assert bridge is not None
-        br = self._bridge(bridge)
+        br = self._bridge(bridge)  # type: ignore[arg-type]
         tap_mac = "fe" + mac[2:]  # libvirt's rule: never the guest's MAC, never the bridge's
         self._check_room(br, f"vm {name}")
         with self._rollback() as undo:
@@ -426,24 +438,55 @@ class Lab:
     def host(
         self,
         name: str,
-        bridge: Bridge | str,
+        bridge: Bridge | str | Sequence[Bridge | str] | None = None,
         mac: str | None = None,
         mtu: int | None = None,
         ip: str | list[str] | None = None,
         ipv6: bool | str | list[str] | None = None,
+        bond: Sequence[Bridge | str] | None = None,
+        mode: str | None = None,
     ) -> Host:
         """A namespace cabled to ``bridge`` by a veth; ``host.run(...)`` runs programs in it.
 
         ``ip="192.0.2.1/24"`` (or a list, IPv4 and IPv6) gives eth0 addresses; ``ipv6=True``
         or IPv6 addresses turn IPv6 on in this host alone (see :mod:`vlab.ip`).
+        ``bridge=[br1, br2]`` gives it a NIC on each (``host.nics``); ``bond=[br1, br2],
+        mode="active-backup"`` bonds those NICs (see :mod:`vlab.nics`).
         """
         self._check_name(name, "host")
-        br = self._bridge(bridge)
+        if (bridge is None) == (bond is None):
+            raise LabError(f"host {name}: give either bridge= (its NICs) or bond= (bonded NICs)")
+        if mode is not None and bond is None:
+            raise LabError(f"host {name}: mode= is a bond's; give bond= with it")
         mtu = self._endpoint_mtu("host", name, mtu)
         mac = self._endpoint_mac("host", name, mac, "02")
         ips = iplib.interfaces(ip, f"host {name} ip")
         want6, ips6 = iplib.ipv6_request(ipv6, f"host {name}")
+        if bond is not None:
+            from vlab.nics import add_bonded_host
+
+            mode = "active-backup" if mode is None else mode
+            return add_bonded_host(self, name, bond, mode, mac, mtu, ips + ips6, want6)
+        more: list[Bridge] = []
+        if isinstance(bridge, list | tuple):
+            if not bridge:
+                raise LabError(f"host {name}: bridge=[] names no bridge to cable it to")
+            more = [self._bridge(b) for b in bridge[1:]]
+            bridge = bridge[0]
+        assert bridge is not None
+        br = self._bridge(bridge)  # type: ignore[arg-type]
         self._check_room(br, f"host {name}")
+        for extra in more:
+            self._check_room(extra, f"host {name}")
+        if more:
+            from vlab.nics import add_host_nic, nic_name
+
+            for i in range(1, len(more) + 1):
+                self._check_name(nic_name(name, f"eth{i}"), "host")
+            host = self.host(name, br, mac, mtu, ip, ipv6)
+            for extra in more:
+                add_host_nic(host, extra, None, mtu, None)
+            return host
         with self._rollback():
             space = self._space(name)
             port = self._next("veth")
@@ -664,7 +707,7 @@ class Lab:
                 continue
             if getattr(ep, "link_kind", "") == "dummy":  # a port of the switch: checked above
                 continue
-            space = self._spaces["upstream" if isinstance(ep, Uplink) else ep.name]
+            space = next(s for s in self._spaces.values() if s.ns is ep.ns)  # a host's NICs
             if not _link_ready(space.links, ep.ifindex, False):
                 missing.append(f"{ep.name}'s {ep.ifname} is not up")
         return missing
@@ -754,8 +797,9 @@ class Lab:
             for port in br.ports.values():
                 if port.endpoint is not None:
                     lines.append(f"    {port.name:<8} {port.endpoint.describe()}")
-        behind = [ep for ep in self.endpoints.values() if getattr(ep, "_readiness", None)]
-        lines += [f"  {ep.describe()}" for ep in behind]  # VMs stacked on a NIC (macvtap)
+        cabled = {id(p.endpoint) for br in self.bridges.values() for p in br.ports.values()}
+        behind = [ep for ep in self.endpoints.values() if id(ep) not in cabled]
+        lines += [f"  {ep.describe()}" for ep in behind]  # no port of their own: macvtap, bond
         return "\n".join(lines)
 
     @guarded

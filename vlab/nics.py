@@ -1,0 +1,198 @@
+"""Machines with several NICs, and hosts whose two NICs are a bond.
+
+A real hypervisor's VM often has a NIC on each of several networks, and a host's two NICs are
+often bonded for failover. Each extra NIC is an endpoint of its own (``send``/``expect`` there):
+
+- ``host.add_nic(br2)`` cables ``eth1`` of the *same* namespace to ``br2``; the endpoint is
+  called ``h1.eth1``. ``lab.host("h1", bridge=[br1, br2])`` is the short form.
+- ``vm.add_nic(br2)`` gives the VM a second tap on ``br2``, the endpoint ``vm1.nic1``.
+  ``lab.vm("vm1", bridge=[br1, br2])`` is the short form.
+- ``lab.host("h1", bond=[br1, br2], mode="active-backup")`` cables ``eth0`` and ``eth1`` to the
+  two bridges and enslaves them to ``bond0``: the host endpoint sends and receives on the bond,
+  ``host.nics`` are the two slaves (fail one with ``host.nics[0].set_carrier(False)``) and
+  ``host.active_nic()`` says which one carries the traffic. Needs the bonding driver
+  (``Unsupported`` without it, as on the 6.18 vlab is developed on; Debian's cloud kernel has it:
+  ``--vlab-kernel``).
+"""
+
+from __future__ import annotations
+
+import errno
+import struct
+import time
+from collections.abc import Sequence
+from typing import TYPE_CHECKING
+
+from vlab import ip as iplib
+from vlab.capture import PacketPort
+from vlab.endpoints import VM, Endpoint, Host
+from vlab.errors import LabError, Unsupported
+from vlab.guard import guarded
+from vlab.stacked import BOND_MODES, add_bond
+
+if TYPE_CHECKING:
+    from vlab.bridge import Bridge
+    from vlab.lab import Lab
+
+BOND_MIIMON_MS = 10  # how often the bond checks its slaves' carrier: failover within ~10 ms
+IFLA_BOND_ACTIVE_SLAVE = 2
+
+
+def nic_name(owner: str, suffix: str) -> str:
+    """The endpoint name of a machine's extra NIC (``h1.eth1``), refused if it would be too
+    long for a name (checked before anything is built)."""
+    name = f"{owner}.{suffix}"
+    if len(name) > 15:
+        raise LabError(
+            f"{owner}: its NIC endpoint would be called {name!r}, longer than 15 characters; "
+            "give the machine a shorter name"
+        )
+    return name
+
+
+def nics_of(ep: Endpoint) -> list[Endpoint]:
+    """Every NIC endpoint of the machine ``ep`` belongs to, first NIC first."""
+    lab = ep.lab
+    if isinstance(ep, Host):
+        return [e for e in lab.endpoints.values() if isinstance(e, Host) and e.ns is ep.ns]
+    root = getattr(ep, "machine", ep.name)
+    return [e for e in lab.endpoints.values() if getattr(e, "machine", e.name) == root]
+
+
+def add_host_nic(
+    host: Host, bridge: Bridge | str, mac: str | None, mtu: int | None, ip: object
+) -> Host:
+    """``ethN`` of ``host``'s namespace, cabled to ``bridge`` (see the module docstring)."""
+    lab = host.lab
+    n = len([e for e in lab.endpoints.values() if isinstance(e, Host) and e.ns is host.ns])
+    ifname = f"eth{n}"
+    name = nic_name(host.name, ifname)
+    lab._check_name(name, "host")
+    br = lab._bridge(bridge)
+    mtu = lab._endpoint_mtu("host", name, mtu)
+    mac = lab._endpoint_mac("host", name, mac, "02")
+    ips = iplib.interfaces(ip, f"host {name} ip")  # type: ignore[arg-type]
+    lab._check_room(br, f"host {name}")
+    space = next(s for s in lab._spaces.values() if s.ns is host.ns)
+    with lab._rollback():
+        port = lab._next("veth")
+        ep = lab._cable(Host, name, br, port, space, ifname, mac, mtu)
+        assert isinstance(ep, Host)
+        for iface in ips:
+            iplib.add(space.rtnl, ep.ifindex, iface, f"host {name}")
+    return ep
+
+
+def add_vm_nic(vm: VM, bridge: Bridge | str, mac: str | None, mtu: int | None) -> VM:
+    """Another tap of ``vm`` on ``bridge``: the endpoint ``vm1.nicN`` (emulated VMs only)."""
+    lab = vm.lab
+    if vm.guest is not None:
+        raise LabError(f"vm {vm.name}: a QEMU guest has one NIC here; emulate it for more")
+    root = getattr(vm, "machine", vm.name)
+    n = len([e for e in lab.endpoints.values() if getattr(e, "machine", e.name) == root])
+    name = nic_name(root, f"nic{n}")
+    nic = lab.vm(name, bridge=bridge, mac=mac, mtu=mtu)
+    nic.machine = root  # type: ignore[attr-defined]
+    return nic
+
+
+class BondedHost(Host):
+    """A host whose NICs are slaves of ``bond0``: it sends and receives on the bond."""
+
+    kind = "host"
+    bond_mode: str
+
+    @guarded
+    def active_nic(self) -> Host | None:
+        """The slave the bond sends on now (active-backup), read from the kernel."""
+        raw = self._rtnl.bridge_data(self.ifindex).get(IFLA_BOND_ACTIVE_SLAVE)  # IFLA_INFO_DATA
+        if not raw:
+            return None
+        index = struct.unpack("=I", raw[:4])[0]
+        return next((n for n in self.nics if isinstance(n, Host) and n.ifindex == index), None)
+
+    @property
+    def nics(self) -> list[Endpoint]:
+        """The bond's slaves, as endpoints watching what arrives at each."""
+        return [e for e in nics_of(self) if e is not self]
+
+    @guarded
+    def wait_active(self, nic: Host, timeout: float = 2.0) -> None:
+        """Until the bond has failed over to ``nic`` (its link monitor runs every 10 ms)."""
+        deadline = time.monotonic() + timeout
+        while self.active_nic() is not nic:
+            if time.monotonic() > deadline:
+                now = self.active_nic()
+                raise LabError(
+                    f"host {self.name}: bond0 did not make {nic.ifname} active within "
+                    f"{timeout:g} s (active: {now.ifname if now else 'none'})"
+                )
+            time.sleep(0.002)
+        self.lab._topology_changed()
+
+    def set_carrier(self, up: bool) -> None:
+        """A bond has no cable of its own: fail one of its NICs (``host.nics[0]``) instead."""
+        raise LabError(
+            f"host {self.name}: bond0 has no cable; unplug one of its NICs: "
+            f"host.nics[0].set_carrier(False)"
+        )
+
+    def describe(self) -> str:
+        """One line: the bond, its mode and its slaves' cables."""
+        slaves = ", ".join(f"{n.port} on {n.bridge.name}" for n in self.nics)
+        return f"host {self.name}: bond0 ({self.bond_mode}) {self.mac} over {slaves}"
+
+
+def add_bonded_host(
+    lab: Lab,
+    name: str,
+    bridges: Sequence[Bridge | str],
+    mode: object,
+    mac: str,
+    mtu: int | None,
+    ips: list[iplib.Interface],
+    want6: bool,
+) -> BondedHost:
+    """``lab.host(name, bond=[br1, br2], mode=...)`` (see the module docstring)."""
+    if mode not in BOND_MODES:
+        raise LabError(f"host {name}: bond mode={mode!r}: choose one of {', '.join(BOND_MODES)}")
+    if isinstance(bridges, str | bytes) or len(bridges) < 2:
+        raise LabError(f"host {name}: bond= takes two or more bridges, one per NIC")
+    brs = [lab._bridge(b) for b in bridges]
+    for i, br in enumerate(brs):
+        lab._check_room(br, f"host {name}")
+        nic_name(name, f"eth{i}")
+    with lab._rollback():
+        space = lab._space(name)
+        index = space.index()
+        try:
+            add_bond(space.links, "bond0", index, str(mode), mac, BOND_MIIMON_MS)
+        except OSError as exc:
+            if exc.errno == errno.EOPNOTSUPP:
+                raise Unsupported(
+                    "this kernel has no bonding driver (CONFIG_BONDING): bonded hosts need "
+                    "one that has it (pytest --vlab-kernel=PATH)"
+                ) from None
+            raise LabError(f"host {name}: cannot create bond0: {exc.strerror}") from None
+        slaves: list[Host] = []
+        for i, br in enumerate(brs):
+            port = lab._next("veth")
+            ifname = f"eth{i}"
+            ep = lab._cable(Host, nic_name(name, ifname), br, port, space, ifname, mac, mtu)
+            assert isinstance(ep, Host)
+            space.links.set_link(ep.ifindex, up=False, master=index)  # a slave joins down
+            space.links.set_link(ep.ifindex)
+            slaves.append(ep)
+        space.links.set_link(index)
+        iplib.configure_host(space.ns, space.rtnl, "bond0", index, ips, want6)
+        with space.ns.entered():
+            io = PacketPort("bond0")
+        lab._sockets.append(io)
+        host = BondedHost(lab, name, mac, slaves[0].port, brs[0], io)
+        host.ns, host.ifname, host.ifindex, host.bond_mode = space.ns, "bond0", index, str(mode)
+        lab.endpoints[name] = host
+        lab._topology_changed()
+    return host
+
+
+__all__ = ["BondedHost", "add_bonded_host", "add_host_nic", "add_vm_nic", "nics_of"]
