@@ -61,7 +61,7 @@ def test_vm_with_a_nic_on_each_bridge(lab: Lab) -> None:
 
 def test_bad_nic_requests(lab: Lab) -> None:
     br1 = lab.bridge("br1")
-    with pytest.raises(LabError, match="either bridge= .* or bond="):
+    with pytest.raises(LabError, match=r"either bridge= .* or bond="):
         lab.host("h1")
     with pytest.raises(LabError, match="unknown bridge"):
         lab.host("h1", bridge=[br1, "nope"])
