@@ -41,7 +41,7 @@ def _lab() -> tuple[Lab, Endpoint, Endpoint, Endpoint]:
 
 def _raw_round_trip(vm: Endpoint, up: Endpoint, data: bytes, n: int) -> list[float]:
     tap_fd = vm.tap_fd  # type: ignore[attr-defined]
-    sock = up._io.sock  # type: ignore[attr-defined]
+    sock = up.io.sock  # type: ignore[attr-defined]
     out = []
     for _ in range(n):
         start = time.perf_counter()
@@ -152,7 +152,7 @@ def throughput(quick: bool) -> list[Figure]:
                 start = time.perf_counter()
                 send()
                 lab.settle()
-                got = len(up._pending)
+                got = len(up.pending)
                 elapsed = time.perf_counter() - start
                 up.clear()
                 if i >= 2:  # the first batches warm caches up
@@ -208,24 +208,24 @@ def sustained(quick: bool) -> list[Figure]:
                 start = time.perf_counter()
                 for data in frames:
                     up.send(data)
-                got = ep._pull()
+                got = ep.pull()
                 while got < batch and time.perf_counter() - start < 1.0:
-                    select.select([ep._io.fileno()], [], [], 0.01)
-                    got += ep._pull()
+                    select.select([ep.io.fileno()], [], [], 0.01)
+                    got += ep.pull()
                 elapsed = time.perf_counter() - start
-                ep._pending.clear()
+                ep.pending.clear()
                 if i >= 2:
                     kept_rates.append(got / elapsed)
                     kept += got
             lost = sum(item.count for item in loss.losses(ep, fresh=True))
-            sock = up._io.sock  # type: ignore[attr-defined]
+            sock = up.io.sock  # type: ignore[attr-defined]
             for _ in range(10):
                 start = time.perf_counter()
                 for data in frames[: batch // 4]:  # the tap holds 4096: stay under it
                     sock.send(data)
                 raw_rates.append(batch // 4 / (time.perf_counter() - start))
                 lab.settle()
-                ep._pending.clear()
+                ep.pending.clear()
         finally:
             lab.close()
         sent = batch * batches

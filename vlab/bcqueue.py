@@ -31,7 +31,7 @@ from vlab.errors import LabError
 from vlab.rtnl import link_stats64
 
 if TYPE_CHECKING:
-    from vlab.lab import _Namespace
+    from vlab.switch import Namespace
 
 MARKER_SRC = bytes.fromhex("02766c616200")  # "vlab" in a locally administered MAC
 MARKER_TYPE = 0x88B5
@@ -64,7 +64,7 @@ def _marker_filter(sock: socket.socket) -> None:
 class _Lower:
     """One lower device with macvtaps: where to inject markers and where to see them."""
 
-    space: _Namespace  # the lower device's namespace
+    space: Namespace  # the lower device's namespace
     index: int  # its ifindex
     inject: socket.socket  # send-only, on the other end of its cable
     # one per macvtap on it, with whether that macvtap is up (a down one never sees a marker)
@@ -81,9 +81,9 @@ class BroadcastBarrier:
     def add(
         self,
         key: tuple[int, int],
-        space: _Namespace,
+        space: Namespace,
         index: int,
-        inject_space: _Namespace,
+        inject_space: Namespace,
         inject_ifname: str,
         macvtap: str,
         is_up: Callable[[], bool],

@@ -29,6 +29,7 @@ from vlab.options import (
 if TYPE_CHECKING:
     from vlab.lab import Lab
     from vlab.stats import LinkStats
+    from vlab.switch import Switch
 
 
 @dataclass(frozen=True)
@@ -96,7 +97,7 @@ class Port:
 
     @property
     def _guard(self) -> LabGuard:
-        return self.bridge.lab._guard
+        return self.bridge.switch.guard
 
     @guarded
     def set(self, **options: Any) -> Port:
@@ -105,7 +106,7 @@ class Port:
         if "state" in encoded:
             self.state_managed = True
         try:
-            self.bridge.lab._switch_rtnl.set_port_data(self.index, pack_data(PORT_OPTIONS, encoded))
+            self.bridge.switch.rtnl.set_port_data(self.index, pack_data(PORT_OPTIONS, encoded))
         except OSError as exc:
             raise _errno_hint(exc, f"port {self.name} of {self.bridge.name}", options) from None
         return self
@@ -114,7 +115,7 @@ class Port:
     def options(self) -> dict[str, Any]:
         """The port's options as the kernel reports them now, with its read-only counters
         (``mcast_n_groups``, ``port_no``, ``port_id``, ``backup_port``...)."""
-        raw = self.bridge.lab._switch_rtnl.port_data(self.index)
+        raw = self.bridge.switch.rtnl.port_data(self.index)
         out = unpack_data(PORT_OPTIONS, raw)
         names = {p.index: p.name for p in self.bridge.ports.values()}
         out.update(mdblib.read_only_port(raw, names))
@@ -128,7 +129,7 @@ class Port:
         index = 0 if backup is None else self.bridge.port(backup).index
         try:
             data = nl.nla(34, index.to_bytes(4, "little"))  # IFLA_BRPORT_BACKUP_PORT
-            self.bridge.lab._switch_rtnl.set_port_data(self.index, data)
+            self.bridge.switch.rtnl.set_port_data(self.index, data)
         except OSError as exc:
             raise LabError(f"port {self.name}: backup_port refused: {exc.strerror}") from None
         return self
@@ -140,7 +141,7 @@ class Port:
 
         if self.bridge.ports.get(self.name) is not self:
             raise LabError(f"port {self.name} is not attached to a bridge; attach(br) it first")
-        set_master(self.bridge.lab, self, 0)
+        set_master(self.bridge.switch, self, 0)
         del self.bridge.ports[self.name]
         return self
 
@@ -151,13 +152,19 @@ class Port:
 
         if self.bridge.ports.get(self.name) is self:
             raise LabError(f"port {self.name} is on {self.bridge.name}: detach() it first")
-        br = self.bridge.lab._bridge(bridge)
-        set_master(br.lab, self, br.index)
+        switch = self.bridge.switch
+        br = switch.fabric.bridge_of(bridge)
+        if br.switch is not switch:
+            raise LabError(
+                f"port {self.name}: bridge {br.name} is in another switch namespace "
+                f"({br.switch.name}); a port can only join a bridge of its own"
+            )
+        set_master(switch, self, br.index)
         self.bridge = br
         br.ports[self.name] = self
         if self.endpoint is not None:
             self.endpoint.bridge = br
-        br.lab._topology_changed()
+        switch.topology_changed()
         return self
 
     @guarded
@@ -165,11 +172,11 @@ class Port:
         """Administratively up or down (``ip link set PORT up|down``), distinct from carrier:
         the cable stays plugged, the bridge disables the port. Returns once the bridge acted."""
         up = validate.flag(up, f"port {self.name}: set_up(up)")
-        lab = self.bridge.lab
-        nl.LinkRequests(lab._switch_rtnl).set_link(self.index, up=up)
+        switch = self.bridge.switch
+        switch.links.set_link(self.index, up=up)
         self.admin_down = not up
-        lab._sync_link(self.index)
-        lab._topology_changed()
+        switch.sync_link(self.index)
+        switch.topology_changed()
         return self
 
     def stats(self) -> LinkStats:
@@ -185,8 +192,9 @@ class Port:
 class Bridge:
     """A VLAN-unaware Linux bridge. ``fdb()`` maps MACs to port names, as tests assert."""
 
-    def __init__(self, lab: Lab, name: str, index: int, mac: str) -> None:
-        self.lab = lab
+    def __init__(self, switch: Switch, name: str, index: int, mac: str) -> None:
+        self.switch = switch  # the switch namespace it lives in, and its services
+        self.lab: Lab = switch.lab
         self.name = name
         self.index = index
         self.mac = mac
@@ -200,7 +208,7 @@ class Bridge:
 
     @property
     def _guard(self) -> LabGuard:
-        return self.lab._guard
+        return self.switch.guard
 
     # --- options ---------------------------------------------------------------------------
 
@@ -210,7 +218,7 @@ class Bridge:
         encoded = encode_bridge(options)
         if encoded.get("vlan_filtering") == 0 and not self.vlan_filtering:
             del encoded["vlan_filtering"]  # already off; kernels without it refuse even "off"
-        rtnl = self.lab._switch_rtnl
+        rtnl = self.switch.rtnl
         if encoded.get("multicast_querier") and not self._link_local:
             self._enable_link_local()  # before the querier's first MLD query, which needs it
         try:
@@ -235,12 +243,12 @@ class Bridge:
     @guarded
     def options(self) -> dict[str, Any]:
         """The bridge's options as the kernel reports them now (read back through netlink)."""
-        return unpack_data(BRIDGE_OPTIONS, self.lab._switch_rtnl.bridge_data(self.index))
+        return unpack_data(BRIDGE_OPTIONS, self.switch.rtnl.bridge_data(self.index))
 
     @guarded
     def n_learned(self) -> int:
         """How many dynamically learnt entries count against fdb_max_learned."""
-        raw = self.lab._switch_rtnl.bridge_data(self.index).get(IFLA_BR_FDB_N_LEARNED)
+        raw = self.switch.rtnl.bridge_data(self.index).get(IFLA_BR_FDB_N_LEARNED)
         return int.from_bytes(raw[:4], "little") if raw else 0
 
     # --- ports -----------------------------------------------------------------------------
@@ -285,7 +293,7 @@ class Bridge:
         """Every fdb entry of this bridge, read from the kernel, with its flags and timers and
         how it got there (ports vlab did not make included)."""
         by_index = {p.index: p.name for p in self.ports.values()}
-        rtnl = self.lab._switch_rtnl
+        rtnl = self.switch.rtnl
         # the bridge device's own entry stays out, as ``bridge fdb show br`` lists it apart
         records = [
             r for r in fdblib.dump(rtnl) if r.master == self.index and r.ifindex != self.index
@@ -350,10 +358,10 @@ class Bridge:
         try:
             if extra:
                 body = fdblib.add_body(port.index, normalize_mac(mac), static, sticky, **extra)
-                fdblib.add(self.lab._switch_rtnl, body)
+                fdblib.add(self.switch.rtnl, body)
             else:
                 nl.fdb_request(
-                    self.lab._switch_rtnl, True, port.index, normalize_mac(mac), static, sticky
+                    self.switch.rtnl, True, port.index, normalize_mac(mac), static, sticky
                 )
         except OSError as exc:
             raise LabError(f"fdb add {mac} on {port.name}: {exc.strerror}") from None
@@ -363,14 +371,14 @@ class Bridge:
         """Delete the entry for ``mac`` on ``endpoint``'s port; a missing one is a LabError."""
         port = self.port(endpoint)
         try:
-            nl.fdb_request(self.lab._switch_rtnl, False, port.index, normalize_mac(mac))
+            nl.fdb_request(self.switch.rtnl, False, port.index, normalize_mac(mac))
         except OSError as exc:
             raise LabError(f"fdb del {mac} on {port.name}: {exc.strerror}") from None
 
     @guarded
     def fdb_flush(self) -> None:
         """Forget every dynamic entry (static and local ones stay), as ``fdb_flush`` does."""
-        self.lab._switch_rtnl.set_bridge_data(self.index, nl.nla(21, b""))  # IFLA_BR_FDB_FLUSH
+        self.switch.rtnl.set_bridge_data(self.index, nl.nla(21, b""))  # IFLA_BR_FDB_FLUSH
 
     @guarded
     def neigh_add(self, ip: str, mac: str) -> None:
@@ -383,7 +391,7 @@ class Bridge:
             addr = ipaddress.ip_address(ip)
         except ValueError:
             raise LabError(f"neigh_add: {ip!r} is not an IPv4 or IPv6 address") from None
-        rtnl = self.lab._switch_rtnl
+        rtnl = self.switch.rtnl
         if addr.version == 6 and not self._ipv6:
             self._enable_ipv6()
         try:
@@ -400,14 +408,14 @@ class Bridge:
         on these kernels. Those reports (MLD, from the bridge's own MAC) are lab noise: they
         stay in the pcaps but never reach an endpoint's queue.
         """
-        ns, name = self.lab._switch.ns, self.name
+        ns, name = self.switch.ns, self.name
         with contextlib.suppress(FileNotFoundError):
             ns.sysctl(f"net.ipv6.conf.{name}.mld_qrv", 1)  # one report per change, not two
-        nl.set_addrgenmode_none(self.lab._switch_rtnl, self.index)
+        nl.set_addrgenmode_none(self.switch.rtnl, self.index)
         ns.sysctl(f"net.ipv6.conf.{name}.disable_ipv6", 0)
         self._ipv6 = True
         mac = bytes.fromhex(self.mac.replace(":", ""))
-        self.lab._noise.append(lambda frame: is_mld_report(frame, mac))
+        self.switch.noise.append(lambda frame: is_mld_report(frame, mac))
 
     def _enable_link_local(self) -> None:
         """IPv6 with a link-local address on the bridge device alone, for the MLD querier.
@@ -417,19 +425,19 @@ class Bridge:
         router solicitations stay off; the device's own MLD reports are lab noise (see
         :meth:`_enable_ipv6`).
         """
-        ns, name = self.lab._switch.ns, self.name
+        ns, name = self.switch.ns, self.name
         with contextlib.suppress(FileNotFoundError):
             ns.sysctl(f"net.ipv6.conf.{name}.mld_qrv", 1)  # where the kernel has it
         with contextlib.suppress(FileNotFoundError):  # a kernel without IPv6: nothing to do
             for key in ("accept_dad", "router_solicitations", "accept_ra"):
                 ns.sysctl(f"net.ipv6.conf.{name}.{key}", 0)
             ns.sysctl(f"net.ipv6.conf.{name}.disable_ipv6", 1)  # regenerate with the new mode
-            nl.set_addrgenmode(self.lab._switch_rtnl, self.index, 0)  # EUI-64
+            nl.set_addrgenmode(self.switch.rtnl, self.index, 0)  # EUI-64
             ns.sysctl(f"net.ipv6.conf.{name}.disable_ipv6", 0)
             if not self._ipv6:
                 self._ipv6 = True
                 mac = bytes.fromhex(self.mac.replace(":", ""))
-                self.lab._noise.append(lambda frame: is_mld_report(frame, mac))
+                self.switch.noise.append(lambda frame: is_mld_report(frame, mac))
             self._link_local = True
 
     # --- multicast database ----------------------------------------------------------------
@@ -454,14 +462,14 @@ class Bridge:
         for iface in iplib.interfaces(address, f"bridge {self.name} add_address"):
             if iface.version == 6 and not self._link_local:
                 self._enable_link_local()
-            iplib.add(self.lab._switch_rtnl, self.index, iface, f"bridge {self.name}")
+            iplib.add(self.switch.rtnl, self.index, iface, f"bridge {self.name}")
 
     @guarded
     def addresses(self) -> list[str]:
         """The bridge device's addresses as the kernel reports them."""
         from vlab import ip as iplib
 
-        return iplib.read_addresses(self.lab._switch_rtnl, self.index)
+        return iplib.read_addresses(self.switch.rtnl, self.index)
 
     def _port_names(self) -> dict[int, str]:
         return {p.index: p.name for p in self.ports.values()} | {self.index: self.name}
@@ -475,7 +483,7 @@ class Bridge:
 
         Entries of the bridge device itself (host joins) have the bridge's name as port.
         """
-        return mdblib.dump(self.lab._switch_rtnl, self.index, self._port_names())
+        return mdblib.dump(self.switch.rtnl, self.index, self._port_names())
 
     @guarded
     def mdb_add(
@@ -500,7 +508,7 @@ class Bridge:
             )
         body = mdblib.request(self.index, index, group, permanent, source, sources, mode)
         try:
-            mdblib.add(self.lab._switch_rtnl, body)
+            mdblib.add(self.switch.rtnl, body)
         except OSError as exc:
             raise mdblib.refused("add", group, endpoint, exc) from None
 
@@ -512,7 +520,7 @@ class Bridge:
         index = self._mdb_port(endpoint)
         body = mdblib.request(self.index, index, group, True, source, None, None)
         try:
-            mdblib.delete(self.lab._switch_rtnl, body)
+            mdblib.delete(self.switch.rtnl, body)
         except OSError as exc:
             raise mdblib.refused("del", group, endpoint, exc) from None
 
@@ -529,8 +537,8 @@ class Bridge:
         timeout = validate.timeout(timeout, "wait_querier")
         if self._querier_since is None:
             raise LabError(f"bridge {self.name} has no querier: set multicast_querier=True first")
-        self.lab._ready()  # the bridge gets its link-local address once it has carrier
-        rtnl = self.lab._switch_rtnl
+        self.switch.ready()  # the bridge gets its link-local address once it has carrier
+        rtnl = self.switch.rtnl
         deadline = time.monotonic() + timeout
         while not mdblib.has_link_local(rtnl, self.index):
             if time.monotonic() > deadline:

@@ -321,6 +321,8 @@ class GuestTapPort(_DropCount):
     Writing to vlab's copy of the fd still injects frames "as the guest".
     """
 
+    sees_own_sends = True  # what vlab injects as the guest shows up in guest_sent
+
     def __init__(self, fd: int, ifname: str, mtu: int = 1500) -> None:
         self.fd = fd
         self.ifname = ifname

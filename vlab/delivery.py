@@ -17,7 +17,7 @@ from typing import TYPE_CHECKING
 from scapy.layers.l2 import Ether
 
 from vlab import quiesce, report, validate
-from vlab.endpoints import Endpoint, _resolve_mask
+from vlab.endpoints import Endpoint, resolve_mask
 from vlab.errors import LabError
 from vlab.frames import FrameLike, Mask
 
@@ -58,31 +58,31 @@ def expect_at(
     timeout = validate.timeout(timeout, "lab.expect")
     targets = _targets(lab, at)
     for ep in targets:
-        ep._check_alive()
-    m = _resolve_mask(frame, mask)
+        ep.check_alive()
+    m = resolve_mask(frame, mask)
     got: dict[str, Ether] = {}
     waiting = list(targets)
     deadline = time.monotonic() + timeout
     while True:
         for ep in list(waiting):
-            ep._pull()
-            pkt = ep._take(m)
+            ep.pull()
+            pkt = ep.take(m)
             if pkt is not None:
                 got[ep.name] = pkt
                 waiting.remove(ep)
         remaining = deadline - time.monotonic()
         if not waiting or remaining <= 0:
             break
-        quiesce.wait_readable([ep._io.fileno() for ep in waiting], remaining)  # fds > 1023 too
-    lab._settle(10.0, "lab.expect()")  # everything in flight lands (or the losses are reported)
+        quiesce.wait_readable([ep.io.fileno() for ep in waiting], remaining)  # fds > 1023 too
+    lab.switch.settle("lab.expect()")  # everything in flight lands (or the losses are reported)
     for ep in list(waiting):
-        pkt = ep._take(m)
+        pkt = ep.take(m)
         if pkt is not None:
             got[ep.name] = pkt
             waiting.remove(ep)
     extra = {}
     for ep in lab.endpoints.values():
-        copies = [r for r in ep._pending if m.matches(r[1])]
+        copies = [r for r in ep.pending if m.matches(r[1])]
         if copies:
             extra[ep.name] = copies
     if waiting or extra:

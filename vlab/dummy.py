@@ -29,7 +29,7 @@ from vlab.rtnl import IFLA_INFO_KIND, IFLA_LINKINFO, NLA_F_NESTED, ifinfo, link_
 
 if TYPE_CHECKING:
     from vlab.bridge import Bridge
-    from vlab.lab import Lab
+    from vlab.switch import Switch
 
 
 class DummyPort(PacketPort):
@@ -50,6 +50,11 @@ class DummyUplink(Uplink):
     """The bridge's uplink as a dummy link: watch what the bridge sends; cannot send."""
 
     link_kind = "dummy"
+    carrier_from_birth = True  # a dummy's operstate stays UNKNOWN
+
+    def not_ready(self) -> list[str]:
+        """Nothing beyond the port: the dummy is the port, checked by the switch."""
+        return []
 
     def send(self, frame: FrameLike) -> None:
         """Always :class:`vlab.LabError`: nothing can come in through a dummy link."""
@@ -60,6 +65,7 @@ class DummyUplink(Uplink):
         )
 
     def describe(self) -> str:
+        """One line: the dummy port, receive-only, in the switch namespace."""
         return (
             f"uplink {self.name}: {self.bridge.name} port {self.port} == dummy ({self.mac}), "
             "receive-only, in the switch namespace"
@@ -67,22 +73,19 @@ class DummyUplink(Uplink):
 
 
 def add_dummy_uplink(
-    lab: Lab, br: Bridge, name: str, mac: str | None, mtu: int | None
+    switch: Switch, br: Bridge, name: str, mac: str | None, mtu: int | None
 ) -> DummyUplink:
     """Create the dummy as a port of ``br`` in one netlink request and return its endpoint."""
-    from vlab.lab import random_mac
+    from vlab.switch import random_mac
 
     mtu = encode_mtu(mtu, f"uplink {name}")
     mac = normalize_mac(mac, f"uplink {name} mac") if mac is not None else random_mac("02")
-    switch = lab._switch
-    n = lab._counters.setdefault("dummy", 0)
-    lab._counters["dummy"] = n + 1
-    port = f"dummy{n}"
+    port = switch.next_name("dummy")
     index = switch.index()
     info = nla(IFLA_INFO_KIND, b"dummy\0")
     body = ifinfo(index) + link_attrs(port, mac, mtu, br.index)
     try:
-        switch.links._new(body + nla(IFLA_LINKINFO | NLA_F_NESTED, info), True)
+        switch.links.new(body + nla(IFLA_LINKINFO | NLA_F_NESTED, info), True)
     except OSError as exc:
         if exc.errno == errno.EOPNOTSUPP:
             raise Unsupported(
@@ -90,13 +93,10 @@ def add_dummy_uplink(
                 "one that has it (pytest --vlab-kernel=PATH), or use kind='veth'"
             ) from None
         raise LabError(f"uplink {name}: cannot add dummy {port} to {br.name}: {exc}") from None
-    lab._undo.append(lambda: switch.links.delete(index))  # a later step failed: leave nothing
+    switch.on_undo(lambda: switch.links.delete(index))  # a later step failed: leave nothing
     with switch.ns.entered():
         io = DummyPort(port)
-    lab._sockets.append(io)
-    ep = DummyUplink(lab, name, mac, port, br, io)
-    ep.ns = switch.ns
-    ep.ifname = port
-    ep.ifindex = index
-    lab._register(ep, br, index, mac)
+    switch.own_socket(io)
+    ep = DummyUplink(switch, name, mac, port, br, io, switch.space, port, index)
+    switch.register(ep, br, index, mac)
     return ep

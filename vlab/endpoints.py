@@ -34,6 +34,7 @@ if TYPE_CHECKING:
     from vlab.qemu import GuestResult, QemuGuest
     from vlab.rtnl import Rtnl
     from vlab.stats import LinkStats
+    from vlab.switch import Namespace, Switch
 
 PCAP_KEEP = 50_000  # frames kept per endpoint for the failure pcap
 WAIT_SLICE = 0.05  # longest select() in expect: a close or a guest's death is noticed this soon
@@ -75,73 +76,123 @@ class _ClosedIO:
 
 
 class Endpoint:
-    """What VMs, hosts and uplinks have in common (the contract: docs/reference/endpoints.md)."""
+    """What VMs, hosts and uplinks have in common (the contract: docs/reference/endpoints.md).
+
+    An endpoint kind is a subclass that supplies its own behaviour through a few hooks, so
+    the lab never asks which kind it holds:
+
+    * capture: ``io``, the :class:`FrameIO` its frames are read from and sent through (given
+      at construction, never swapped);
+    * readiness: :attr:`carrier_from_birth` (its port link keeps operstate UNKNOWN, like a
+      tap), :meth:`not_ready` (its own links beyond the bridge port) and
+      :meth:`wait_started` (something slow behind it, such as a guest booting);
+    * carrier: :meth:`apply_carrier`;
+    * close: :meth:`release`, plus whatever it handed to its switch to close
+      (:meth:`vlab.switch.Switch.own_socket`, ``own_tap``, ``own_guest``);
+    * reports: :meth:`describe`.
+    """
 
     kind = "endpoint"
+    carrier_from_birth = False  # its port's operstate stays UNKNOWN (a tap, a dummy)
+    space: Namespace | None = None  # the namespace its own NIC's counters are read in
 
     def __init__(
-        self, lab: Lab, name: str, mac: str, port: str, bridge: Bridge, io: FrameIO
+        self, switch: Switch, name: str, mac: str, port: str, bridge: Bridge, io: FrameIO
     ) -> None:
-        self.lab = lab
+        """Built by a building call (see :mod:`vlab.build`) once its link exists."""
+        self.switch = switch  # the switch namespace its port is in, and its services
+        self.lab: Lab = switch.lab
         self.name = name
         self.mac = mac
         self.port = port
         self.bridge = bridge
-        self._io = io
-        self._pending: list[Record] = []
-        self._log: collections.deque[tuple[int, bool, bytes]] = collections.deque(maxlen=PCAP_KEEP)
+        self.io = io
+        self.pending: list[Record] = []  # received, not yet consumed (expect/frames/clear)
+        self.log: collections.deque[tuple[int, bool, bytes]] = collections.deque(maxlen=PCAP_KEEP)
         self.carrier = True
-        self._log_sends = True
-        self._overflow = 0  # frames past loss.PENDING_MAX, counted as lost
-        self._loss_base: dict[str, int] = {}  # loss counters forgiven by clear()
+        # a capture that sees this endpoint's own sends (a guest's tap) logs them itself
+        self.log_sends = not getattr(io, "sees_own_sends", False)
+        self.ledger = loss.Ledger()  # frames lost here, and what clear() forgave
 
     @property
     def _guard(self) -> LabGuard:
-        return self.lab._guard
+        return self.switch.guard
 
-    def _detach(self) -> None:
-        """At the lab's close: let go of the fds (closed by the lab) so none is used again."""
-        self._io = _ClosedIO(self.lab._guard, self.port)
+    # compatibility: the names these had before the endpoint contract was public
+    @property
+    def _io(self) -> FrameIO:
+        return self.io
 
-    def _check_alive(self) -> None:
+    @property
+    def _pending(self) -> list[Record]:
+        return self.pending
+
+    @property
+    def _log(self) -> collections.deque[tuple[int, bool, bytes]]:
+        return self.log
+
+    # --- the kind's hooks ----------------------------------------------------------------
+
+    def release(self) -> None:
+        """At the lab's close: let go of the fds (closed by the switch) so none is used again."""
+        self.io = _ClosedIO(self.switch.guard, self.port)
+
+    def check_alive(self) -> None:
         """Refuse to act for an endpoint whose far side is gone (a dead guest); see VM."""
+
+    def not_ready(self) -> list[str]:
+        """What of this endpoint's own links (beyond its bridge port, which the switch checks)
+        is not up yet, as short phrases; empty when it can carry frames."""
+        return []
+
+    def wait_started(self, timeout: float | None = None) -> None:
+        """Block until whatever runs behind this endpoint has started (a guest's boot); the
+        lab's readiness calls it for every endpoint, in parallel with their boots."""
+
+    def apply_carrier(self, up: bool) -> None:
+        """Make the cable's carrier ``up`` at this endpoint's end (``set_carrier`` does the
+        rest: the bridge acting on it, readiness)."""
+        raise LabError(f"{self.kind} {self.name}: its carrier cannot be changed")
 
     # --- sending -------------------------------------------------------------------------
 
     @guarded
     def send(self, frame: FrameLike) -> None:
         """Put one frame on the wire here, as this endpoint would."""
-        self._check_alive()
+        self.check_alive()
         data = to_bytes(frame)
-        self.lab._ready()
+        self.switch.ready()
         sent_at = time.time_ns()  # before the write: never after any receiver's kernel stamp
-        self._io.send(data)
-        if self._log_sends:
-            self._log.append((sent_at, True, data))
+        self.io.send(data)
+        if self.log_sends:
+            self.log.append((sent_at, True, data))
 
     # --- receiving -----------------------------------------------------------------------
 
-    def _pull(self) -> int:
-        records = self._io.drain()
-        sent = getattr(self._io, "guest_sent", None)
+    def pull(self) -> int:
+        """Drain what the kernel holds for this endpoint into :attr:`pending` (noise of its
+        switch filtered out, the pcap log kept); returns how many frames were kept."""
+        records = self.io.drain()
+        sent = getattr(self.io, "guest_sent", None)
         if sent:
-            self._log.extend((ts, True, data) for ts, data in sent)
+            self.log.extend((ts, True, data) for ts, data in sent)
             sent.clear()
         if records:
-            self._log.extend((ts, False, data) for ts, data in records)
-            for noise in self.lab._noise:
+            self.log.extend((ts, False, data) for ts, data in records)
+            for noise in self.switch.noise:
                 records = [r for r in records if not noise(r[1])]
-            room = loss.PENDING_MAX - len(self._pending)
+            room = loss.PENDING_MAX - len(self.pending)
             if len(records) > room:
-                self._overflow += len(records) - max(room, 0)
+                self.ledger.overflow += len(records) - max(room, 0)
                 records = records[: max(room, 0)]
-            self._pending.extend(records)
+            self.pending.extend(records)
         return len(records)
 
-    def _take(self, mask: Mask) -> Ether | None:
-        for i, (_ts, data) in enumerate(self._pending):
+    def take(self, mask: Mask) -> Ether | None:
+        """Consume and return the first pending frame matching ``mask`` (None if none does)."""
+        for i, (_ts, data) in enumerate(self.pending):
             if mask.matches(data):
-                del self._pending[i]
+                del self.pending[i]
                 return parse(data)
         return None
 
@@ -161,11 +212,11 @@ class Endpoint:
         with guard.lock:
             guard.check()
             timeout = validate.timeout(timeout, "expect")
-            m = _resolve_mask(frame, mask)
-            self._check_alive()
-            self._pull()
-            got = self._take(m)
-            fd = self._io.fileno()
+            m = resolve_mask(frame, mask)
+            self.check_alive()
+            self.pull()
+            got = self.take(m)
+            fd = self.io.fileno()
         deadline = time.monotonic() + timeout
         while got is None:
             remaining = deadline - time.monotonic()
@@ -175,15 +226,15 @@ class Endpoint:
                     quiesce.wait_readable([fd], min(remaining, WAIT_SLICE))  # poll: fds > 1023
             with guard.lock:
                 guard.check()  # before touching fd: after close its number may be another's
-                self._check_alive()
-                if self._pull():
-                    got = self._take(m)
+                self.check_alive()
+                if self.pull():
+                    got = self.take(m)
                 if got is None and remaining <= 0:
-                    self.lab._fail_expect(self, m, timeout)
+                    self.switch.fabric.fail_missing(self, m, timeout)
         with guard.lock:
             lost = loss.quick(self)
             if lost:
-                self.lab._fail_lost(lost, f"{self.name}.expect()")
+                self.switch.fabric.fail_lost(lost, f"{self.name}.expect()")
         return got
 
     @guarded
@@ -195,25 +246,25 @@ class Endpoint:
         "On its way" is decided from kernel queues, not a sleep: see :mod:`vlab.quiesce`.
         Never passes after frames were lost in the lab (see :mod:`vlab.loss`).
         """
-        self._check_alive()
-        self.lab._settle(10.0, f"{self.name}.expect_none()")
+        self.check_alive()
+        self.switch.settle(f"{self.name}.expect_none()")
         if frame is None:
-            unexpected = list(self._pending)
+            unexpected = list(self.pending)
             m = None
         else:
-            m = _resolve_mask(frame, mask)
-            unexpected = [r for r in self._pending if m.matches(r[1])]
+            m = resolve_mask(frame, mask)
+            unexpected = [r for r in self.pending if m.matches(r[1])]
         if unexpected:
-            self.lab._fail_none(self, m, unexpected)
+            self.switch.fabric.fail_unexpected(self, m, unexpected)
 
     @guarded
     def frames(self) -> list[Ether]:
         """Every frame received here and not yet consumed, in arrival order; drains the list."""
-        self._check_alive()
-        self.lab._settle_unless_quiet(f"{self.name}.frames()")  # cheap when already settled
-        self._pull()
-        out = [parse(data) for _ts, data in self._pending]
-        self._pending.clear()
+        self.check_alive()
+        self.switch.settle_unless_quiet(f"{self.name}.frames()")  # cheap when already settled
+        self.pull()
+        out = [parse(data) for _ts, data in self.pending]
+        self.pending.clear()
         return out
 
     @guarded
@@ -223,11 +274,11 @@ class Endpoint:
         Frames lost here so far (see :mod:`vlab.loss`) are forgiven as well: later checks at
         this endpoint judge what arrives from now on.
         """
-        self._check_alive()
-        self._pull()
-        self._pending.clear()
-        self._overflow = 0
-        self._loss_base.pop("store", None)
+        self.check_alive()
+        self.pull()
+        self.pending.clear()
+        self.ledger.overflow = 0
+        self.ledger.base.pop("store", None)
         loss.forgive(self)
 
     def stats(self) -> LinkStats:
@@ -248,15 +299,12 @@ class Endpoint:
         back with a single-link request runs that work now.
         """
         up = validate.flag(up, f"{self.kind} {self.name}: set_carrier(up)")
-        self._check_alive()
-        self._set_carrier(up)
+        self.check_alive()
+        self.apply_carrier(up)
         self.carrier = up
         port = self.bridge.port(self)
-        self.lab._sync_link(port.index, port.name, up)
-        self.lab._topology_changed()
-
-    def _set_carrier(self, up: bool) -> None:
-        raise NotImplementedError
+        self.switch.sync_link(port.index, port.name, up)
+        self.switch.topology_changed()
 
     def describe(self) -> str:
         """One line saying what this endpoint is and where it is cabled (used in reports)."""
@@ -281,22 +329,23 @@ class EdgePoll:
         """Pull every endpoint that has something to read, found with one ``poll(2)``; the
         poll set is rebuilt only when the lab's endpoints (or their fds) changed."""
         if len(endpoints) != len(self.fds) or any(
-            self.fds.get(ep._io.fileno()) is not ep for ep in endpoints
+            self.fds.get(ep.io.fileno()) is not ep for ep in endpoints
         ):
             self.poll = select.poll()
-            self.fds = {ep._io.fileno(): ep for ep in endpoints}
+            self.fds = {ep.io.fileno(): ep for ep in endpoints}
             for fd in self.fds:
                 self.poll.register(fd, select.POLLIN)
         ready = {fd for fd, _events in self.poll.poll(0)}
         got = 0
         for fd, ep in self.fds.items():
-            owed: int = getattr(ep._io, "owed", 0)  # a tap fd still owing frames
+            owed: int = getattr(ep.io, "owed", 0)  # a tap fd still owing frames
             if fd in ready or owed:
-                got += ep._pull()
+                got += ep.pull()
         return got
 
 
-def _resolve_mask(frame: FrameLike | Mask, mask: Mask | Sequence[str] | None) -> Mask:
+def resolve_mask(frame: FrameLike | Mask, mask: Mask | Sequence[str] | None) -> Mask:
+    """The mask an ``expect`` call means: ``frame`` as is, or with ``mask``'s fields ignored."""
     if mask is None:
         return as_mask(frame)
     if isinstance(mask, Mask):
@@ -312,14 +361,18 @@ def _resolve_mask(frame: FrameLike | Mask, mask: Mask | Sequence[str] | None) ->
     return Mask(frame).ignore(*mask)
 
 
+_resolve_mask = resolve_mask  # the name it had before it was public
+
+
 class VM(Endpoint):
     """An emulated VM: vlab holds the tap fd, exactly what QEMU's ``-netdev tap,fd=N`` holds."""
 
     kind = "vm"
+    carrier_from_birth = True  # a tap had carrier from birth: operstate stays UNKNOWN
 
     def __init__(
         self,
-        lab: Lab,
+        switch: Switch,
         name: str,
         mac: str,
         port: str,
@@ -328,16 +381,18 @@ class VM(Endpoint):
         tap_fd: int,
         tap_mac: str,
     ) -> None:
-        super().__init__(lab, name, mac, port, bridge, io)
+        """Built by ``lab.vm`` once its tap is a port of ``bridge``."""
+        super().__init__(switch, name, mac, port, bridge, io)
         self.tap_fd = tap_fd
         self.tap_mac = tap_mac
         self.guest: QemuGuest | None = None
 
-    def _detach(self) -> None:
-        super()._detach()
+    def release(self) -> None:
+        """At close: the tap fd is closed by the switch; forget its number."""
+        super().release()
         self.tap_fd = -1  # closed by the lab; the number may already belong to another file
 
-    def _check_alive(self) -> None:
+    def check_alive(self) -> None:
         """A guest whose QEMU died receives nothing: the tap socket would say otherwise."""
         guest = self.guest
         if guest is None:
@@ -349,16 +404,16 @@ class VM(Endpoint):
             raise GuestError(
                 f"vm {self.name}: its QEMU guest (pid {guest.pid}) is dead, qemu exited with "
                 f"status {code}: it cannot send or receive; frames seen on its tap no longer "
-                "reach a guest" + guest._tail()
+                "reach a guest" + guest.tail()
             )
 
     @guarded
     def wait_ready(self, timeout: float | None = None) -> None:
         """Block until the guest's kernel is up and its shell answers (no-op when emulated)."""
-        self._check_alive()
-        self._wait_booted(None if timeout is None else validate.timeout(timeout, "wait_ready"))
+        self.check_alive()
+        self.wait_started(None if timeout is None else validate.timeout(timeout, "wait_ready"))
 
-    def _wait_booted(self, timeout: float | None = None) -> None:
+    def wait_started(self, timeout: float | None = None) -> None:
         """The lab's readiness wait: a guest that booted and died later fails only its own
         calls, not every send in the lab."""
         if self.guest is not None:
@@ -376,11 +431,12 @@ class VM(Endpoint):
             )
         if not isinstance(cmd, str) or "\0" in cmd:
             raise LabError(f"vm {self.name}: run({cmd!r}): give a shell command as a string")
-        self._check_alive()
+        self.check_alive()
         self.wait_ready()
         return self.guest.run(cmd, validate.timeout(timeout, "run"))
 
-    def _set_carrier(self, up: bool) -> None:
+    def apply_carrier(self, up: bool) -> None:
+        """A tap's carrier is set on its fd (TUNSETCARRIER), as QEMU's link_down does."""
         taplib.set_carrier(self.tap_fd, up)
 
     @guarded
@@ -407,38 +463,66 @@ class VM(Endpoint):
         )
 
 
-class _NamespacedEndpoint(Endpoint):
-    """An endpoint with a namespace of its own at the far end of a veth."""
+class NamespacedEndpoint(Endpoint):
+    """An endpoint whose NIC ``ifname`` (index ``ifindex``) lives in a namespace ``space``:
+    the far end of a veth, or a link of the switch namespace itself."""
 
-    ns: NetNS
-    ifname: str
-    ifindex: int
+    def __init__(
+        self,
+        switch: Switch,
+        name: str,
+        mac: str,
+        port: str,
+        bridge: Bridge,
+        io: FrameIO,
+        space: Namespace,
+        ifname: str,
+        ifindex: int,
+    ) -> None:
+        """Built once its link exists, its far end ``ifname`` already in ``space``."""
+        super().__init__(switch, name, mac, port, bridge, io)
+        self.space: Namespace = space
+        self.ns: NetNS = space.ns
+        self.ifname = ifname
+        self.ifindex = ifindex
 
     @guarded
     def run(
         self, *argv: str, check: bool = True, timeout: float = 30.0
     ) -> subprocess.CompletedProcess[str]:
         """Run a program inside this endpoint's namespace (``ip``, ``ping``, ``tcpdump``...)."""
-        return self.lab._run_in(self.ns, list(argv), check=check, timeout=timeout)
+        return self.switch.run(self.ns, list(argv), check=check, timeout=timeout)
 
-    def _set_carrier(self, up: bool) -> None:
-        self.lab._link_updown(self.ns, self.ifindex, up)
+    def apply_carrier(self, up: bool) -> None:
+        """The far end goes down or up: the veth's other end, the bridge port, loses carrier."""
+        self.space.links.set_link(self.ifindex, up=up)
+
+    def not_ready(self) -> list[str]:
+        """Its own NIC, in its namespace, must be up with a qdisc too."""
+        from vlab.switch import link_ready
+
+        if link_ready(self.space.links, self.ifindex, False):
+            return []
+        return [f"{self.name}'s {self.ifname} is not up"]
 
     @guarded
     def spawn(self, argv: list[str]) -> Program:
         """A background program in this namespace that dies with the lab; see vlab.programs."""
-        self._check_alive()
-        return self.lab.spawn(self.ns.name, argv)
+        self.check_alive()
+        return self.switch.spawn(self.ns.name, self.ns, argv)
 
 
-class Host(_NamespacedEndpoint):
+_NamespacedEndpoint = NamespacedEndpoint  # the name it had before it was public
+
+
+class Host(NamespacedEndpoint):
     """A namespace cabled to the bridge by a veth: a container, a bare-metal box, a router."""
 
     kind = "host"
 
     @property
     def _rtnl(self) -> Rtnl:
-        return self.lab._spaces[self.ns.name].rtnl
+        return self.space.rtnl
 
     @guarded
     def add_nic(
@@ -464,7 +548,7 @@ class Host(_NamespacedEndpoint):
     @guarded
     def add_address(self, address: str) -> None:
         """``ip addr add ADDRESS/LEN dev eth0`` (IPv6 turns IPv6 on in this host)."""
-        self._check_alive()
+        self.check_alive()
         ifaces = iplib.interfaces(address, f"host {self.name} add_address")
         six = any(iface.version == 6 for iface in ifaces)
         if six:
@@ -478,13 +562,13 @@ class Host(_NamespacedEndpoint):
     @guarded
     def addresses(self) -> list[str]:
         """eth0's addresses as the kernel reports them (IPv6 link-local included)."""
-        self._check_alive()
+        self.check_alive()
         return iplib.read_addresses(self._rtnl, self.ifindex)
 
     @guarded
     def route_add(self, dst: str, via: str | None = None) -> None:
         """``ip route add DST [via GW] dev eth0``; DST a prefix, ``default`` or ``default6``."""
-        self._check_alive()
+        self.check_alive()
         iplib.route(self._rtnl, dst, via, self.ifindex, f"host {self.name} route_add")
 
     @guarded
@@ -494,12 +578,12 @@ class Host(_NamespacedEndpoint):
         No iputils: a raw ICMP socket in this host's namespace. Neither outcome fails the test
         by itself: ``assert host.ping(...)`` or ``assert not host.ping(...)``.
         """
-        self._check_alive()
+        self.check_alive()
         target = iplib.address(dst, f"host {self.name} ping")
         if isinstance(count, bool) or not isinstance(count, int) or not 1 <= count <= 1000:
             raise LabError(f"host {self.name} ping: count={count!r}: give 1 to 1000")
         timeout = validate.timeout(timeout, "ping")
-        self.lab._ready()
+        self.switch.ready()
         return iplib.ping(self.ns, target, count, timeout)
 
     def describe(self) -> str:
@@ -510,7 +594,7 @@ class Host(_NamespacedEndpoint):
         )
 
 
-class Uplink(_NamespacedEndpoint):
+class Uplink(NamespacedEndpoint):
     """The bridge's uplink: the pNIC port, its far end standing for the physical network."""
 
     kind = "uplink"

@@ -40,8 +40,8 @@ class Record:
 
 def decode(body: bytes) -> Record | None:
     """One RTM_NEWNEIGH of an AF_BRIDGE dump; None for a device's own ("self") entries."""
-    _family, ifindex, state, flags, _type = nl._NDMSG.unpack_from(body)
-    a = nl.attrs(body, nl._NDMSG.size)
+    _family, ifindex, state, flags, _type = nl.NDMSG.unpack_from(body)
+    a = nl.attrs(body, nl.NDMSG.size)
     lladdr, master = a.get(nl.NDA_LLADDR), a.get(nl.NDA_MASTER)
     if lladdr is None or master is None:
         return None
@@ -63,7 +63,7 @@ def decode(body: bytes) -> Record | None:
 
 
 def dump(rtnl: nl.Rtnl) -> list[Record]:
-    bodies = rtnl.dump(nl.RTM_GETNEIGH, nl._NDMSG.pack(nl.AF_BRIDGE, 0, 0, 0, 0))
+    bodies = rtnl.dump(nl.RTM_GETNEIGH, nl.NDMSG.pack(nl.AF_BRIDGE, 0, 0, 0, 0))
     return [r for r in map(decode, bodies) if r is not None]
 
 
@@ -83,7 +83,7 @@ def add_body(
     state = nl.NUD_NOARP if static else nl.NUD_REACHABLE
     flags = nl.NTF_MASTER | (nl.NTF_STICKY if sticky else 0)
     flags |= (NTF_USE if use else 0) | (nl.NTF_EXT_LEARNED if extern_learn else 0)
-    body = nl._NDMSG.pack(nl.AF_BRIDGE, port_index, state, flags, 0)
+    body = nl.NDMSG.pack(nl.AF_BRIDGE, port_index, state, flags, 0)
     body += nl.nla(nl.NDA_LLADDR, nl.mac_bytes(mac))
     ext = b""
     bits = (FDB_NOTIFY_BIT if activity_notify else 0) | (FDB_NOTIFY_INACTIVE_BIT if inactive else 0)

@@ -505,3 +505,10 @@ def ensure_image(cache: Path | None = None) -> GuestImage:
     if image is None:
         raise GuestError(f"guest image at {final} is incomplete after building it")
     return image
+
+
+# what the guest-kernel image builder (vlab.kernel.image) shares with this module
+applets = _applets
+is_static_elf = _is_static_elf
+locked = _locked
+read_module = _read_module

@@ -15,25 +15,35 @@ from vlab.errors import Unsupported
 
 if TYPE_CHECKING:
     from vlab.endpoints import VM
-    from vlab.lab import Lab
+    from vlab.switch import Switch
 
 BOOT_TIMEOUT = 90.0  # TCG on a loaded 2-core CI machine; a guest boots in ~1.5 s when idle
 
 
-def attach_qemu(lab: Lab, vm: VM) -> None:
-    from vlab.qemu import QemuGuest, qemu_unavailable
+def check_available(name: str) -> None:
+    """Before anything is built: a host without QEMU makes a guest VM a skip."""
+    from vlab.qemu import qemu_unavailable
 
     reason = qemu_unavailable()
     if reason is not None:
-        raise Unsupported(f"vm {vm.name}: cannot boot a QEMU guest: {reason}")
-    workdir = lab.guest_dir()
-    with lab._switch.ns.entered():
-        io = GuestTapPort(vm.tap_fd, vm.port, vm._io.mtu)  # type: ignore[attr-defined]
-    lab._sockets.append(io)  # type: ignore[arg-type]
-    vm._io = io
-    vm._log_sends = False  # the tap socket sees the guest's frames, ours included
+        raise Unsupported(f"vm {name}: cannot boot a QEMU guest: {reason}")
+
+
+def guest_port(switch: Switch, tap_fd: int, port: str, mtu: int) -> GuestTapPort:
+    """The capture of a guest's tap: a packet socket on it, never a read of the guest's fd."""
+    with switch.ns.entered():
+        io = GuestTapPort(tap_fd, port, mtu)
+    switch.own_socket(io)
+    return io
+
+
+def attach_qemu(switch: Switch, vm: VM) -> None:
+    """Boot a QEMU guest on ``vm``'s tap (in the background); it closes with the lab."""
+    from vlab.qemu import QemuGuest
+
+    workdir = switch.fabric.guest_dir()
     vm.guest = QemuGuest.start(name=vm.name, tap_fd=vm.tap_fd, mac=vm.mac, workdir=workdir)
-    lab._guests.append(vm.guest)
+    switch.own_guest(vm.guest)
 
 
-__all__ = ["BOOT_TIMEOUT", "attach_qemu"]
+__all__ = ["BOOT_TIMEOUT", "attach_qemu", "check_available", "guest_port"]

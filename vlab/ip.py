@@ -222,3 +222,7 @@ def ipv6_request(ipv6: object, what: str) -> tuple[bool, list[Interface]]:
     if wrong:
         raise LabError(f"{what} ipv6: {', '.join(wrong)} is IPv4; give it in ip= instead")
     return True, ifaces
+
+
+# the Internet checksum, shared with vlab.mcast_frames
+checksum = _checksum

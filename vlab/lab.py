@@ -13,7 +13,6 @@ leave behind.
 
 from __future__ import annotations
 
-import contextlib
 import os
 import shutil
 import subprocess
@@ -29,67 +28,52 @@ from vlab import (
     limits,
     loss,
     nspool,
-    programs,
     quiesce,
     report,
     rootless,
     scratch,
-    spawn,
-    tools,
     validate,
 )
-from vlab import ip as iplib
-from vlab import tap as taplib
-from vlab.bridge import Bridge, Port
-from vlab.capture import PacketPort, TapPort
-from vlab.endpoints import VM, EdgePoll, Endpoint, Host, Uplink
-from vlab.errors import LabError, Unsupported
+from vlab import programs as proglib
+from vlab.bridge import Bridge
+from vlab.build import TAP_TXQLEN, Builder
+from vlab.capture import Record
+from vlab.endpoints import EdgePoll, Endpoint
+from vlab.errors import LabError
 from vlab.frames import Mask
 from vlab.guard import LabGuard, guarded
 from vlab.mdb import mdb_text
 from vlab.netns import NetNS
-from vlab.options import BRIDGE_OPTIONS, encode_bridge, encode_mtu, normalize_mac, pack_data
-from vlab.reaper import reap
-from vlab.rtnl import LinkRequests, Rtnl, qdisc_events, set_noqueue
+from vlab.options import normalize_mac
+from vlab.switch import (
+    OPER_UNKNOWN,
+    OPER_UP,
+    PURE_L2_SYSCTLS,
+    QUIET_SYSCTLS,
+    Namespace,
+    Switch,
+    random_mac,
+    unknown_node,
+)
 
 if TYPE_CHECKING:
     from scapy.layers.l2 import Ether
 
     from vlab.frames import FrameLike
+    from vlab.hypervisor import Hypervisor
+    from vlab.vxlan import Vxlan
 
-QUIET_SYSCTLS = (
-    # no link-local addresses, router solicitations, DAD or MLD reports on lab links
-    ("net/ipv6/conf/all/disable_ipv6", "1"),
-    ("net/ipv6/conf/default/disable_ipv6", "1"),
-    # the bridge device's own IGMP reports for 224.0.0.x (e.g. 224.0.0.106 MRD)
-    ("net/ipv4/igmp_link_local_mcast_reports", "0"),
-)
-PURE_L2_SYSCTLS = (
-    # br_netfilter, where built in, would drop malformed IP frames a pure L2 bridge forwards
-    ("net/bridge/bridge-nf-call-iptables", "0"),
-    ("net/bridge/bridge-nf-call-ip6tables", "0"),
-    ("net/bridge/bridge-nf-call-arptables", "0"),
-)
-OPER_UP, OPER_UNKNOWN = 6, 0
-TAP_TXQLEN = 4096  # frames a tap queues for its VM before it drops (tx_dropped)
-
-
-def _link_ready(links: LinkRequests, index: int, tap: bool) -> bool:
-    oper, qdisc, carrier = links.link_state(index)
-    if not carrier or qdisc in ("", "noop"):
-        return False
-    return oper == OPER_UP or (tap and oper == OPER_UNKNOWN)
-
-
-def _suppress_os() -> contextlib.suppress:
-    """Undoing a failed build is best effort: the lab's close removes what is left anyway."""
-    return contextlib.suppress(OSError)
-
-
-def random_mac(prefix: str) -> str:
-    """A random MAC under ``prefix`` (whose first octet must be locally administered unicast)."""
-    n = 6 - len(prefix.split(":"))
-    return prefix + "".join(f":{b:02x}" for b in os.urandom(n))
+_Namespace = Namespace  # the name it had before vlab.switch
+__all__ = [
+    "OPER_UNKNOWN",
+    "OPER_UP",
+    "PURE_L2_SYSCTLS",
+    "QUIET_SYSCTLS",
+    "TAP_TXQLEN",
+    "Lab",
+    "Where",
+    "random_mac",
+]
 
 
 @dataclass(frozen=True)
@@ -110,45 +94,59 @@ class Where:
         return f"{self.mac}{who} is behind {where}, {self.how}"
 
 
-class _Namespace:
-    """A lab namespace with its raw netlink socket and ifindex allocator."""
+class _LabFabric:
+    """The lab seen from its switch namespaces (:class:`vlab.switch.Fabric`): its registries,
+    and the lab-wide readiness, settling and failure reports."""
 
-    def __init__(self, name: str, quiet: bool = True) -> None:
-        self.ns = NetNS.create(name)
-        opened: list[Any] = []  # sockets hold the namespace too: close them on a failure
-        try:
-            with self.ns.entered():
-                for key, value in (QUIET_SYSCTLS if quiet else ()) + PURE_L2_SYSCTLS:
-                    try:
-                        with open("/proc/sys/" + key, "w") as fh:
-                            fh.write(value)
-                    except FileNotFoundError:
-                        pass  # kernel without IPv6: already quiet
-                self.rtnl = Rtnl()
-                opened.append(self.rtnl)
-                events = qdisc_events()
-                opened.append(events)
-                self.watch = quiesce.QdiscWatch(name, self.rtnl, events)
-        except BaseException:
-            for sock in opened:
-                sock.close()
-            self.ns.close()
-            raise
-        self.links = LinkRequests(self.rtnl)
-        self.next_index = 2  # 1 is lo
+    def __init__(self, lab: Lab) -> None:
+        self.lab = lab
+        self.guard = lab._guard
+        self.endpoints = lab.endpoints
+        self.bridges = lab.bridges
+        self.spaces = lab._spaces
 
-    def index(self) -> int:
-        self.next_index += 1
-        return self.next_index - 1
+    def namespace(self, name: str) -> Namespace:
+        return self.lab._space(name)
 
-    def close(self) -> None:
-        self.watch.close()
-        self.rtnl.close()
-        self.ns.close()
+    def check_name(self, name: str, what: str) -> None:
+        self.lab._check_name(name, what)
+
+    def bridge_of(self, bridge: Bridge | str) -> Bridge:
+        return self.lab._bridge(bridge)
+
+    def topology_changed(self) -> None:
+        self.lab._topology_changed()
+
+    def ready(self) -> None:
+        self.lab._ready()
+
+    def settle(self, what: str, timeout: float = 10.0) -> None:
+        self.lab._settle(timeout, what)
+
+    def settle_unless_quiet(self, what: str) -> None:
+        self.lab._settle_unless_quiet(what)
+
+    def fail_missing(self, ep: Endpoint, mask: Mask, timeout: float) -> None:
+        self.lab._fail_expect(ep, mask, timeout)
+
+    def fail_lost(self, lost: list[loss.Loss], what: str) -> None:
+        self.lab._fail_lost(lost, what)
+
+    def fail_unexpected(self, ep: Endpoint, mask: Mask | None, unexpected: list[Record]) -> None:
+        self.lab._fail_none(ep, mask, unexpected)
+
+    def guest_dir(self) -> Path:
+        return self.lab.guest_dir()
 
 
-class Lab:
-    """A throwaway network lab; use as a context manager or through the ``lab`` fixture."""
+class Lab(Builder):
+    """A throwaway network lab; use as a context manager or through the ``lab`` fixture.
+
+    The lab is the facade and the registry: it holds the namespaces, bridges and endpoints by
+    name, and its building calls (:class:`vlab.build.Builder`: ``bridge``, ``vm``, ``host``,
+    ``uplink``, ``port``) build in its switch namespace, ``lab.switch``
+    (:class:`vlab.switch.Switch`), whose services the bridges and endpoints use.
+    """
 
     def __init__(
         self, name: str = "lab", artifacts: Path | str | None = None, quiet: bool = True
@@ -160,17 +158,10 @@ class Lab:
         self._guard = LabGuard(self.name)
         self.bridges: dict[str, Bridge] = {}
         self.endpoints: dict[str, Endpoint] = {}
-        self._spaces: dict[str, _Namespace] = {}
-        self._taps: list[int] = []
-        self._sockets: list[PacketPort] = []
-        self._guests: list[Any] = []
-        self._programs: list[programs.Program] = []  # background programs: die with the lab
-        self._noise: list[Callable[[bytes], bool]] = []  # frames the lab itself causes
-        self._counters = {"vnet": 0, "veth": 0, "eth": 0, "port": 0}
-        self._undo: list[Callable[[], None]] = []  # steps undoing the build call in progress
+        self._spaces: dict[str, Namespace] = {}
         self._dirty = True
         self._closed = False
-        self._artifact_dir: Path | None = None  # where this lab's failure artifacts went
+        self.artifact_dir: Path | None = None  # where this lab's failure artifacts went
         self._quiet: quiesce.Quiet | None = None  # the lab when a settle last found it quiet
         self._edges = EdgePoll()
         self._drain_hooks: list[Callable[[], int]] = []  # queues only a probe can empty
@@ -182,13 +173,16 @@ class Lab:
         if self._shell is not None:
             self._spaces["switch"] = self._shell.space  # type: ignore[assignment]
         try:
-            self._switch = self._space("switch")
+            space = self._space("switch")
         except OSError as exc:
             problem = limits.fd_limit_error(exc, f"lab {self.name!r}: cannot create its switch")
             if problem is None:
                 raise
             raise problem from None
-        self._switch_rtnl = self._switch.rtnl
+        self._fabric = _LabFabric(self)
+        self.switch = Switch(self, self._fabric, "switch", space)  # the lab's switch namespace
+        self.switch.adopt = self._adopt_bridge
+        self._switches = [self.switch]
 
     # --- lifecycle -------------------------------------------------------------------------
 
@@ -210,23 +204,29 @@ class Lab:
             self._closed = True
             self._close()
 
+    @property
+    def closed(self) -> bool:
+        """True once :meth:`close` ran: nothing of the lab can be used any more."""
+        return self._closed
+
+    def programs(self) -> list[proglib.Program]:
+        """The background programs started in the lab (``spawn``), for reports."""
+        return [p for switch in self._switches for p in switch.programs]
+
     def _close(self) -> None:
         try:
-            programs.stop_all(self)
+            for switch in self._switches:
+                switch.stop_programs()
             for ep in self.endpoints.values():
-                ep._detach()  # no fd number of this lab is used again, whoever reuses it
-            while self._guests:
-                self._guests.pop().close()
-            if self._guest_dir is not None and self._guest_dir_is_temp:
-                shutil.rmtree(self._guest_dir, ignore_errors=True)
-            while self._taps:
-                taplib.release_tap(self._taps.pop())
+                ep.release()  # no fd number of this lab is used again, whoever reuses it
         finally:
             # Resumable: whatever an interrupt (Ctrl-C) cut short, a second close() finishes;
             # the namespaces go in every case, so nothing outlives the lab.
             try:
-                reap([s.sock for s in self._sockets])
-                self._sockets.clear()
+                for switch in self._switches:
+                    switch.close()
+                if self._guest_dir is not None and self._guest_dir_is_temp:
+                    shutil.rmtree(self._guest_dir, ignore_errors=True)
             finally:
                 while self._spaces:
                     name, space = self._spaces.popitem()
@@ -241,9 +241,19 @@ class Lab:
         assert shell is not None
         bridges = list(self.bridges.values())
         if self.quiet and len(bridges) == 1 and bridges[0].index == nspool.BRIDGE_INDEX:
-            nspool.give(shell, lambda: _Namespace("switch", True))
+            nspool.give(shell, lambda: Namespace("switch", True))
         else:
             shell.close()
+
+    def _adopt_bridge(self, name: str, index: int, mac: str, data: bytes, mtu: int | None) -> bool:
+        """The first bridge of a reused switch namespace is its dormant bridge, made anew."""
+        if index != nspool.BRIDGE_INDEX:
+            return False
+        if self._shell is None:
+            if self.quiet and mtu is None and nspool.enabled():  # may join the pool later
+                self._shell = nspool.wrap(self.switch.space)
+            return False
+        return nspool.adopt(self._shell, name, mac, data, mtu)
 
     def _expose_switch(self) -> None:
         """Before a test looks into the switch namespace, a dormant bridge must be gone."""
@@ -268,10 +278,10 @@ class Lab:
                 self._guest_dir_is_temp = True
         return self._guest_dir
 
-    def _space(self, name: str) -> _Namespace:
+    def _space(self, name: str) -> Namespace:
         if name in self._spaces:
             return self._spaces[name]
-        space = _Namespace(name, self.quiet)
+        space = Namespace(name, self.quiet)
         self._spaces[name] = space
         return space
 
@@ -283,7 +293,8 @@ class Lab:
         problem = check(name)
         if problem is not None:
             raise LabError(f"{what} name {problem}")
-        if name in self.endpoints or name in self.bridges or name in ("switch", "upstream"):
+        taken = name in self.endpoints or name in self.bridges or name in self._spaces
+        if taken or name in ("switch", "upstream", "underlay"):
             raise LabError(f"{what} name {name!r} is already used in this lab; pick another")
 
     def _bridge(self, bridge: Bridge | str) -> Bridge:
@@ -301,356 +312,6 @@ class Lab:
         self._dirty = True
         for space in self._spaces.values():
             space.watch.invalidate()  # new links bring default qdiscs, unannounced
-
-    # --- building --------------------------------------------------------------------------
-
-    @guarded
-    def bridge(self, name: str, **options: Any) -> Bridge:
-        """A Linux bridge in the switch namespace, with options in friendly names and units."""
-        self._check_name(name, "bridge")
-        encoded = encode_bridge(options)  # everything validated before anything is built
-        mac = encoded.pop("mac", None) or random_mac("02")
-        mtu = encoded.pop("mtu", None)
-        if encoded.get("vlan_filtering") == 0:
-            del encoded["vlan_filtering"]  # the default; kernels without the feature refuse it
-        # mcast_querier in the same message as the query intervals starts with the old ones.
-        # The MLD querier also needs the bridge's link-local address first: Bridge.set does both.
-        querier = encoded.pop("multicast_querier", None)
-        index = self._switch.index()
-        data = pack_data(BRIDGE_OPTIONS, encoded)
-        try:
-            if not self._adopt_bridge(name, index, mac, data, mtu):
-                self._switch.links.add_bridge(name, index, mac, data, mtu)
-        except OSError as exc:
-            shown = ", ".join(f"{k}={v!r}" for k, v in options.items())
-            if exc.errno == 95:  # EOPNOTSUPP: e.g. vlan_filtering without the config option
-                raise Unsupported(f"bridge {name}: this kernel does not support {shown}") from None
-            raise LabError(f"cannot create bridge {name} with {shown}: {exc.strerror}") from None
-        br = Bridge(self, name, index, mac)
-        br.stp = bool(encoded.get("stp"))
-        br.vlan_filtering = bool(encoded.get("vlan_filtering"))
-        self.bridges[name] = br
-        if querier is not None:
-            try:
-                br.set(multicast_querier=bool(querier))
-            except BaseException:
-                del self.bridges[name]  # a failed call leaves nothing
-                with _suppress_os():
-                    self._switch.links.delete(index)
-                raise
-        return br
-
-    def _adopt_bridge(self, name: str, index: int, mac: str, data: bytes, mtu: int | None) -> bool:
-        """The first bridge of a reused switch namespace is its dormant bridge, made anew."""
-        if index != nspool.BRIDGE_INDEX:
-            return False
-        if self._shell is None:
-            if self.quiet and mtu is None and nspool.enabled():  # may join the pool later
-                self._shell = nspool.wrap(self._switch)
-            return False
-        return nspool.adopt(self._shell, name, mac, data, mtu)
-
-    @guarded
-    def vm(
-        self,
-        name: str,
-        bridge: Bridge | str | Sequence[Bridge | str] | None = None,
-        mac: str | None = None,
-        mtu: int | None = None,
-        guest: str | None = None,
-        macvtap: object = None,
-        mode: str | None = None,
-    ) -> VM:
-        """A VM whose vNIC is a tap on ``bridge``; vlab holds the tap fd as QEMU would.
-
-        ``guest="qemu"`` boots a real Linux guest on that tap instead of emulating one.
-        ``macvtap=nic, mode="bridge"`` makes the vNIC a macvtap on ``nic`` (a host, an uplink
-        or a bare port) instead of a tap: libvirt's ``direct`` attachment (see vlab.macvtap).
-        """
-        self._check_name(name, "vm")
-        if (bridge is None) == (macvtap is None):
-            raise LabError(f"vm {name}: give either bridge= (a tap) or macvtap= (a lower NIC)")
-        if mode is not None and macvtap is None:
-            raise LabError(f"vm {name}: mode= is a macvtap's; give macvtap= with it")
-        mtu = self._endpoint_mtu("vm", name, mtu)
-        mac = self._endpoint_mac("vm", name, mac, "52:54:00")
-        if guest not in (None, "qemu"):
-            raise LabError(f"vm {name}: guest={guest!r} is not known; use guest='qemu' or None")
-        if macvtap is not None:
-            from vlab.macvtap import add_vm
-
-            with self._rollback():
-                return add_vm(self, name, macvtap, mode, mac, mtu, guest)
-        if isinstance(bridge, list | tuple):  # a NIC on each bridge (see vlab.nics)
-            if not bridge or guest is not None:
-                raise LabError(f"vm {name}: bridge= as a list takes bridges, and no guest=")
-            more = [self._bridge(b) for b in bridge[1:]]
-            from vlab.nics import nic_name
-
-            for i in range(1, len(more) + 1):
-                self._check_name(nic_name(name, f"nic{i}"), "vm")
-            first = self.vm(name, bridge[0], mac, mtu)
-            for extra in more:
-                first.add_nic(extra, mtu=mtu)
-            return first
-        assert bridge is not None
-        br = self._bridge(bridge)  # type: ignore[arg-type]
-        tap_mac = "fe" + mac[2:]  # libvirt's rule: never the guest's MAC, never the bridge's
-        self._check_room(br, f"vm {name}")
-        with self._rollback() as undo:
-            port = self._next("vnet")
-            with self._switch.ns.entered():
-                fd = taplib.open_tap(port)
-                self._taps.append(fd)
-                undo.append(lambda: self._forget_tap(fd))
-                # the emulated VM reads a stamping socket on its tap (see TapPort); a guest's
-                # tap is watched by the guest's own port instead
-                try:
-                    txqlen = TAP_TXQLEN if guest is None else 0
-                    io: Any = TapPort(fd, port, mtu or 1500, txqlen=txqlen)
-                except OSError as exc:
-                    problem = limits.fd_limit_error(exc, f"vm {name}: cannot watch tap {port}")
-                    raise problem or LabError(
-                        f"vm {name}: cannot watch tap {port}: {exc.strerror}"
-                    ) from None
-            if io.sock is not None:
-                self._sockets.append(io)
-            index = self._switch.links.index_of(port)
-            self._switch.next_index = max(self._switch.next_index, index + 1)
-            try:
-                set_noqueue(self._switch.rtnl, index)  # while down: no qdisc swap to wait on
-                self._switch.links.set_link(
-                    index, mac=tap_mac, master=br.index, mtu=mtu, txqlen=TAP_TXQLEN
-                )
-            except OSError as exc:
-                raise LabError(
-                    f"vm {name}: cannot attach {port} to {br.name}: {exc.strerror}"
-                ) from None
-            vm = VM(self, name, mac, port, br, io, fd, tap_mac)
-            self._register(vm, br, index, tap_mac)
-            if guest == "qemu":
-                from vlab.guests import attach_qemu
-
-                attach_qemu(self, vm)
-        return vm
-
-    @guarded
-    def host(
-        self,
-        name: str,
-        bridge: Bridge | str | Sequence[Bridge | str] | None = None,
-        mac: str | None = None,
-        mtu: int | None = None,
-        ip: str | list[str] | None = None,
-        ipv6: bool | str | list[str] | None = None,
-        bond: Sequence[Bridge | str] | None = None,
-        mode: str | None = None,
-    ) -> Host:
-        """A namespace cabled to ``bridge`` by a veth; ``host.run(...)`` runs programs in it.
-
-        ``ip="192.0.2.1/24"`` (or a list, IPv4 and IPv6) gives eth0 addresses; ``ipv6=True``
-        or IPv6 addresses turn IPv6 on in this host alone (see :mod:`vlab.ip`).
-        ``bridge=[br1, br2]`` gives it a NIC on each (``host.nics``); ``bond=[br1, br2],
-        mode="active-backup"`` bonds those NICs (see :mod:`vlab.nics`).
-        """
-        self._check_name(name, "host")
-        if (bridge is None) == (bond is None):
-            raise LabError(f"host {name}: give either bridge= (its NICs) or bond= (bonded NICs)")
-        if mode is not None and bond is None:
-            raise LabError(f"host {name}: mode= is a bond's; give bond= with it")
-        mtu = self._endpoint_mtu("host", name, mtu)
-        mac = self._endpoint_mac("host", name, mac, "02")
-        ips = iplib.interfaces(ip, f"host {name} ip")
-        want6, ips6 = iplib.ipv6_request(ipv6, f"host {name}")
-        if bond is not None:
-            from vlab.nics import add_bonded_host
-
-            mode = "active-backup" if mode is None else mode
-            return add_bonded_host(self, name, bond, mode, mac, mtu, ips + ips6, want6)
-        more: list[Bridge] = []
-        if isinstance(bridge, list | tuple):
-            if not bridge:
-                raise LabError(f"host {name}: bridge=[] names no bridge to cable it to")
-            more = [self._bridge(b) for b in bridge[1:]]
-            bridge = bridge[0]
-        assert bridge is not None
-        br = self._bridge(bridge)  # type: ignore[arg-type]
-        self._check_room(br, f"host {name}")
-        for extra in more:
-            self._check_room(extra, f"host {name}")
-        if more:
-            from vlab.nics import add_host_nic, nic_name
-
-            for i in range(1, len(more) + 1):
-                self._check_name(nic_name(name, f"eth{i}"), "host")
-            host = self.host(name, br, mac, mtu, ip, ipv6)
-            for extra in more:
-                add_host_nic(host, extra, None, mtu, None)
-            return host
-        with self._rollback():
-            space = self._space(name)
-            port = self._next("veth")
-            ep = self._cable(Host, name, br, port, space, "eth0", mac, mtu)
-            assert isinstance(ep, Host)
-            iplib.configure_host(space.ns, space.rtnl, "eth0", ep.ifindex, ips + ips6, want6)
-        return ep  # type: ignore[return-value]
-
-    @guarded
-    def uplink(
-        self,
-        bridge: Bridge | str,
-        mac: str | None = None,
-        mtu: int | None = None,
-        name: str | None = None,
-        kind: str = "veth",
-    ) -> Uplink:
-        """The bridge's pNIC port; its far end, in the upstream namespace, is the network.
-
-        Only a veth carries frames both ways, so that is the default. ``kind="dummy"`` makes
-        the port a dummy link of the switch namespace (see :mod:`vlab.dummy`): it receives what
-        the bridge sends and can be watched, but injects nothing (``send()`` is a LabError);
-        ``Unsupported`` (a skip) where the kernel lacks the dummy link type.
-        """
-        br = self._bridge(bridge)
-        if kind not in ("veth", "dummy"):
-            raise LabError(f"uplink kind={kind!r}: choose 'veth' (default) or 'dummy'")
-        if name is None:
-            name = "uplink" if "uplink" not in self.endpoints else f"uplink-{br.name}"[:15]
-        self._check_name(name, "uplink")
-        mtu = self._endpoint_mtu("uplink", name, mtu)
-        mac = self._endpoint_mac("uplink", name, mac, "02")
-        self._check_room(br, f"uplink {name}")
-        if kind == "dummy":
-            from vlab.dummy import add_dummy_uplink
-
-            with self._rollback():
-                return add_dummy_uplink(self, br, name, mac, mtu)
-        with self._rollback():
-            space = self._space("upstream")
-            port = self._next("eth")
-            ep = self._cable(Uplink, name, br, port, space, port, mac, mtu)
-        return ep  # type: ignore[return-value]
-
-    @guarded
-    def port(self, bridge: Bridge | str, mac: str | None = None) -> Port:
-        """A bare port of ``bridge`` (no endpoint behind it) with MAC ``mac``: a local fdb
-        entry, a port to detach and attach (see :mod:`vlab.ports`)."""
-        from vlab.ports import bare_port
-
-        br = self._bridge(bridge)
-        mac = self._endpoint_mac("port", br.name, mac, "02")
-        self._check_room(br, f"port on {br.name}")
-        with self._rollback():
-            return bare_port(self, br, mac)
-
-    def _forget_tap(self, fd: int) -> None:
-        self._taps.remove(fd)
-        taplib.discard_tap(fd)
-
-    def _endpoint_mtu(self, kind: str, name: str, mtu: object) -> int | None:
-        value = encode_mtu(mtu, f"{kind} {name}")
-        problem = validate.mtu_problem(kind, value) if value is not None else None
-        if problem is not None:
-            raise LabError(f"{kind} {name}: {problem}")
-        return value
-
-    def _endpoint_mac(self, kind: str, name: str, mac: object, prefix: str) -> str:
-        if mac is None:
-            return random_mac(prefix)
-        value = normalize_mac(mac, f"{kind} {name} mac")
-        problem = validate.endpoint_mac_problem(value)
-        if problem is not None:
-            raise LabError(f"{kind} {name} mac: {problem}")
-        return value
-
-    def _check_room(self, br: Bridge, what: str) -> None:
-        if len(br.ports) >= validate.BRIDGE_MAX_PORTS:
-            raise LabError(
-                f"{what}: bridge {br.name} already has {len(br.ports)} ports, the most a Linux "
-                f"bridge takes ({validate.BRIDGE_MAX_PORTS}); cable more to another bridge"
-            )
-
-    @contextmanager
-    def _rollback(self) -> Iterator[list[Callable[[], None]]]:
-        """Undo everything a build call made if it fails, so that a retry works.
-
-        The registry, port-name counters, new namespaces and sockets are restored from a
-        snapshot; callers push undo steps for what a snapshot cannot see (a tap fd, a link in
-        a namespace that stays). Undo steps run newest first and never mask the real error.
-        """
-        undo: list[Callable[[], None]] = []
-        self._undo = undo
-        counters = dict(self._counters)
-        spaces, endpoints = set(self._spaces), set(self.endpoints)
-        ports = {name: set(br.ports) for name, br in self.bridges.items()}
-        sockets, guests = len(self._sockets), len(self._guests)
-        try:
-            yield undo
-        except BaseException:
-            steps = [*reversed(undo)]
-            steps += [g.close for g in self._guests[guests:]]
-            steps += [s.close for s in self._sockets[sockets:]]
-            del self._guests[guests:], self._sockets[sockets:]
-            for step in steps:
-                with _suppress_os():
-                    step()
-            for name in set(self._spaces) - spaces:
-                self._spaces.pop(name).close()
-            for name in set(self.endpoints) - endpoints:
-                del self.endpoints[name]
-            for name, br in self.bridges.items():
-                for port in set(br.ports) - ports.get(name, set()):
-                    del br.ports[port]
-            self._counters.update(counters)
-            raise
-
-    def _next(self, prefix: str) -> str:
-        n = self._counters[prefix]
-        self._counters[prefix] = n + 1
-        return f"{prefix}{n}"
-
-    def _cable(
-        self,
-        cls: type[Host] | type[Uplink],
-        name: str,
-        br: Bridge,
-        port: str,
-        space: _Namespace,
-        ifname: str,
-        mac: str,
-        mtu: int | None,
-    ) -> Endpoint:
-        index = self._switch.index()
-        far_index = space.index()
-        port_mac = random_mac("fe")
-        try:
-            self._switch.links.add_veth(
-                port, index, port_mac, br.index, ifname, mac, space.ns.fd, far_index, mtu
-            )
-            self._undo.append(lambda: self._switch.links.delete(index))  # takes its peer along
-            space.links.set_link(far_index)
-        except OSError as exc:
-            if exc.errno in limits.FD_ERRNOS:
-                raise
-            raise LabError(
-                f"{cls.kind} {name}: cannot cable {port} to {br.name}: {exc.strerror}"
-            ) from None
-        with space.ns.entered():
-            pp = PacketPort(ifname)
-        self._sockets.append(pp)
-        ep = cls(self, name, mac, port, br, pp)
-        ep.ns = space.ns
-        ep.ifname = ifname
-        ep.ifindex = far_index
-        self._register(ep, br, index, port_mac)
-        return ep
-
-    def _register(self, ep: Endpoint, br: Bridge, index: int, port_mac: str) -> None:
-        from vlab.bridge import Port
-
-        br.ports[ep.port] = Port(br, ep.port, index, ep, port_mac)
-        self.endpoints[ep.name] = ep
-        self._topology_changed()
 
     # --- readiness -------------------------------------------------------------------------
 
@@ -670,11 +331,10 @@ class Lab:
             return
         self._check_open()
         for ep in self.endpoints.values():
-            if isinstance(ep, VM):
-                ep._wait_booted()  # guests boot in parallel; this waits for the slowest
+            ep.wait_started()  # guests boot in parallel; this waits for the slowest
         deadline = time.monotonic() + timeout
         while True:
-            missing = self._not_ready()
+            missing = [m for switch in self._switches for m in switch.not_ready()]
             if not missing:
                 self._dirty = False
                 loss.baseline(self)
@@ -685,38 +345,23 @@ class Lab:
                 )
             time.sleep(0.0002)
 
-    def _not_ready(self) -> list[str]:
-        missing = []
-        ports = self._switch.links.port_states()
-        for br in self.bridges.values():
-            for port in br.ports.values():
-                ep = port.endpoint
-                if (ep is not None and not ep.carrier) or port.admin_down:
-                    continue
-                # a tap keeps operstate UNKNOWN: it had carrier from birth, so no link event
-                tap = isinstance(ep, VM) or getattr(ep, "link_kind", "") == "dummy"
-                if not _link_ready(self._switch.links, port.index, tap):
-                    missing.append(f"{port.name} is not up")
-                elif not (port.state_managed or br.stp) and ports.get(port.name) != 3:
-                    missing.append(f"{port.name} is not forwarding yet")
-        for ep in self.endpoints.values():
-            readiness = getattr(ep, "_readiness", None)  # kinds that are not bridge ports
-            if readiness is not None:
-                missing.extend(readiness())
-            if not isinstance(ep, Host | Uplink) or not ep.carrier:
-                continue
-            if getattr(ep, "link_kind", "") == "dummy":  # a port of the switch: checked above
-                continue
-            space = next(s for s in self._spaces.values() if s.ns is ep.ns)  # a host's NICs
-            if not _link_ready(space.links, ep.ifindex, False):
-                missing.append(f"{ep.name}'s {ep.ifname} is not up")
-        return missing
-
     # --- observing -------------------------------------------------------------------------
+
+    def add_switch(self, switch: Switch) -> None:
+        """A further switch namespace of this lab (a hypervisor, see vlab.hypervisor): closed,
+        made ready and settled with the lab's own."""
+        self._switches.append(switch)
+        self._topology_changed()
+
+    def add_settle_probe(self, probe: Callable[[], int]) -> None:
+        """A queue no kernel counter shows, emptied by an active probe (macvlan's broadcast
+        queue, see vlab.bcqueue): ``probe()`` runs in every settle round and returns how many
+        frames it moved (more than 0: the round was not quiet)."""
+        self._drain_hooks.append(probe)
 
     def _drain_all(self) -> int:
         got = self._edges.drain(list(self.endpoints.values()))
-        return got + sum(hook() for hook in self._drain_hooks)
+        return got + sum(hook() for hook in self._drain_hooks)  # e.g. vlab.bcqueue
 
     @guarded
     def settle(self, timeout: float = 10.0) -> None:
@@ -733,7 +378,7 @@ class Lab:
         self._quiet = quiesce.settle(
             [s.watch for s in self._spaces.values()],
             self._drain_all,
-            [ep._io.fileno() for ep in self.endpoints.values()],
+            [ep.io.fileno() for ep in self.endpoints.values()],
             timeout,
         )
         lost = loss.lab_losses(self)
@@ -772,9 +417,35 @@ class Lab:
     def expect_quiet(self) -> None:
         """Assert that no endpoint holds a frame the test has not consumed, and none is coming."""
         self.settle()
-        noisy = {ep.name: list(ep._pending) for ep in self.endpoints.values() if ep._pending}
+        noisy = {ep.name: list(ep.pending) for ep in self.endpoints.values() if ep.pending}
         if noisy:
             raise AssertionError(report.not_quiet(self, noisy))
+
+    # --- more hypervisors ------------------------------------------------------------------
+
+    @guarded
+    def hypervisor(self, name: str) -> Hypervisor:
+        """Another hypervisor: a switch namespace of its own with the same building calls
+        (``hv.bridge()``, ``hv.vm()``, ``hv.host()``, ``hv.uplink()``); see vlab.hypervisor."""
+        from vlab.hypervisor import add_hypervisor
+
+        return add_hypervisor(self, name)
+
+    @guarded
+    def vxlan(
+        self,
+        br_a: Bridge | str,
+        br_b: Bridge | str,
+        vni: int,
+        dstport: int = 4789,
+        learning: bool = True,
+        mtu: int | None = None,
+    ) -> Vxlan:
+        """Join ``br_a`` and ``br_b`` (bridges on two hypervisors) through VXLAN ``vni`` over
+        the lab's underlay, with head-end replication to each other; see vlab.vxlan."""
+        from vlab.vxlan import join
+
+        return join(self, self._bridge(br_a), self._bridge(br_b), vni, dstport, learning, mtu)
 
     @guarded
     def where(self, mac: str) -> Where | None:
@@ -846,41 +517,74 @@ class Lab:
             self._expose_switch()
         space = self._spaces.get(node) if isinstance(node, str) else None
         if space is None:
-            raise LabError(f"unknown node {node!r}; nodes of this lab: {', '.join(self._spaces)}")
-        return self._run_in(space.ns, list(argv), check=check, timeout=timeout)
+            raise unknown_node(node, self._fabric)
+        return self.switch.run(space.ns, list(argv), check=check, timeout=timeout)
 
     @guarded
-    def spawn(self, node: str, argv: list[str]) -> programs.Program:
+    def spawn(self, node: str, argv: list[str]) -> proglib.Program:
         """Start a background program in a lab namespace; it dies with the lab (even when the
         test process is killed), and its output goes into the failure report."""
         space = self._spaces.get(node) if isinstance(node, str) else None
         if space is None:
-            raise LabError(f"unknown node {node!r}; nodes of this lab: {', '.join(self._spaces)}")
-        argv = validate.argv(programs.as_list(argv, node), node)
-        return programs.start(self, node, space.ns, argv)
+            raise unknown_node(node, self._fabric)
+        return self.switch.spawn(node, space.ns, argv)
 
-    # --- helpers for endpoints -------------------------------------------------------------
+    # --- the names these had before vlab.switch (kept for code written against them) -----
+
+    @property
+    def _switch(self) -> Switch:
+        return self.switch
+
+    @property
+    def _switch_rtnl(self) -> Any:
+        return self.switch.rtnl
+
+    @property
+    def _noise(self) -> list[Callable[[bytes], bool]]:
+        return self.switch.noise
+
+    @property
+    def _programs(self) -> list[proglib.Program]:
+        return self.switch.programs
+
+    @property
+    def _undo(self) -> list[Callable[[], None]]:
+        return self.switch.undo
+
+    @property
+    def _sockets(self) -> list[Any]:
+        return self.switch.sockets
+
+    @property
+    def _taps(self) -> list[int]:
+        return self.switch.taps
+
+    @property
+    def _guests(self) -> list[Any]:
+        return self.switch.guests
+
+    @property
+    def _counters(self) -> dict[str, int]:
+        return self.switch.counters
+
+    def _next(self, prefix: str) -> str:
+        return self.switch.next_name(prefix)
+
+    def _register(self, ep: Endpoint, br: Bridge, index: int, port_mac: str) -> None:
+        self.switch.register(ep, br, index, port_mac)
+
+    @contextmanager
+    def _rollback(self) -> Iterator[list[Callable[[], None]]]:
+        with self.switch.rollback() as undo:
+            yield undo
 
     def _run_in(
         self, ns: NetNS, argv: list[str], check: bool, timeout: float
     ) -> subprocess.CompletedProcess[str]:
-        argv = validate.argv(argv, ns.name)
-        check = validate.flag(check, "run(check)")
-        timeout = validate.timeout(timeout, "run")
-        argv = tools.resolve(argv)  # ip, bridge, tc: in /usr/sbin, off a normal user's PATH
-        # every program dies with this process, SIGKILL included (see vlab.programs.dying)
-        return spawn.run(ns, argv, check=check, timeout=timeout, wrap=programs.dying)
+        return self.switch.run(ns, argv, check=check, timeout=timeout)
 
     def _sync_link(self, index: int, port: str | None = None, up: bool = True) -> None:
-        self._switch.links.link_state(index)
-        if port is not None and not up:  # kernels whose GETLINK runs no linkwatch work (6.1)
-            deadline = time.monotonic() + 2.0  # act on carrier loss up to a second later
-            while self._switch.links.port_states().get(port, 0) and time.monotonic() < deadline:
-                time.sleep(0.002)
-
-    def _link_updown(self, ns: NetNS, ifindex: int, up: bool) -> None:
-        space = next(s for s in self._spaces.values() if s.ns is ns)
-        space.links.set_link(ifindex, up=up)
+        self.switch.sync_link(index, port, up)
 
     def __repr__(self) -> str:
         return f"<Lab {self.name} bridges={list(self.bridges)} endpoints={list(self.endpoints)}>"

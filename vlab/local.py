@@ -23,27 +23,28 @@ class BridgeLocal(Endpoint):
 
     kind = "bridge device"
 
-    def _set_carrier(self, up: bool) -> None:
+    def apply_carrier(self, up: bool) -> None:
+        """The bridge device has no cable: a LabError saying what to do instead."""
         raise LabError(
             f"{self.name}: the bridge device has no cable; take its ports down instead "
             "(br.port(ep).set_up(False))"
         )
 
     def describe(self) -> str:
+        """One line: the bridge device as an endpoint."""
         return f"bridge device {self.bridge.name} (mac {self.mac}) as an endpoint"
 
 
 def local_endpoint(br: Bridge) -> BridgeLocal:
     """Open (once) the endpoint of ``br``'s own device and register it with the lab."""
-    lab = br.lab
+    switch = br.switch
     name = f"{br.name}.local"
-    existing = lab.endpoints.get(name)
+    existing = switch.fabric.endpoints.get(name)
     if isinstance(existing, BridgeLocal):
         return existing
-    with lab._switch.ns.entered():
+    with switch.ns.entered():
         io = PacketPort(br.name)
-    lab._sockets.append(io)
-    ep = BridgeLocal(lab, name, br.mac, br.name, br, io)
-    lab.endpoints[name] = ep
-    lab._topology_changed()
+    switch.own_socket(io)
+    ep = BridgeLocal(switch, name, br.mac, br.name, br, io)
+    switch.register_endpoint(ep)
     return ep

@@ -41,12 +41,23 @@ from vlab.rtnl import link_stats64
 
 if TYPE_CHECKING:
     from vlab.endpoints import Endpoint
-    from vlab.lab import Lab, _Namespace
+    from vlab.lab import Lab
     from vlab.quiesce import QdiscWatch
+    from vlab.switch import Namespace
 
 PENDING_MAX = 200_000  # frames one endpoint holds unconsumed; past it they are counted as lost
 _TX_DROPPED = 56  # offset in struct rtnl_link_stats64
 _U64 = struct.Struct("=Q")
+
+
+class Ledger:
+    """One endpoint's loss bookkeeping: frames past its store's bound, and the counter values
+    ``clear()`` forgave (losses are counted from there)."""
+
+    def __init__(self) -> None:
+        """Nothing lost, nothing forgiven: the baseline is taken when the lab is ready."""
+        self.overflow = 0  # frames past PENDING_MAX, counted as lost
+        self.base: dict[str, int] = {}
 
 
 class FramesLost(AssertionError):
@@ -72,16 +83,11 @@ def _port_index(ep: Endpoint) -> int:
     """The bridge-side link of ``ep``: its port, or the bridge device for ``br.local``."""
     port = ep.bridge.ports.get(ep.port)
     if port is None and ep.port != ep.bridge.name:
-        return 0  # not a bridge port (a macvtap VM): its losses are its own kind's
+        return 0  # not a bridge port (a macvtap VM, a bond): its losses are its own kind's
     return port.index if port is not None else ep.bridge.index
 
 
-def _space_of(ep: Endpoint) -> _Namespace | None:
-    ns = getattr(ep, "ns", None)
-    return next((s for s in ep.lab._spaces.values() if s.ns is ns), None)
-
-
-def _counter(space: _Namespace, index: int, offset: int, fresh: bool) -> int:
+def _counter(space: Namespace, index: int, offset: int, fresh: bool) -> int:
     row = link_stats64(space.rtnl, index) if fresh else space.watch.last.get(index)
     if row is None or len(row) < offset + 8:
         return 0
@@ -93,17 +99,16 @@ def measure(ep: Endpoint, links: bool, fresh: bool) -> dict[str, int]:
 
     ``fresh`` reads link counters now; otherwise from the dump the last ``settle`` made.
     """
-    out = {"store": ep._overflow}
-    drops = getattr(ep._io, "kernel_drops", None)
+    out = {"store": ep.ledger.overflow}
+    drops = getattr(ep.io, "kernel_drops", None)
     if drops is not None:
         out["socket"] = drops()
     if links:
-        lab = ep.lab
         index = _port_index(ep)
         if index:
-            out["port"] = _counter(lab._switch, index, _TX_DROPPED, fresh)
+            out["port"] = _counter(ep.bridge.switch.space, index, _TX_DROPPED, fresh)
         if ep.kind != "vm":  # a tap hands a VM's frames to the bridge synchronously: no queue
-            space = _space_of(ep)
+            space = ep.space
             if space is not None:
                 out["sent"] = _counter(space, ep.ifindex, _TX_DROPPED, fresh)  # type: ignore[attr-defined]
     return out
@@ -118,7 +123,7 @@ def _describe(ep: Endpoint, kind: str, count: int) -> Loss:
         counter = "PACKET_STATISTICS drops: its receive buffer was full"
         hint = drain
     elif kind == "port" and ep.kind == "vm":
-        txqlen = getattr(ep._io, "txqlen", 0) or "txqlen"
+        txqlen = getattr(ep.io, "txqlen", 0) or "txqlen"
         where = f"tap {port} on {br}"
         counter = f"tx_dropped of {port} in the switch namespace: its queue of {txqlen} was full"
         hint = (
@@ -143,29 +148,29 @@ def _describe(ep: Endpoint, kind: str, count: int) -> Loss:
 def losses(ep: Endpoint, links: bool = True, fresh: bool = False) -> list[Loss]:
     """Losses at ``ep`` not yet forgiven by ``clear()``."""
     now = measure(ep, links, fresh)
-    base = ep._loss_base
+    base = ep.ledger.base
     return [_describe(ep, k, v - base.get(k, 0)) for k, v in now.items() if v > base.get(k, 0)]
 
 
 def quick(ep: Endpoint) -> list[Loss]:
     """The checks cheap enough for every ``expect``: socket and store, the tap when it may
     have overflowed (a read found its queue full)."""
-    io, base = ep._io, ep._loss_base
+    io, base = ep.io, ep.ledger.base
     maybe = getattr(io, "maybe_dropped", False)
-    if not maybe and ep._overflow <= base.get("store", 0):
+    if not maybe and ep.ledger.overflow <= base.get("store", 0):
         drops = getattr(io, "kernel_drops", None)
         if drops is None or drops() <= base.get("socket", 0):
             return []  # the common case, in a getsockopt
     found = losses(ep, links=maybe, fresh=True)
     if maybe and not found:
-        ep._io.maybe_dropped = False  # type: ignore[attr-defined]
+        ep.io.maybe_dropped = False  # type: ignore[attr-defined]
     return found
 
 
 def forgive(ep: Endpoint) -> None:
     """``clear()``: what was lost so far no longer fails assertions."""
-    ep._loss_base.update(measure(ep, links=True, fresh=True))
-    resync = getattr(ep._io, "resync", None)
+    ep.ledger.base.update(measure(ep, links=True, fresh=True))
+    resync = getattr(ep.io, "resync", None)
     if resync is not None:
         resync()
 
@@ -177,38 +182,40 @@ def baseline(lab: Lab) -> None:
     namespace, however many endpoints are new."""
     dumps: dict[int, dict[int, bytes]] = {}
 
-    def row(space: _Namespace, index: int) -> int:
+    def row(space: Namespace, index: int) -> int:
         if id(space) not in dumps:
             dumps[id(space)] = dict(space.rtnl.link_counters())
         raw = dumps[id(space)].get(index, b"")
         return int(_U64.unpack_from(raw, _TX_DROPPED)[0]) if len(raw) >= 64 else 0
 
     for ep in lab.endpoints.values():
-        if ep._loss_base:
+        if ep.ledger.base:
             continue
-        base = {"store": 0, "port": row(lab._switch, _port_index(ep))}
-        space = None if ep.kind == "vm" else _space_of(ep)
+        base = {"store": 0, "port": row(ep.bridge.switch.space, _port_index(ep))}
+        space = None if ep.kind == "vm" else ep.space
         if space is not None:
             base["sent"] = row(space, ep.ifindex)  # type: ignore[attr-defined]
-        ep._loss_base.update(base)
+        ep.ledger.base.update(base)
 
 
 class _Probe:
     """Where one endpoint's losses are read, looked up once per topology, not per check."""
 
-    __slots__ = ("drops", "ep", "far", "far_index", "port_index")
+    __slots__ = ("drops", "ep", "far", "far_index", "port_index", "switch")
 
     def __init__(self, ep: Endpoint) -> None:
         self.ep = ep
-        self.drops: Callable[[], int] | None = getattr(ep._io, "kernel_drops", None)
+        self.drops: Callable[[], int] | None = getattr(ep.io, "kernel_drops", None)
         self.port_index = _port_index(ep)
-        space = None if ep.kind == "vm" else _space_of(ep)
+        self.switch = ep.bridge.switch.watch
+        space = None if ep.kind == "vm" else ep.space
         self.far: QdiscWatch | None = space.watch if space is not None else None
         self.far_index: int = getattr(ep, "ifindex", 0)
 
-    def suspect(self, switch: dict[int, bytes]) -> bool:
-        ep, base = self.ep, self.ep._loss_base
-        if ep._overflow > base.get("store", 0):
+    def suspect(self) -> bool:
+        ep, base = self.ep, self.ep.ledger.base
+        switch = self.switch.last
+        if ep.ledger.overflow > base.get("store", 0):
             return True
         if self.drops is not None and self.drops() > base.get("socket", 0):
             return True
@@ -227,13 +234,12 @@ _probes: weakref.WeakKeyDictionary[Lab, tuple[list[object], list[_Probe]]] = (
 def _suspects(lab: Lab) -> list[Endpoint]:
     """Endpoints that could have lost anything: the fast test behind every settle, read from
     the counters the settle just dumped (a few lookups per endpoint when nothing was lost)."""
-    key: list[object] = [ep._io for ep in lab.endpoints.values()]
+    key: list[object] = [ep.io for ep in lab.endpoints.values()]
     cached = _probes.get(lab)
     if cached is None or cached[0] != key:
         cached = (key, [_Probe(ep) for ep in lab.endpoints.values()])
         _probes[lab] = cached
-    switch = lab._switch.watch.last
-    return [probe.ep for probe in cached[1] if probe.suspect(switch)]
+    return [probe.ep for probe in cached[1] if probe.suspect()]
 
 
 def lab_losses(lab: Lab, fresh: bool = False) -> list[Loss]:

@@ -26,14 +26,14 @@ import socket
 import time
 import weakref
 from functools import partial
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 from vlab import limits
 from vlab.bcqueue import BroadcastBarrier, is_marker
-from vlab.capture import GuestTapPort, PacketPort, TapPort, packet_socket
+from vlab.capture import GuestTapPort, TapPort, packet_socket
 from vlab.chardev import open_macvtap
 from vlab.endpoints import VM, Endpoint, Host, Uplink
-from vlab.errors import LabError
+from vlab.errors import LabError, Unsupported
 from vlab.guard import guarded
 from vlab.rtnl import set_noqueue
 from vlab.stacked import MACVLAN_MODES, add_macvtap
@@ -41,9 +41,10 @@ from vlab.stacked import MACVLAN_MODES, add_macvtap
 if TYPE_CHECKING:
     from vlab.bridge import Bridge
     from vlab.capture import Record
-    from vlab.lab import Lab, _Namespace
-    from vlab.netns import NetNS
+    from vlab.endpoints import FrameIO
+    from vlab.lab import Lab
     from vlab.stats import LinkStats
+    from vlab.switch import Namespace, Switch
 
 MODES = tuple(MACVLAN_MODES)
 MACVTAP_TXQLEN = 4096  # the char device's queue: frames kept for the VM before a drop
@@ -80,7 +81,7 @@ class MacvtapGuestPort(GuestTapPort):
 
 
 class _CharDev:
-    """The macvtap fd as the lab's reaper closes it: the close waits for an RCU grace period
+    """The macvtap fd as the switch closes it: the close waits for an RCU grace period
     (~20 ms), so it is done off the critical path like a packet socket's."""
 
     def __init__(self, fd: int) -> None:
@@ -94,7 +95,7 @@ class _CharDev:
 
 
 class _Owned:
-    """A socket the lab closes with its packet sockets (its reaper takes ``.sock``)."""
+    """A socket the switch closes with its packet sockets (its reaper takes ``.sock``)."""
 
     def __init__(self, sock: socket.socket) -> None:
         self.sock = sock
@@ -106,13 +107,15 @@ class _Owned:
 _barriers: weakref.WeakKeyDictionary[Lab, BroadcastBarrier] = weakref.WeakKeyDictionary()
 
 
-def _barrier(lab: Lab) -> BroadcastBarrier:
+def _barrier(switch: Switch) -> BroadcastBarrier:
     """The lab's broadcast-queue barrier, made and hooked into its settle on first use."""
+    lab = switch.lab
     barrier = _barriers.get(lab)
     if barrier is None:
         barrier = _barriers[lab] = BroadcastBarrier()
-        lab._drain_hooks.append(partial(_flush, barrier))
-        lab._noise.append(is_marker)
+        lab.add_settle_probe(partial(_flush, barrier))
+    if is_marker not in switch.noise:
+        switch.noise.append(is_marker)
     return barrier
 
 
@@ -124,43 +127,46 @@ class MacvtapVM(VM):
     """A VM whose vNIC is a macvtap on a lower device (``lab.vm(..., macvtap=nic)``).
 
     ``port`` is the macvtap's name, ``bridge`` the bridge the lower device is cabled to,
-    ``lower`` a text naming the lower device, ``mode`` the macvtap mode.
+    ``lower`` a text naming the lower device, ``mode`` the macvtap mode, ``space``/``ifindex``
+    the macvtap's namespace and index (its counters: :meth:`stats`).
     """
 
-    ns: NetNS
+    carrier_from_birth = False
+    space: Namespace
     ifindex: int
     lower: str
     lower_key: tuple[int, int]  # (namespace inode, ifindex) of the lower device
     mode: str
 
-    @property
-    def _space(self) -> _Namespace:
-        return next(s for s in self.lab._spaces.values() if s.ns is self.ns)
-
     @guarded
     def set_carrier(self, up: bool) -> None:
-        """Link down/up of the macvtap (a guest NIC taken down): it then receives nothing."""
+        """Link down/up of the macvtap (a guest NIC taken down): it then receives nothing,
+        and its MAC leaves the macvlan port (frames for it go out to the switch)."""
         from vlab import validate
 
         up = validate.flag(up, f"vm {self.name}: set_carrier(up)")
-        self._check_alive()
-        self._space.links.set_link(self.ifindex, up=up)
-        self._space.links.link_state(self.ifindex)
+        self.check_alive()
+        self.space.links.set_link(self.ifindex, up=up)
+        self.space.links.link_state(self.ifindex)
         self.carrier = up
-        self.lab._topology_changed()
+        self.switch.topology_changed()
+
+    def apply_carrier(self, up: bool) -> None:
+        """The macvtap's administrative state (see :meth:`set_carrier`)."""
+        self.space.links.set_link(self.ifindex, up=up)
 
     def stats(self) -> LinkStats:
         """The macvtap's counters: rx is what the VM received, tx what it sent."""
         from vlab.stats import read
 
-        self.lab._check_open()
-        return read(self._space, self.ifindex, f"vm {self.name}'s macvtap {self.port}")
+        self.switch.guard.check()
+        return read(self.space, self.ifindex, f"vm {self.name}'s macvtap {self.port}")
 
-    def _readiness(self) -> list[str]:
-        """Why the macvtap cannot carry frames yet (empty when it can)."""
-        from vlab.lab import _link_ready
+    def not_ready(self) -> list[str]:
+        """The macvtap must be up with a qdisc (the lower's cable is the switch's to check)."""
+        from vlab.switch import link_ready
 
-        if not self.carrier or _link_ready(self._space.links, self.ifindex, False):
+        if link_ready(self.space.links, self.ifindex, False):
             return []
         return [f"macvtap {self.port} of vm {self.name} is not up"]
 
@@ -173,35 +179,35 @@ class MacvtapVM(VM):
         )
 
 
-def _lower(lab: Lab, target: object) -> tuple[_Namespace, str, int, Bridge, str, str]:
+def _lower(switch: Switch, target: object) -> tuple[Namespace, str, int, Bridge, str, str]:
     """(namespace, ifname, ifindex, bridge it is cabled to, description, the bridge port at
     the other end of its cable) of a lower device."""
     from vlab.bridge import Port
 
+    lab = switch.lab
     if isinstance(target, Port):
         if target.bridge.lab is not lab:
             raise LabError(f"port {target.name} belongs to another lab")
         if target.endpoint is None:
-            if target.name not in [p.name for p in target.bridge.ports.values()]:
+            if target.bridge.ports.get(target.name) is not target:
                 raise LabError(f"port {target.name} is no longer a port of {target.bridge.name}")
-            switch = lab._switch
+            space = target.bridge.switch.space
             peer = f"{target.name}p"
             try:
-                index = switch.links.index_of(peer)
+                index = space.links.index_of(peer)
             except OSError:
                 raise LabError(
                     f"macvtap={target.name}: only bare ports (lab.port) have a spare end to "
                     "stack a macvtap on; give the endpoint cabled to a port instead"
                 ) from None
             what = f"{peer} (spare end of {target.name})"
-            return switch, peer, index, target.bridge, what, target.name
+            return space, peer, index, target.bridge, what, target.name
         target = target.endpoint
     if isinstance(target, Endpoint) and target.lab is not lab:
         raise LabError(f"{target.kind} {target.name} belongs to another lab")
-    if isinstance(target, Host | Uplink) and getattr(target, "link_kind", "") != "dummy":
-        space = next(s for s in lab._spaces.values() if s.ns is target.ns)
+    if isinstance(target, Host | Uplink) and not target.carrier_from_birth:
         what = f"{target.kind} {target.name}'s {target.ifname}"
-        return space, target.ifname, target.ifindex, target.bridge, what, target.port
+        return target.space, target.ifname, target.ifindex, target.bridge, what, target.port
     if isinstance(target, VM):
         raise LabError(
             f"macvtap={target.name}: a VM's NIC cannot be the lower device of a macvtap; "
@@ -213,11 +219,13 @@ def _lower(lab: Lab, target: object) -> tuple[_Namespace, str, int, Bridge, str,
     )
 
 
-def _check_mode(lab: Lab, name: str, mode: object, key: tuple[int, int], lower: str) -> str:
+def _check_mode(switch: Switch, name: str, mode: object, key: tuple[int, int], lower: str) -> str:
     if mode not in MACVLAN_MODES:
         raise LabError(f"vm {name}: macvtap mode={mode!r}: choose one of {', '.join(MODES)}")
     siblings = [
-        ep for ep in lab.endpoints.values() if isinstance(ep, MacvtapVM) and ep.lower_key == key
+        ep
+        for ep in switch.fabric.endpoints.values()
+        if isinstance(ep, MacvtapVM) and ep.lower_key == key
     ]
     if siblings and (mode == "passthru" or any(s.mode == "passthru" for s in siblings)):
         holders = ", ".join(f"{s.name} ({s.mode})" for s in siblings)
@@ -229,7 +237,7 @@ def _check_mode(lab: Lab, name: str, mode: object, key: tuple[int, int], lower: 
 
 
 def add_vm(
-    lab: Lab,
+    builder_switch: Switch,
     name: str,
     target: object,
     mode: object,
@@ -237,76 +245,67 @@ def add_vm(
     mtu: int | None,
     guest: str | None,
 ) -> MacvtapVM:
-    """Build a macvtap VM on ``target`` (see :class:`MacvtapVM`); called by ``lab.vm``."""
-    space, _ifname, lower_index, br, what, cable_port = _lower(lab, target)
+    """Build a macvtap VM on ``target`` (see :class:`MacvtapVM`); called by ``lab.vm``.
+
+    The VM belongs to the switch of the bridge its lower device is cabled to.
+    """
+    space, _ifname, lower_index, br, what, cable_port = _lower(builder_switch, target)
+    switch = br.switch
     key = (space.ns.inode, lower_index)
-    checked = _check_mode(lab, name, mode if mode is not None else "bridge", key, what)
-    n = lab._counters.setdefault("macvtap", 0)
-    lab._counters["macvtap"] = n + 1
-    ifname = f"macvtap{n}"
-    index = space.index()
-    try:
-        add_macvtap(space.links, ifname, index, lower_index, checked, mac, mtu, MACVTAP_TXQLEN)
-    except OSError as exc:
-        if exc.errno in limits.FD_ERRNOS:
-            raise
-        hint = " (a macvtap's MTU cannot exceed its lower device's)" if mtu else ""
-        if exc.errno == errno.EOPNOTSUPP:
-            from vlab.errors import Unsupported
-
-            raise Unsupported("this kernel has no macvtap link type (CONFIG_MACVTAP)") from None
-        raise LabError(
-            f"vm {name}: cannot add macvtap {ifname} on {what}: {exc.strerror}{hint}"
-        ) from None
-    lab._undo.append(lambda: space.links.delete(index))
-    fd = open_macvtap(space.ns, ifname, index)
-    holder = _CharDev(fd)
-    lab._sockets.append(holder)  # type: ignore[arg-type]
-    try:
-        set_noqueue(space.rtnl, index)  # while down: no qdisc for a frame to wait in
-        space.links.set_link(index)
-        with space.ns.entered():
-            io: Any = MacvtapPort(fd, ifname, mtu or 1500, MACVTAP_TXQLEN)
-    except OSError as exc:
-        problem = limits.fd_limit_error(exc, f"vm {name}: cannot watch macvtap {ifname}")
-        raise problem or LabError(f"vm {name}: cannot watch {ifname}: {exc.strerror}") from None
-    lab._sockets.append(io)
-    vm = MacvtapVM(lab, name, mac, ifname, br, io, fd, mac)
-    vm.ns, vm.ifindex, vm.lower, vm.lower_key, vm.mode = space.ns, index, what, key, checked
-    try:
-        opened = _barrier(lab).add(
-            key, space, lower_index, lab._switch, cable_port, ifname, lambda: vm.carrier
-        )
-    except OSError as exc:
-        problem = limits.fd_limit_error(exc, f"vm {name}: cannot watch macvtap {ifname}")
-        raise problem or LabError(f"vm {name}: cannot watch {ifname}: {exc.strerror}") from None
-    lab._sockets.extend(_Owned(sock) for sock in opened)  # type: ignore[misc]
-    lab._undo.append(lambda: _barrier(lab).discard(key, opened))
-    lab.endpoints[name] = vm
-    lab._topology_changed()
+    checked = _check_mode(switch, name, mode if mode is not None else "bridge", key, what)
     if guest == "qemu":
-        _attach_guest(lab, vm, space)
+        from vlab import guests
+
+        guests.check_available(name)
+    with switch.rollback():
+        ifname = switch.next_name("macvtap")
+        index = space.index()
+        try:
+            add_macvtap(space.links, ifname, index, lower_index, checked, mac, mtu, MACVTAP_TXQLEN)
+        except OSError as exc:
+            if exc.errno in limits.FD_ERRNOS:
+                raise
+            if exc.errno == errno.EOPNOTSUPP:
+                raise Unsupported("this kernel has no macvtap link type (CONFIG_MACVTAP)") from None
+            hint = " (a macvtap's MTU cannot exceed its lower device's)" if mtu else ""
+            raise LabError(
+                f"vm {name}: cannot add macvtap {ifname} on {what}: {exc.strerror}{hint}"
+            ) from None
+        switch.on_undo(lambda: space.links.delete(index))
+        fd = open_macvtap(space.ns, ifname, index)
+        switch.own_socket(_CharDev(fd))
+        try:
+            set_noqueue(space.rtnl, index)  # while down: no qdisc for a frame to wait in
+            space.links.set_link(index)
+            with space.ns.entered():
+                io: FrameIO = (
+                    MacvtapPort(fd, ifname, mtu or 1500, MACVTAP_TXQLEN)
+                    if guest is None
+                    else MacvtapGuestPort(fd, ifname, mtu or 1500)
+                )
+        except OSError as exc:
+            problem = limits.fd_limit_error(exc, f"vm {name}: cannot watch macvtap {ifname}")
+            raise problem or LabError(f"vm {name}: cannot watch {ifname}: {exc.strerror}") from None
+        switch.own_socket(io)
+        vm = MacvtapVM(switch, name, mac, ifname, br, io, fd, mac)
+        vm.space, vm.ifindex, vm.lower, vm.lower_key, vm.mode = space, index, what, key, checked
+        barrier = _barrier(switch)
+        try:
+            opened = barrier.add(
+                key, space, lower_index, switch.space, cable_port, ifname, lambda: vm.carrier
+            )
+        except OSError as exc:
+            problem = limits.fd_limit_error(exc, f"vm {name}: cannot watch macvtap {ifname}")
+            raise problem or LabError(f"vm {name}: cannot watch {ifname}: {exc.strerror}") from None
+        for sock in opened:
+            switch.own_socket(_Owned(sock))
+        switch.on_undo(lambda: barrier.discard(key, opened))
+        switch.register_endpoint(vm)
+        if guest == "qemu":
+            from vlab.guests import attach_qemu
+
+            attach_qemu(switch, vm)
     return vm
-
-
-def _attach_guest(lab: Lab, vm: MacvtapVM, space: _Namespace) -> None:
-    from vlab.errors import Unsupported
-    from vlab.qemu import QemuGuest, qemu_unavailable
-
-    reason = qemu_unavailable()
-    if reason is not None:
-        raise Unsupported(f"vm {vm.name}: cannot boot a QEMU guest: {reason}")
-    workdir = lab.guest_dir()
-    with space.ns.entered():
-        io = MacvtapGuestPort(vm.tap_fd, vm.port, vm._io.mtu)  # type: ignore[attr-defined]
-    old: PacketPort = vm._io  # type: ignore[assignment]
-    old.close()  # its socket; the fd stays, held by vlab and handed to QEMU
-    lab._sockets.remove(old)  # type: ignore[arg-type]
-    lab._sockets.append(io)  # type: ignore[arg-type]
-    vm._io = io
-    vm._log_sends = False
-    vm.guest = QemuGuest.start(name=vm.name, tap_fd=vm.tap_fd, mac=vm.mac, workdir=workdir)
-    lab._guests.append(vm.guest)
 
 
 __all__ = ["MODES", "MacvtapGuestPort", "MacvtapPort", "MacvtapVM", "add_vm"]

@@ -16,7 +16,7 @@ from scapy.layers import inet6
 from scapy.layers.inet import IP
 from scapy.layers.l2 import Ether
 
-from vlab.ip import _checksum
+from vlab.ip import checksum
 
 IS_INCLUDE, IS_EXCLUDE, TO_INCLUDE, TO_EXCLUDE, ALLOW, BLOCK = 1, 2, 3, 4, 5, 6
 
@@ -31,7 +31,7 @@ def igmp_v2(src_mac: str, group: str, leave: bool = False, src: str = "192.0.2.2
     """An IGMPv2 membership report for ``group`` (or its leave, sent to 224.0.0.2)."""
     kind, dst = (0x17, "224.0.0.2") if leave else (0x16, group)
     body = struct.pack("!BBH4s", kind, 0, 0, ipaddress.ip_address(group).packed)
-    body = body[:2] + struct.pack("!H", _checksum(body)) + body[4:]
+    body = body[:2] + struct.pack("!H", checksum(body)) + body[4:]
     b = ipaddress.ip_address(dst).packed
     mac = f"01:00:5e:{b[1] & 0x7F:02x}:{b[2]:02x}:{b[3]:02x}"  # RFC 1112 group MAC
     return Ether(src=src_mac, dst=mac) / IP(src=src, dst=dst, ttl=1, proto=2) / body
@@ -42,7 +42,7 @@ def igmp_v3(
 ) -> Ether:
     """An IGMPv3 report with one group record, to 224.0.0.1 as the kernel selftests send it."""
     body = struct.pack("!BBHHH", 0x22, 0, 0, 0, 1) + _record(rtype, group, sources)
-    body = body[:2] + struct.pack("!H", _checksum(body)) + body[4:]
+    body = body[:2] + struct.pack("!H", checksum(body)) + body[4:]
     return (
         Ether(src=src_mac, dst="01:00:5e:00:00:01")
         / IP(src=src, dst="224.0.0.1", ttl=1, proto=2)

@@ -21,7 +21,7 @@ import errno
 import struct
 import time
 from collections.abc import Sequence
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from vlab import ip as iplib
 from vlab.capture import PacketPort
@@ -32,7 +32,7 @@ from vlab.stacked import BOND_MODES, add_bond
 
 if TYPE_CHECKING:
     from vlab.bridge import Bridge
-    from vlab.lab import Lab
+    from vlab.build import Builder
 
 BOND_MIIMON_MS = 10  # how often the bond checks its slaves' carrier: failover within ~10 ms
 IFLA_BOND_ACTIVE_SLAVE = 2
@@ -52,55 +52,134 @@ def nic_name(owner: str, suffix: str) -> str:
 
 def nics_of(ep: Endpoint) -> list[Endpoint]:
     """Every NIC endpoint of the machine ``ep`` belongs to, first NIC first."""
-    lab = ep.lab
+    endpoints = ep.switch.fabric.endpoints.values()
     if isinstance(ep, Host):
-        return [e for e in lab.endpoints.values() if isinstance(e, Host) and e.ns is ep.ns]
+        return [e for e in endpoints if isinstance(e, Host) and e.ns is ep.ns]
     root = getattr(ep, "machine", ep.name)
-    return [e for e in lab.endpoints.values() if getattr(e, "machine", e.name) == root]
+    return [e for e in endpoints if getattr(e, "machine", e.name) == root]
+
+
+def _builder_of(ep: Endpoint, br: Bridge) -> Builder:
+    """The building calls over ``br``'s switch namespace (the lab's, or a hypervisor's)."""
+    from vlab.hypervisor import builder_for
+
+    return builder_for(ep.lab, br)
+
+
+def special_vm(
+    builder: Builder,
+    name: str,
+    bridge: object,
+    mac: str | None,
+    mtu: int | None,
+    guest: str | None,
+    macvtap: object,
+    mode: str | None,
+) -> VM:
+    """``lab.vm`` with ``macvtap=`` or a list of bridges (everything validated first)."""
+    from vlab.build import endpoint_mac, endpoint_mtu
+
+    checked_mtu = endpoint_mtu("vm", name, mtu)
+    checked_mac = endpoint_mac("vm", name, mac, "52:54:00")
+    if guest not in (None, "qemu"):
+        raise LabError(f"vm {name}: guest={guest!r} is not known; use guest='qemu' or None")
+    if macvtap is not None:
+        from vlab.macvtap import add_vm
+
+        return add_vm(builder.switch, name, macvtap, mode, checked_mac, checked_mtu, guest)
+    assert isinstance(bridge, list | tuple)
+    if not bridge or guest is not None:
+        raise LabError(f"vm {name}: bridge= as a list takes one bridge per NIC, and no guest=")
+    brs = [builder.switch.fabric.bridge_of(b) for b in bridge]
+    for i in range(1, len(brs)):
+        builder.switch.fabric.check_name(nic_name(name, f"nic{i}"), "vm")
+    first = builder.vm(name, brs[0], checked_mac, checked_mtu)
+    for br in brs[1:]:
+        add_vm_nic(first, br, None, checked_mtu)
+    return first
+
+
+def add_vm_nic(vm: VM, bridge: Bridge | str, mac: str | None, mtu: int | None) -> VM:
+    """Another tap of ``vm`` on ``bridge``: the endpoint ``vm1.nicN`` (emulated VMs only)."""
+    if vm.guest is not None:
+        raise LabError(f"vm {vm.name}: a QEMU guest has one NIC here; emulate it for more")
+    br = vm.switch.fabric.bridge_of(bridge)
+    root = getattr(vm, "machine", vm.name)
+    n = len(
+        [e for e in vm.switch.fabric.endpoints.values() if getattr(e, "machine", e.name) == root]
+    )
+    nic = _builder_of(vm, br).vm(nic_name(root, f"nic{n}"), br, mac, mtu)
+    nic.machine = root  # type: ignore[attr-defined]
+    return nic
+
+
+def special_host(
+    builder: Builder,
+    name: str,
+    bridge: object,
+    mac: str | None,
+    mtu: int | None,
+    ip: str | list[str] | None,
+    ipv6: bool | str | list[str] | None,
+    bond: Sequence[Bridge | str] | None,
+    mode: str | None,
+) -> Host:
+    """``lab.host`` with ``bond=`` or a list of bridges (everything validated first)."""
+    from vlab.build import check_room, endpoint_mac, endpoint_mtu
+
+    switch = builder.switch
+    checked_mtu = endpoint_mtu("host", name, mtu)
+    checked_mac = endpoint_mac("host", name, mac, "02")
+    ips = iplib.interfaces(ip, f"host {name} ip")
+    want6, ips6 = iplib.ipv6_request(ipv6, f"host {name}")
+    targets = bond if bond is not None else bridge
+    if isinstance(targets, str | bytes) or not isinstance(targets, list | tuple) or not targets:
+        raise LabError(f"host {name}: give a list of bridges, one per NIC")
+    brs = [switch.fabric.bridge_of(b) for b in targets]
+    for i, br in enumerate(brs):
+        check_room(br, f"host {name}")
+        if i or bond is not None:
+            switch.fabric.check_name(nic_name(name, f"eth{i}"), "host")
+    if bond is not None:
+        checked_mode = "active-backup" if mode is None else mode
+        return add_bonded_host(
+            builder, name, brs, checked_mode, checked_mac, checked_mtu, ips + ips6, want6
+        )
+    host = builder.host(name, brs[0], checked_mac, checked_mtu, ip, ipv6)
+    for br in brs[1:]:
+        add_host_nic(host, br, None, checked_mtu, None)
+    return host
 
 
 def add_host_nic(
     host: Host, bridge: Bridge | str, mac: str | None, mtu: int | None, ip: object
 ) -> Host:
     """``ethN`` of ``host``'s namespace, cabled to ``bridge`` (see the module docstring)."""
-    lab = host.lab
-    n = len([e for e in lab.endpoints.values() if isinstance(e, Host) and e.ns is host.ns])
+    from vlab.build import cable_veth, check_room, endpoint_mac, endpoint_mtu
+
+    br = host.switch.fabric.bridge_of(bridge)
+    switch = br.switch
+    n = len(nics_of(host))
     ifname = f"eth{n}"
     name = nic_name(host.name, ifname)
-    lab._check_name(name, "host")
-    br = lab._bridge(bridge)
-    mtu = lab._endpoint_mtu("host", name, mtu)
-    mac = lab._endpoint_mac("host", name, mac, "02")
+    switch.fabric.check_name(name, "host")
+    mtu = endpoint_mtu("host", name, mtu)
+    mac = endpoint_mac("host", name, mac, "02")
     ips = iplib.interfaces(ip, f"host {name} ip")  # type: ignore[arg-type]
-    lab._check_room(br, f"host {name}")
-    space = next(s for s in lab._spaces.values() if s.ns is host.ns)
-    with lab._rollback():
-        port = lab._next("veth")
-        ep = lab._cable(Host, name, br, port, space, ifname, mac, mtu)
+    check_room(br, f"host {name}")
+    with switch.rollback():
+        port = switch.next_name("veth")
+        ep = cable_veth(switch, Host, name, br, port, host.space, ifname, mac, mtu)
         assert isinstance(ep, Host)
         for iface in ips:
-            iplib.add(space.rtnl, ep.ifindex, iface, f"host {name}")
+            iplib.add(host.space.rtnl, ep.ifindex, iface, f"host {name}")
     return ep
-
-
-def add_vm_nic(vm: VM, bridge: Bridge | str, mac: str | None, mtu: int | None) -> VM:
-    """Another tap of ``vm`` on ``bridge``: the endpoint ``vm1.nicN`` (emulated VMs only)."""
-    lab = vm.lab
-    if vm.guest is not None:
-        raise LabError(f"vm {vm.name}: a QEMU guest has one NIC here; emulate it for more")
-    root = getattr(vm, "machine", vm.name)
-    n = len([e for e in lab.endpoints.values() if getattr(e, "machine", e.name) == root])
-    name = nic_name(root, f"nic{n}")
-    nic = lab.vm(name, bridge=bridge, mac=mac, mtu=mtu)
-    nic.machine = root  # type: ignore[attr-defined]
-    return nic
 
 
 class BondedHost(Host):
     """A host whose NICs are slaves of ``bond0``: it sends and receives on the bond."""
 
-    kind = "host"
-    bond_mode: str
+    bond_mode: str = "active-backup"
 
     @guarded
     def active_nic(self) -> Host | None:
@@ -117,19 +196,20 @@ class BondedHost(Host):
         return [e for e in nics_of(self) if e is not self]
 
     @guarded
-    def wait_active(self, nic: Host, timeout: float = 2.0) -> None:
+    def wait_active(self, nic: Endpoint, timeout: float = 2.0) -> None:
         """Until the bond has failed over to ``nic`` (its link monitor runs every 10 ms)."""
         deadline = time.monotonic() + timeout
         while self.active_nic() is not nic:
             if time.monotonic() > deadline:
                 now = self.active_nic()
                 raise LabError(
-                    f"host {self.name}: bond0 did not make {nic.ifname} active within "
-                    f"{timeout:g} s (active: {now.ifname if now else 'none'})"
+                    f"host {self.name}: bond0 did not make {nic.name} active within "
+                    f"{timeout:g} s (active: {now.name if now else 'none'})"
                 )
             time.sleep(0.002)
-        self.lab._topology_changed()
+        self.switch.topology_changed()
 
+    @guarded
     def set_carrier(self, up: bool) -> None:
         """A bond has no cable of its own: fail one of its NICs (``host.nics[0]``) instead."""
         raise LabError(
@@ -144,26 +224,25 @@ class BondedHost(Host):
 
 
 def add_bonded_host(
-    lab: Lab,
+    builder: Builder,
     name: str,
-    bridges: Sequence[Bridge | str],
+    brs: list[Bridge],
     mode: object,
     mac: str,
     mtu: int | None,
-    ips: list[iplib.Interface],
+    ips: list[Any],
     want6: bool,
 ) -> BondedHost:
     """``lab.host(name, bond=[br1, br2], mode=...)`` (see the module docstring)."""
+    from vlab.build import cable_veth
+
     if mode not in BOND_MODES:
         raise LabError(f"host {name}: bond mode={mode!r}: choose one of {', '.join(BOND_MODES)}")
-    if isinstance(bridges, str | bytes) or len(bridges) < 2:
+    if len(brs) < 2:
         raise LabError(f"host {name}: bond= takes two or more bridges, one per NIC")
-    brs = [lab._bridge(b) for b in bridges]
-    for i, br in enumerate(brs):
-        lab._check_room(br, f"host {name}")
-        nic_name(name, f"eth{i}")
-    with lab._rollback():
-        space = lab._space(name)
+    switch = builder.switch
+    with switch.rollback():
+        space = switch.fabric.namespace(name)
         index = space.index()
         try:
             add_bond(space.links, "bond0", index, str(mode), mac, BOND_MIIMON_MS)
@@ -176,9 +255,11 @@ def add_bonded_host(
             raise LabError(f"host {name}: cannot create bond0: {exc.strerror}") from None
         slaves: list[Host] = []
         for i, br in enumerate(brs):
-            port = lab._next("veth")
             ifname = f"eth{i}"
-            ep = lab._cable(Host, nic_name(name, ifname), br, port, space, ifname, mac, mtu)
+            port = br.switch.next_name("veth")
+            ep = cable_veth(
+                br.switch, Host, nic_name(name, ifname), br, port, space, ifname, mac, mtu
+            )
             assert isinstance(ep, Host)
             space.links.set_link(ep.ifindex, up=False, master=index)  # a slave joins down
             space.links.set_link(ep.ifindex)
@@ -187,12 +268,20 @@ def add_bonded_host(
         iplib.configure_host(space.ns, space.rtnl, "bond0", index, ips, want6)
         with space.ns.entered():
             io = PacketPort("bond0")
-        lab._sockets.append(io)
-        host = BondedHost(lab, name, mac, slaves[0].port, brs[0], io)
-        host.ns, host.ifname, host.ifindex, host.bond_mode = space.ns, "bond0", index, str(mode)
-        lab.endpoints[name] = host
-        lab._topology_changed()
+        switch.own_socket(io)
+        host = BondedHost(switch, name, mac, slaves[0].port, brs[0], io, space, "bond0", index)
+        host.bond_mode = str(mode)
+        switch.register_endpoint(host)
     return host
 
 
-__all__ = ["BondedHost", "add_bonded_host", "add_host_nic", "add_vm_nic", "nics_of"]
+__all__ = [
+    "BondedHost",
+    "add_bonded_host",
+    "add_host_nic",
+    "add_vm_nic",
+    "nic_name",
+    "nics_of",
+    "special_host",
+    "special_vm",
+]

@@ -41,7 +41,7 @@ from typing import Any, Protocol
 from vlab import reaper
 from vlab.netns import NetNS
 from vlab.rtnl import (
-    _IFINFO,
+    IFINFO,
     IFLA_INFO_DATA,
     IFLA_INFO_KIND,
     IFLA_LINKINFO,
@@ -132,15 +132,15 @@ def _strip(body: bytes, head: int, volatile: Iterable[int]) -> bytes:
 
 def _links(rtnl: Rtnl) -> list[object]:
     out: list[object] = []
-    for body in rtnl.dump(18, _IFINFO.pack(0, 0, 0, 0, 0)):
-        top = attrs(body, _IFINFO.size)
+    for body in rtnl.dump(18, IFINFO.pack(0, 0, 0, 0, 0)):
+        top = attrs(body, IFINFO.size)
         info = attrs(top.get(IFLA_LINKINFO, b""))
         data = attrs(info.get(IFLA_INFO_DATA, b""))
         spec = attrs(top.get(26, b""))
         inet6 = attrs(spec.get(10, b""))  # AF_INET6: only the address generation mode, token
         out.append(
             (
-                _strip(body, _IFINFO.size, _VOLATILE_LINK),
+                _strip(body, IFINFO.size, _VOLATILE_LINK),
                 info.get(IFLA_INFO_KIND, b""),
                 sorted((k, v) for k, v in data.items() if k not in _VOLATILE_BRIDGE),
                 inet6.get(8, b""),
@@ -299,11 +299,11 @@ class _Shell:
                 length, kind = struct.unpack_from("=IH", data, offset)
                 body = data[offset + 16 : offset + length]
                 offset += (length + 3) & ~3
-                if kind != 16 or len(body) < _IFINFO.size:  # RTM_NEWLINK
+                if kind != 16 or len(body) < IFINFO.size:  # RTM_NEWLINK
                     continue
                 if struct.unpack_from("=i", body, 4)[0] != BRIDGE_INDEX:
                     continue
-                mtu = attrs(body, _IFINFO.size).get(IFLA_MTU)
+                mtu = attrs(body, IFINFO.size).get(IFLA_MTU)
                 if mtu is not None and mtu != default:
                     changed = True
 
@@ -442,12 +442,12 @@ class Pool:
         ports = [i for i, _o, _q in links.link_states().values() if i not in (1, BRIDGE_INDEX)]
         for index in ports:
             rtnl.request(
-                16, _IFINFO.pack(0, 0, index, 0, 0) + nla(IFLA_GROUP, struct.pack("=I", PORT_GROUP))
+                16, IFINFO.pack(0, 0, index, 0, 0) + nla(IFLA_GROUP, struct.pack("=I", PORT_GROUP))
             )
         if ports:
             rtnl.request(
                 RTM_DELLINK,
-                _IFINFO.pack(0, 0, 0, 0, 0) + nla(IFLA_GROUP, struct.pack("=I", PORT_GROUP)),
+                IFINFO.pack(0, 0, 0, 0, 0) + nla(IFLA_GROUP, struct.pack("=I", PORT_GROUP)),
             )
         if shell.mtu_changed():
             return ["the bridge's MTU changed during the lab"]
@@ -518,7 +518,7 @@ def adopt(shell: _Shell, name: str, mac: str, data: bytes, mtu: int | None) -> b
 def discard_dormant(shell: _Shell) -> None:
     """Delete the dormant bridge (synchronously: it waits for the barrier this module avoids)."""
     shell.dormant = False
-    shell.space.rtnl.request(RTM_DELLINK, _IFINFO.pack(0, 0, BRIDGE_INDEX, 0, 0))
+    shell.space.rtnl.request(RTM_DELLINK, IFINFO.pack(0, 0, BRIDGE_INDEX, 0, 0))
 
 
 def give(shell: _Shell, factory: Any) -> None:

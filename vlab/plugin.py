@@ -184,7 +184,7 @@ def pytest_runtest_makereport(
             text = the_lab.describe()
             with contextlib.suppress(OSError):
                 text += "\n" + the_lab.fdb_text()
-            if the_lab._programs:
+            if the_lab.programs():
                 from vlab import programs
 
                 text += "\n\n" + programs.report(the_lab)
@@ -194,7 +194,9 @@ def pytest_runtest_makereport(
                 text += f"\npcaps in {directory}: {', '.join(pcaps)}"
             except Exception as exc:  # disk full, read-only: keep the topology, say why
                 text += f"\n(pcaps and topology could not be written: {exc})"
-            for guest in the_lab._guests:
+            for guest in [
+                g for ep in the_lab.endpoints.values() if (g := getattr(ep, "guest", None))
+            ]:
                 text += _guest_logs(guest)
         except Exception as exc:  # a broken report must not hide the test's own failure
             text = f"(could not collect lab artifacts: {exc})"

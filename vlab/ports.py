@@ -16,21 +16,21 @@ from vlab.errors import LabError
 
 if TYPE_CHECKING:
     from vlab.bridge import Bridge, Port
-    from vlab.lab import Lab
+    from vlab.switch import Switch
 
 
-def bare_port(lab: Lab, br: Bridge, mac: str) -> Port:
+def bare_port(switch: Switch, br: Bridge, mac: str) -> Port:
+    """A veth whose one end is a port of ``br`` and whose peer stays up, unused, beside it."""
     from vlab.bridge import Port
 
-    switch = lab._switch
-    name = lab._next("port")
+    name = switch.next_name("port")
     peer = f"{name}p"
     try:
         # both ends in the switch namespace: let the kernel pick the ifindexes, then read them
         switch.links.add_veth(name, 0, mac, br.index, peer, "fe" + mac[2:], switch.ns.fd, 0)
-        lab._undo.append(lambda: switch.links.delete(switch.links.index_of(name)))
+        switch.on_undo(lambda: switch.links.delete(switch.links.index_of(name)))
         index, peer_index = switch.links.index_of(name), switch.links.index_of(peer)
-        switch.next_index = max(switch.next_index, index + 1, peer_index + 1)
+        switch.space.claim(max(index, peer_index))
         switch.links.set_link(peer_index)
     except OSError as exc:
         if exc.errno in limits.FD_ERRNOS:
@@ -38,14 +38,15 @@ def bare_port(lab: Lab, br: Bridge, mac: str) -> Port:
         raise LabError(f"port on {br.name} with mac {mac}: {exc.strerror}") from None
     port = Port(br, name, index, None, mac)
     br.ports[name] = port
-    lab._topology_changed()
+    switch.topology_changed()
     return port
 
 
-def set_master(lab: Lab, port: Port, master: int) -> None:
+def set_master(switch: Switch, port: Port, master: int) -> None:
+    """``ip link set PORT master BR`` (``master=0``: nomaster), in the port's namespace."""
     try:
-        lab._switch_rtnl.request(
-            nl.RTM_NEWLINK, nl._IFINFO.pack(0, 0, port.index, 0, 0) + nl.link_attrs(master=master)
+        switch.rtnl.request(
+            nl.RTM_NEWLINK, nl.ifinfo_as_is(port.index) + nl.link_attrs(master=master)
         )
     except OSError as exc:
         raise LabError(f"port {port.name}: cannot change its bridge: {exc.strerror}") from None

@@ -34,6 +34,7 @@ from vlab.netns import setns
 if TYPE_CHECKING:
     from vlab.lab import Lab
     from vlab.netns import NetNS
+    from vlab.switch import Switch
 
 Launcher = Callable[["NetNS", list[str], IO[bytes]], "subprocess.Popen[bytes]"]
 """Start ``argv`` in a namespace with stdout and stderr going to the given file."""
@@ -136,11 +137,13 @@ def log_dir(lab: Lab) -> Path:
     return Path(tempfile.mkdtemp(prefix=f"vlab-{lab.name[:20]}-programs-"))
 
 
-def start(lab: Lab, node: str, ns: NetNS, argv: list[str], launcher: Launcher = launch) -> Program:
-    """Start ``argv`` in ``ns`` (node ``node`` of ``lab``); it is killed when the lab closes."""
-    n = len(lab._programs)
+def start(
+    switch: Switch, node: str, ns: NetNS, argv: list[str], launcher: Launcher = launch
+) -> Program:
+    """Start ``argv`` in ``ns`` (node ``node`` of ``switch``); it is killed when the lab closes."""
+    n = len(switch.programs)
     base = os.path.basename(argv[0])[:30]
-    log = log_dir(lab) / f"{node}-{n}-{base}.log"
+    log = log_dir(switch.lab) / f"{node}-{n}-{base}.log"
     try:
         wrapped = dying(argv)
         with open(log, "wb") as out:
@@ -150,20 +153,20 @@ def start(lab: Lab, node: str, ns: NetNS, argv: list[str], launcher: Launcher = 
     except OSError as exc:
         raise LabError(f"cannot run {argv[0]!r} in {node}: {exc.strerror}") from None
     program = Program(node, argv, proc, log)
-    lab._programs.append(program)
+    switch.programs.append(program)
     return program
 
 
-def stop_all(lab: Lab) -> None:
+def stop_all(switch: Switch) -> None:
     """At the lab's close: no program survives the namespaces it runs in."""
-    while lab._programs:
-        lab._programs.pop().kill()
+    while switch.programs:
+        switch.programs.pop().kill()
 
 
 def report(lab: Lab) -> str:
     """The programs of a lab and the last lines of their output, for a failure report."""
     parts = []
-    for program in lab._programs:
+    for program in lab.programs():
         tail = "\n".join(program.output().splitlines()[-TAIL_LINES:])
         parts.append(f"program {program.describe()}, last lines:\n{tail}")
     return "\n\n".join(parts)

@@ -248,7 +248,8 @@ class QemuGuest:
         """QEMU's exit status once it has exited, None while it runs."""
         return self._proc.poll()
 
-    def _tail(self, lines: int = 30) -> str:
+    def tail(self, lines: int = 30) -> str:
+        """The last ``lines`` of the boot log, indented, for an error message about the guest."""
         tail = self.boot_log.rstrip("\n").splitlines()[-lines:]
         body = "\n".join(f"  | {line}" for line in tail) or "  | (empty)"
         return f"\nlast lines of the boot log {self.boot_log_path}:\n{body}"
@@ -287,11 +288,11 @@ class QemuGuest:
                     self._fill(deadline)
             except _Timeout:
                 raise GuestError(
-                    f"guest {self.name!r} did not become ready within {timeout:g}s" + self._tail()
+                    f"guest {self.name!r} did not become ready within {timeout:g}s" + self.tail()
                 ) from None
             except _Closed:
                 self._broken = f"guest {self.name!r} died while booting{self._exit_note()}"
-                raise GuestError(self._broken + self._tail()) from None
+                raise GuestError(self._broken + self.tail()) from None
             del self._buf[: at + len(READY_BANNER)]
             self._ready = True
             self.boot_time = time.monotonic() - self._started
@@ -335,11 +336,11 @@ class QemuGuest:
                 self._broken = f"guest {self.name!r} stopped answering (during {cmd!r})"
                 raise GuestError(
                     f"guest {self.name!r} did not answer {cmd!r} within {seconds + REPLY_GRACE:g}s"
-                    + self._tail()
+                    + self.tail()
                 ) from None
             except (_Closed, BrokenPipeError, ConnectionResetError):
                 self._broken = f"guest {self.name!r} died{self._exit_note()}"
-                raise GuestError(f"{self._broken} while running {cmd!r}" + self._tail()) from None
+                raise GuestError(f"{self._broken} while running {cmd!r}" + self.tail()) from None
             output = bytes(self._buf[body : body + size]).decode("utf-8", errors="replace")
             status = int(tail.group(1))
             del self._buf[: tail.end()]
@@ -354,7 +355,7 @@ class QemuGuest:
         if self._closed:
             raise GuestError(f"guest {self.name!r} is closed")
         if self._broken is not None:
-            raise GuestError(self._broken + self._tail())
+            raise GuestError(self._broken + self.tail())
 
     # -- lifecycle -----------------------------------------------------------------------------
 

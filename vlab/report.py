@@ -36,24 +36,24 @@ def write_artifacts(lab: Lab, directory: Path | None = None) -> Path:
     one is made, once per lab, and named in the failure text.
     """
     if directory is None:
-        directory = lab._artifact_dir or lab.artifacts
+        directory = lab.artifact_dir or lab.artifacts
     if directory is None:
         directory = Path(tempfile.mkdtemp(prefix=f"vlab-{safe_component(lab.name, 20)}-"))
     directory.mkdir(parents=True, exist_ok=True)
     for ep in lab.endpoints.values():
-        records = sorted(((ts, data) for ts, _sent, data in ep._log), key=lambda r: r[0])
+        records = sorted(((ts, data) for ts, _sent, data in ep.log), key=lambda r: r[0])
         write_pcap(directory / f"{ep.name}-{ep.port}.pcap", records)
     write_merged(
         directory / MERGED,
-        [(f"{ep.name} ({ep.port})", ep.describe(), ep._log) for ep in lab.endpoints.values()],
+        [(f"{ep.name} ({ep.port})", ep.describe(), ep.log) for ep in lab.endpoints.values()],
         f"vlab lab {lab.name}",
     )
     text = lab.describe()
-    if not lab._closed:
+    if not lab.closed:
         with contextlib.suppress(OSError):
             text += "\n\n" + lab.fdb_text()
     (directory / "topology.txt").write_text(text + "\n")
-    lab._artifact_dir = directory
+    lab.artifact_dir = directory
     return directory
 
 
@@ -75,7 +75,7 @@ def missing_frame(
         f"expected ({mask.describe()}):",
         f"  {summary(mask.expected_bytes)}",
     ]
-    pending = sorted(ep._pending, key=lambda r: closeness(mask, r[1]))
+    pending = sorted(ep.pending, key=lambda r: closeness(mask, r[1]))
     if pending:
         lines.append(f"arrived at {ep.name}, not consumed, closest first ({len(pending)}):")
         for _ts, data in pending[:SHOWN]:
@@ -92,7 +92,7 @@ def missing_frame(
     elsewhere = [
         other.name
         for other in lab.endpoints.values()
-        if other is not ep and any(mask.matches(d) for _t, d in other._pending)
+        if other is not ep and any(mask.matches(d) for _t, d in other.pending)
     ]
     if elsewhere:
         lines.append(f"the expected frame did arrive at: {', '.join(elsewhere)}")
@@ -142,9 +142,9 @@ def wrong_delivery(
     for ep in missed:
         lines.append(
             f"missing at {ep.name} (port {ep.port} on {ep.bridge.name}): not received within "
-            f"{timeout:g} s; {len(ep._pending)} other frame(s) arrived there"
+            f"{timeout:g} s; {len(ep.pending)} other frame(s) arrived there"
         )
-        ranked = sorted(ep._pending, key=lambda r: closeness(mask, r[1]))
+        ranked = sorted(ep.pending, key=lambda r: closeness(mask, r[1]))
         lines.extend(f"    {summary(data)}" for _ts, data in ranked[:SHOWN])
     for name, records in extra.items():
         ep = lab.endpoints[name]

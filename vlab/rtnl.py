@@ -38,6 +38,7 @@ TCA_STATS = 3
 
 _HDR = struct.Struct("=IHHII")
 _IFINFO = struct.Struct("=BxHiII")
+IFINFO = _IFINFO  # struct ifinfomsg, for modules that build their own link messages
 _NLA = struct.Struct("=HH")
 
 
@@ -285,13 +286,19 @@ def ifinfo(index: int = 0, up: bool = True) -> bytes:
     return _IFINFO.pack(0, 0, index, flag, IFF_UP)
 
 
+def ifinfo_as_is(index: int) -> bytes:
+    """An ifinfomsg for link ``index`` that changes none of its flags (up stays up)."""
+    return _IFINFO.pack(0, 0, index, 0, 0)
+
+
 class LinkRequests:
     """Link creation in one request each: fewer round trips is most of a fast lab build."""
 
     def __init__(self, rtnl: Rtnl) -> None:
         self.rtnl = rtnl
 
-    def _new(self, body: bytes, create: bool) -> None:
+    def new(self, body: bytes, create: bool) -> None:
+        """One RTM_NEWLINK (``create``: a new link, refused if it exists) with ``body``."""
         flags = NLM_F_REQUEST | NLM_F_ACK | (RTM_NEWLINK_FLAGS if create else 0)
         self.rtnl.transact(RTM_NEWLINK, flags, body)
 
@@ -306,7 +313,7 @@ class LinkRequests:
         if data:
             info += nla(IFLA_INFO_DATA | NLA_F_NESTED, data)
         body = ifinfo(index) + link_attrs(name, mac, mtu) + nla(IFLA_LINKINFO | NLA_F_NESTED, info)
-        self._new(body, True)
+        self.new(body, True)
 
     def add_veth(
         self,
@@ -335,11 +342,11 @@ class LinkRequests:
             + link_attrs(name, mac, mtu, master)
             + nla(IFLA_LINKINFO | NLA_F_NESTED, info)
         )
-        self._new(body, True)
+        self.new(body, True)
 
     def set_link(self, index: int, up: bool | None = True, **kw: object) -> None:
         head = _IFINFO.pack(0, 0, index, 0, 0) if up is None else ifinfo(index, up)
-        self._new(head + link_attrs(**kw), False)  # type: ignore[arg-type]
+        self.new(head + link_attrs(**kw), False)  # type: ignore[arg-type]
 
     def index_of(self, name: str) -> int:
         """A link's ifindex by name over this socket (``if_nametoindex`` opens a socket of its
@@ -409,6 +416,7 @@ NUD_REACHABLE = 0x02
 NUD_NOARP = 0x40
 NUD_PERMANENT = 0x80
 _NDMSG = struct.Struct("=BxxxiHBB")
+NDMSG = _NDMSG  # struct ndmsg, for the fdb module
 
 
 def fdb_request(

@@ -75,7 +75,7 @@ def add_macvtap(
     data = nla(IFLA_MACVLAN_MODE, _u32(MACVLAN_MODES[mode]))
     body = ifinfo(index, up=False) + link_attrs(name, mac, mtu, txqlen=txqlen)
     body += nla(IFLA_LINK, _u32(lower)) + _kind("macvtap", data)
-    links._new(body, True)
+    links.new(body, True)
 
 
 def add_vxlan(
@@ -100,7 +100,7 @@ def add_vxlan(
     data += nla(IFLA_VXLAN_LEARNING, bytes([int(learning)]))
     data += nla(IFLA_VXLAN_PORT, struct.pack("!H", dstport))
     body = ifinfo(index) + link_attrs(name, mac, mtu, master) + _kind("vxlan", data)
-    links._new(body, True)
+    links.new(body, True)
 
 
 def add_bond(
@@ -111,7 +111,7 @@ def add_bond(
     data = nla(IFLA_BOND_MODE, bytes([BOND_MODES[mode]]))
     data += nla(IFLA_BOND_MIIMON, _u32(miimon_ms))
     body = ifinfo(index, up=False) + link_attrs(name, mac) + _kind("bond", data)
-    links._new(body, True)
+    links.new(body, True)
 
 
 NDA_DST = 1

@@ -20,7 +20,7 @@ from vlab.rtnl import link_stats64
 if TYPE_CHECKING:
     from vlab.bridge import Port
     from vlab.endpoints import Endpoint
-    from vlab.lab import _Namespace
+    from vlab.switch import Namespace
 
 _STATS64 = struct.Struct("=8Q")  # rx/tx packets, rx/tx bytes, rx/tx errors, rx/tx dropped
 
@@ -54,7 +54,7 @@ class LinkStats:
         )
 
 
-def read(space: _Namespace, index: int, what: str) -> LinkStats:
+def read(space: Namespace, index: int, what: str) -> LinkStats:
     raw = link_stats64(space.rtnl, index)
     if raw is None or len(raw) < _STATS64.size:
         raise LabError(f"{what}: the kernel has no counters for it (is the link gone?)")
@@ -63,19 +63,17 @@ def read(space: _Namespace, index: int, what: str) -> LinkStats:
 
 def port_stats(port: Port) -> LinkStats:
     """The bridge port device's counters, in the switch namespace (rx: from the endpoint)."""
-    lab = port.bridge.lab
-    lab._check_open()
-    return read(lab._switch, port.index, f"port {port.name} of {port.bridge.name}")
+    switch = port.bridge.switch
+    switch.guard.check()
+    return read(switch.space, port.index, f"port {port.name} of {port.bridge.name}")
 
 
 def endpoint_stats(ep: Endpoint) -> LinkStats:
     """The endpoint's own NIC's counters (rx: what the endpoint received)."""
-    lab = ep.lab
-    lab._check_open()
+    ep.switch.guard.check()
     if ep.kind == "vm":
         return port_stats(ep.bridge.port(ep)).swapped()
-    ns = getattr(ep, "ns", None)
-    space = next((s for s in lab._spaces.values() if s.ns is ns), None)
+    space = ep.space
     if space is None:
-        raise LabError(f"{ep.kind} {ep.name}: its namespace is not part of lab {lab.name}")
+        raise LabError(f"{ep.kind} {ep.name}: it has no NIC of its own to read counters of")
     return read(space, ep.ifindex, f"{ep.kind} {ep.name}'s {ep.ifname}")  # type: ignore[attr-defined]

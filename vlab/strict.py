@@ -35,10 +35,10 @@ def wanted(item: pytest.Item) -> bool:
 
 def check(lab: Lab) -> None:
     """Fail when any endpoint holds frames the test did not consume (after settling)."""
-    if lab._closed:
+    if lab.closed:
         return  # the test closed its lab itself: nothing left to look at
-    lab._settle(10.0, "strict mode, at the end of the test")
-    leftovers = {ep.name: list(ep._pending) for ep in lab.endpoints.values() if ep._pending}
+    lab.switch.settle("strict mode, at the end of the test")
+    leftovers = {ep.name: list(ep.pending) for ep in lab.endpoints.values() if ep.pending}
     if leftovers:
         from vlab import report
 

@@ -80,7 +80,9 @@ def test_interrupt_during_teardown_still_releases_every_namespace(
     fds = net_fds()
     lab = small_lab()
     assert net_fds() > fds
-    monkeypatch.setattr("vlab.lab.taplib.release_tap", interrupting(lab_release_tap(), after=after))
+    monkeypatch.setattr(
+        "vlab.switch.taplib.release_tap", interrupting(lab_release_tap(), after=after)
+    )
     with pytest.raises(KeyboardInterrupt):
         lab.close()
     monkeypatch.undo()
@@ -98,7 +100,7 @@ def lab_release_tap() -> Callable[[int], None]:
 def test_interrupt_while_handing_sockets_to_the_reaper(monkeypatch: pytest.MonkeyPatch) -> None:
     fds = net_fds()
     lab = small_lab()
-    monkeypatch.setattr("vlab.lab.reap", interrupting(reaper.reap))
+    monkeypatch.setattr("vlab.switch.reap", interrupting(reaper.reap))
     with pytest.raises(KeyboardInterrupt):
         lab.close()
     monkeypatch.undo()

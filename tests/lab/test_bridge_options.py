@@ -251,11 +251,11 @@ def test_ipv6_neighbour_keeps_the_lab_quiet(lab: Lab) -> None:
         br.neigh_add("2001:db8::zz", "52:54:00:00:00:aa")
     deadline = time.monotonic() + 1.5
     while time.monotonic() < deadline and not any(
-        not sent and data[12:14] == b"\x86\xdd" for _t, sent, data in up._log
+        not sent and data[12:14] == b"\x86\xdd" for _t, sent, data in up.log
     ):
         time.sleep(0.05)
     lab.expect_quiet()
-    reports = [data for _t, sent, data in up._log if not sent and data[12:14] == b"\x86\xdd"]
+    reports = [data for _t, sent, data in up.log if not sent and data[12:14] == b"\x86\xdd"]
     assert reports, "the bridge sent no MLD report: this test no longer shows the filter works"
 
 

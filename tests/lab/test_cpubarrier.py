@@ -119,7 +119,7 @@ def _bursts(lab: Lab, wait: bool) -> list[int]:
                 break
         for _ in range(20):
             for _ in range(50):
-                vm._io.send(frame)
+                vm.io.send(frame)
             if wait:
                 assert cpubarrier.barrier()
             got = 0

@@ -41,7 +41,7 @@ def test_expect_and_settle_wait_on_fds_above_1023(high_fds: None) -> None:
         br = lab.bridge("br0")
         vm = lab.vm("vm1", bridge=br)
         up = lab.uplink(br)
-        assert vm._io.fileno() > 1023 and up._io.fileno() > 1023
+        assert vm.io.fileno() > 1023 and up.io.fileno() > 1023
         lab.run("upstream", "tc", "qdisc", "add", "dev", up.ifname, "root", "tbf",
                 "rate", "8kbit", "burst", "1600", "latency", "10s")  # fmt: skip
         frames = [Ether(src=up.mac, dst=vm.mac, type=0x88B5) / (bytes([i]) * 1400) for i in (1, 2)]

@@ -106,7 +106,7 @@ def test_host_socket_overflow_fails_expect_none_with_the_kernels_count(lab: Lab)
     text = str(err.value)
     assert "PACKET_STATISTICS drops" in text and "h1's packet socket on eth0" in text
     # the count is the kernel's: with what vlab did read, it makes up the whole flood
-    assert lost_count(text, "h1") + len(h1._pending) == 20000
+    assert lost_count(text, "h1") + len(h1.pending) == 20000
 
 
 def test_host_flood_read_while_it_runs_loses_nothing(lab: Lab) -> None:
@@ -137,7 +137,7 @@ def test_uplink_socket_overflow_fails_and_reading_it_passes(lab: Lab) -> None:
     with pytest.raises(FramesLost) as err:
         up.expect_none(frames[-1])
     assert "uplink's packet socket on eth0" in str(err.value)
-    assert lost_count(str(err.value), "uplink") + len(up._pending) == 20000
+    assert lost_count(str(err.value), "uplink") + len(up.pending) == 20000
     up.clear()
     assert flood(h1, frames, reader=up) == 20000
     up.expect_none()

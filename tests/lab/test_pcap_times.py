@@ -17,7 +17,7 @@ MS = 1_000_000
 
 
 def stamps(ep: Endpoint, data: bytes, sent: bool) -> list[int]:
-    return [ts for ts, was_sent, frame in ep._log if frame == data and was_sent is sent]
+    return [ts for ts, was_sent, frame in ep.log if frame == data and was_sent is sent]
 
 
 def test_vm_and_uplink_stamp_the_same_frame_within_milliseconds(lab: Lab) -> None:
@@ -94,7 +94,7 @@ def test_merged_pcapng_has_an_interface_per_endpoint_in_time_order(
     endpoints: list[Endpoint] = [vm1, h1, up]
     for index, one in enumerate(endpoints):
         mine = [(ts, sent, data) for i, ts, sent, data in records if i == index]
-        assert sorted(mine) == sorted(one._log)  # every frame of its log, with its direction
+        assert sorted(mine) == sorted(one.log)  # every frame of its log, with its direction
     # Wireshark's reader's view, independently: scapy reads names, ns times and directions
     scapy_pkts = list(PcapNgReader(str(path)))
     assert [p.sniffed_on for p in scapy_pkts[:3]] == [names[r[0]] for r in records[:3]]

@@ -162,3 +162,8 @@ def run(
     code = pytest.main(args, plugins=[progress])
     print(progress.summary(), file=out, flush=True)
     return int(code)
+
+
+# shared with the scenario x kernel table (vlab.kernel.matrix)
+outcome = _outcome
+reason = _reason

@@ -31,13 +31,13 @@ from pathlib import Path
 
 from vlab.errors import LabError
 from vlab.guest_image import (
-    _applets,
-    _is_static_elf,
-    _locked,
-    _read_module,
+    applets,
     cache_root,
     cpio_newc,
+    is_static_elf,
+    locked,
     pvh_kernel,
+    read_module,
 )
 
 #: The drivers the guest needs before it can see the host's root: they cannot come from there.
@@ -196,7 +196,7 @@ INIT_SCRIPT = _init_script()
 def _busybox() -> Path:
     for candidate in ("/bin/busybox", "/usr/bin/busybox"):
         path = Path(candidate)
-        if path.exists() and _is_static_elf(path):
+        if path.exists() and is_static_elf(path):
             return path
     raise LabError(f"the guest's initramfs needs a statically linked busybox: {INSTALL_HINT}")
 
@@ -209,12 +209,12 @@ def build_initramfs(kernel: KernelImage, busybox: Path) -> bytes:
     entries += [(name, d, b"", (0, 0)) for name in (*dirs, "lib", "lib/modules")]
     entries.append(("dev/console", stat.S_IFCHR | 0o600, b"", (5, 1)))
     entries.append(("bin/busybox", f | 0o755, busybox.read_bytes(), (0, 0)))
-    for applet in _applets(busybox):
+    for applet in applets(busybox):
         if applet != "bin/busybox" and applet.split("/", 1)[0] in ("bin", "sbin", "usr"):
             entries.append((applet, link, b"/bin/busybox", (0, 0)))
     for n, module in enumerate(kernel.boot_modules):
         name = f"lib/modules/{n:02d}-{module.name.split('.ko')[0]}.ko"
-        entries.append((name, f | 0o644, _read_module(module), (0, 0)))
+        entries.append((name, f | 0o644, read_module(module), (0, 0)))
     entries.append(("init", f | 0o755, INIT_SCRIPT.encode(), (0, 0)))
     return cpio_newc(entries)
 
@@ -244,7 +244,7 @@ def ensure_boot_files(kernel: KernelImage, cache: Path | None = None) -> BootFil
     manifest = final / "manifest.json"
     if not manifest.exists():
         root.mkdir(parents=True, exist_ok=True)
-        with _locked(root / f"{final.name}.lock"):
+        with locked(root / f"{final.name}.lock"):
             if not manifest.exists():
                 tmp = Path(tempfile.mkdtemp(dir=root, prefix=f".{final.name}."))
                 try:

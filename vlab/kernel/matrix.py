@@ -41,11 +41,12 @@ class Recorder:
         self.column = column
 
     def pytest_runtest_logreport(self, report: pytest.TestReport) -> None:
-        from vlab.cli.run import _outcome, _reason
+        from vlab.cli.run import outcome as outcome_of
+        from vlab.cli.run import reason
 
-        outcome = _outcome(report)
+        outcome = outcome_of(report)
         if outcome is not None:
-            self.column.results[report.nodeid] = (outcome, _reason(report))
+            self.column.results[report.nodeid] = (outcome, reason(report))
 
 
 def cell(result: tuple[str, str] | None) -> str:

@@ -24,3 +24,7 @@ def _pin_to_one_cpu() -> set[int] | None:
         cpu = min(allowed)
     os.sched_setaffinity(0, {cpu if cpu in allowed else min(allowed)})
     return allowed
+
+
+# shared with the forwarding machine
+pin_to_one_cpu = _pin_to_one_cpu

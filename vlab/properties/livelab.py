@@ -130,3 +130,7 @@ def _model_how(entry: LearnedEntry) -> str:
     if entry.locked:
         return "locked"
     return ("static" if entry.static else "learnt") + (", sticky" if entry.sticky else "")
+
+
+# shared with the machine and the reproducer
+model_how = _model_how

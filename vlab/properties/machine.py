@@ -17,8 +17,8 @@ from hypothesis.stateful import RuleBasedStateMachine, initialize, rule
 
 from vlab.errors import LabError
 from vlab.frames import summary
-from vlab.properties.affinity import _pin_to_one_cpu
-from vlab.properties.livelab import LiveLab, _model_how
+from vlab.properties.affinity import pin_to_one_cpu
+from vlab.properties.livelab import LiveLab, model_how
 from vlab.properties.ops import (
     BridgeChange,
     Carrier,
@@ -31,7 +31,7 @@ from vlab.properties.ops import (
     Sent,
 )
 from vlab.properties.reproducer import Failure
-from vlab.properties.runner import _TestCaseProperty
+from vlab.properties.runner import TestCaseProperty
 from vlab.properties.steps import MTU_PAYLOAD, Action, StepDecoder
 from vlab.properties.topology import BRIDGE_MAC, MachineTopology, Options
 from vlab.reference.bridge import BridgeModel, OptionValue
@@ -79,12 +79,12 @@ class ForwardingMachine(RuleBasedStateMachine):
 
     _labs: ClassVar[dict[MachineTopology, LiveLab]] = {}
     _strategy_cache: ClassVar[dict[tuple[MachineTopology, bool], tuple[Any, Any]]] = {}
-    TestCase = _TestCaseProperty()  # type: ignore[assignment]
+    TestCase = TestCaseProperty()  # type: ignore[assignment]
 
     def __init__(self) -> None:
         super().__init__()
         self.failure: Failure | None = None  # set on the final example only
-        self._affinity = _pin_to_one_cpu()
+        self._affinity = pin_to_one_cpu()
         try:
             self.live = self.live_lab()
             self.live.reset()
@@ -203,7 +203,7 @@ class ForwardingMachine(RuleBasedStateMachine):
         stats["settle_s"] += time.perf_counter() - settling
         wrong = []
         for name, ep in live.endpoints.items():
-            pending = ep._pending
+            pending = ep.pending
             if not pending:
                 if name in expected:
                     wrong.append(f"{name}: nothing arrived, the model expects the frame")
@@ -333,7 +333,7 @@ class ForwardingMachine(RuleBasedStateMachine):
         self._fail(f"{what}: the kernel accepted what the model refuses", "acceptance")
 
     def _check_fdb(self) -> None:
-        model = {mac: (e.port, _model_how(e)) for mac, e in self.model.entries().items()}
+        model = {mac: (e.port, model_how(e)) for mac, e in self.model.entries().items()}
         kernel = self.live.fdb()
         self._fdb_seen = self.model.fdb()
         if model == kernel:

@@ -21,7 +21,7 @@ from scapy.layers.l2 import Dot1Q, Ether
 from scapy.packet import Packet, Raw
 
 from vlab.errors import LabError
-from vlab.properties.livelab import _model_how
+from vlab.properties.livelab import model_how
 from vlab.properties.ops import (
     BridgeChange,
     Carrier,
@@ -150,7 +150,7 @@ class _Writer:
         if self.kind == "fdb":
             self.emit("fdb = {(e.mac, e.port, e.how) for e in br.fdb_entries() if not e.local}")
             rows = [
-                f'({self.mac_code(mac)}, {e.port}.port, "{_model_how(e)}")'
+                f'({self.mac_code(mac)}, {e.port}.port, "{model_how(e)}")'
                 for mac, e in sorted(self.machine.model.entries().items())
             ]
             self.emit("assert fdb == {" + ", ".join(rows) + "}" if rows else "assert fdb == set()")
@@ -277,7 +277,7 @@ class _Writer:
             sc.FdbCheckEntry(
                 self.names.get(mac, mac),
                 e.port,
-                "sticky" if e.sticky else kinds[_model_how(e)],  # type: ignore[arg-type]
+                "sticky" if e.sticky else kinds[model_how(e)],  # type: ignore[arg-type]
             )
             for mac, e in sorted(model.items())
         )

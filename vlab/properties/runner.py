@@ -46,3 +46,7 @@ def run_machine(machine: type[ForwardingMachine], settings: Settings | None = No
         run_state_machine_as_test(machine, settings=chosen)  # type: ignore[no-untyped-call]
     finally:
         machine.close_labs()
+
+
+# shared with the forwarding machine
+TestCaseProperty = _TestCaseProperty
