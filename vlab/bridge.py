@@ -84,6 +84,8 @@ def _errno_hint(exc: OSError, what: str, options: dict[str, Any]) -> LabError:
 class Port:
     """A bridge port, seen from the bridge: ``br.port(vm).set(learning=False)``."""
 
+    carrier_from_birth = False  # a port link with no endpoint that keeps operstate UNKNOWN
+
     def __init__(
         self, bridge: Bridge, name: str, index: int, endpoint: Endpoint | None, mac: str
     ) -> None:

@@ -163,6 +163,7 @@ class Vxlan:
     ) -> None:
         """Made by :meth:`vlab.lab.Lab.vxlan`."""
         self.lab = lab
+        self._guard = lab.switch.guard
         self.vni = vni
         self.bridges = bridges
         self.ports = ports
@@ -300,6 +301,7 @@ def _device(
     set_noqueue(switch.rtnl, index)
     _gro_off(switch, name)
     port = Port(br, name, index, None, mac)
+    port.carrier_from_birth = True  # a vxlan device keeps operstate UNKNOWN
     port.vxlan = (vni, dstport, learning)  # type: ignore[attr-defined]
     br.ports[name] = port
     switch.topology_changed()
