@@ -60,9 +60,14 @@ def build_links(world: World, bridges: tuple[BridgeSpec, ...]) -> None:
                 dstport=link.dstport,
                 learning=link.learning,
             )
-            for name, watch in zip(link.underlay, vx.watch_underlay(*link.underlay), strict=True):
+            if not link.underlay:
+                continue
+            watches = vx.watch_underlay(*link.underlay)
+            for name, watch, side in zip(
+                link.underlay, watches, (spec.name, link.peer), strict=True
+            ):
                 world.endpoints[name] = watch
-                world.bridge_of[name] = spec.name
+                world.bridge_of[name] = side
 
 
 __all__ = ["build_links", "build_macvtaps", "build_nics", "builder"]
