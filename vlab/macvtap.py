@@ -170,6 +170,11 @@ class MacvtapVM(VM):
             return []
         return [f"macvtap {self.port} of vm {self.name} is not up"]
 
+    @property
+    def show_kind(self) -> str:
+        """What ``vlab show`` lists it as: ``vm/macvtap MODE``."""
+        return f"vm/macvtap {self.mode}"
+
     def describe(self) -> str:
         """One line: the guest's MAC, the macvtap and its mode, the lower device."""
         kind = "qemu guest" if self.guest is not None else "guest"

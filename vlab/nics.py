@@ -217,6 +217,11 @@ class BondedHost(Host):
             f"host.nics[0].set_carrier(False)"
         )
 
+    @property
+    def show_kind(self) -> str:
+        """What ``vlab show`` lists it as: ``host/bond MODE``."""
+        return f"host/bond {self.bond_mode}"
+
     def describe(self) -> str:
         """One line: the bond, its mode and its slaves' cables."""
         slaves = ", ".join(f"{n.port} on {n.bridge.name}" for n in self.nics)
