@@ -75,6 +75,8 @@ class MacvtapGuestPort(GuestTapPort):
     """
 
     def drain(self) -> list[Record]:
+        """What the guest received since the last drain (incoming on the macvtap); what it
+        sent goes to ``guest_sent``, for the pcap."""
         records = super().drain()  # outgoing there: what the guest sent, here
         guest_sent, self.guest_sent = self.guest_sent, records
         return guest_sent

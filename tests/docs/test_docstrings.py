@@ -27,6 +27,10 @@ PUBLIC = (
     "vlab.rootless",
     "vlab.scenario",
     "vlab.scenario.select",
+    "vlab.macvtap",
+    "vlab.hypervisor",
+    "vlab.vxlan",
+    "vlab.nics",
 )
 INHERITED_OK = frozenset(dir(object)) | {"__init__", "__enter__", "__exit__"}
 
