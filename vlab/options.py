@@ -36,7 +36,13 @@ def normalize_mac(value: object, what: str = "MAC address") -> str:
 
 @dataclass(frozen=True)
 class Option:
-    """One option: where it lives in netlink and how a friendly value becomes a kernel value."""
+    """One option: where it lives in netlink and how a friendly value becomes a kernel value.
+
+    This is the one table of options: the lab's validation and encoding, the reference model
+    (:mod:`vlab.reference.bridge`: kinds, ranges, kernel rules, defaults), the scenario
+    vocabulary (:mod:`vlab.scenario.vocabulary`) and the hypothesis strategies
+    (:mod:`vlab.strategies`) all read it.
+    """
 
     name: str
     attr: int  # IFLA_BR_* / IFLA_BRPORT_* number; -1 for a link attribute (mac, mtu)
@@ -44,8 +50,9 @@ class Option:
     kind: str  # "bool" | "int" | "seconds" | "mac" | "state"
     lo: float = 0
     hi: float = 2**32 - 1
-    check: Callable[[int], str | None] | None = None  # extra kernel rule -> error text
+    check: Callable[[Any], str | None] | None = None  # extra kernel rule -> error text
     doc: str = ""
+    default: Any = None  # the kernel's default, friendly units; None: none (derived, per link)
 
     def encode(self, value: Any) -> Any:
         """The kernel value of a friendly one, or a LabError naming the range or choices."""
@@ -54,7 +61,11 @@ class Option:
                 raise LabError(f"option {self.name}={value!r}: expected true or false")
             return int(bool(value))
         if self.kind == "mac":
-            return normalize_mac(value, f"option {self.name}")
+            mac = normalize_mac(value, f"option {self.name}")
+            problem = self.check(mac) if self.check is not None else None
+            if problem:
+                raise LabError(f"option {self.name}={value!r}: {problem}")
+            return mac
         if self.kind == "state":
             if isinstance(value, str) and value.lower() in PORT_STATES:
                 return PORT_STATES[value.lower()]
@@ -98,7 +109,8 @@ class Option:
         return raw
 
 
-def _bridge_mask_rule(mask: int) -> str | None:
+def bridge_mask_rule(mask: int) -> str | None:
+    """The bridge group_fwd_mask bits the kernel refuses (fact 8)."""
     if mask & 0x7:
         return (
             "the kernel refuses bits 0-2 of the bridge group_fwd_mask (STP, pause, LACP); "
@@ -107,14 +119,18 @@ def _bridge_mask_rule(mask: int) -> str | None:
     return None
 
 
-def _port_mask_rule(mask: int) -> str | None:
+def port_mask_rule(mask: int) -> str | None:
+    """The port group_fwd_mask bit the kernel refuses (fact 8)."""
     if mask & 0x2:
         return "the kernel refuses bit 1 (pause frames, 01:80:c2:00:00:01) in a port mask"
     return None
 
 
-def _group_address_rule(mac: str) -> str | None:
-    if not mac.startswith("01:80:c2:00:00:") or mac[-2:] in ("01", "02", "03"):
+def group_address_rule(mac: str) -> str | None:
+    """The STP group addresses the kernel accepts (``br_group_address``: a link-local
+    01:80:c2:00:00:0X address other than X = 1, 2, 3; fact 9)."""
+    last = mac[-2:]
+    if not mac.startswith("01:80:c2:00:00:0") or last in ("01", "02", "03"):
         return "only 01:80:c2:00:00:00 and 01:80:c2:00:00:04..0f are accepted by the kernel"
     return None
 
@@ -139,12 +155,13 @@ BRIDGE_OPTIONS: dict[str, Option] = {
             0,
             _CS_MAX,
             doc="seconds; 0 turns learning off",
+            default=300.0,
         ),
-        Option("stp", 5, "I", "bool", doc="kernel STP"),
-        Option("forward_delay", 1, "I", "seconds", 2, 30, doc="seconds, 2-30"),
-        Option("hello_time", 2, "I", "seconds", 1, 10, doc="seconds, 1-10"),
-        Option("max_age", 3, "I", "seconds", 6, 40, doc="seconds, 6-40"),
-        Option("priority", 6, "H", "int", 0, _U16, doc="STP bridge priority"),
+        Option("stp", 5, "I", "bool", doc="kernel STP", default=False),
+        Option("forward_delay", 1, "I", "seconds", 2, 30, doc="seconds, 2-30", default=15.0),
+        Option("hello_time", 2, "I", "seconds", 1, 10, doc="seconds, 1-10", default=2.0),
+        Option("max_age", 3, "I", "seconds", 6, 40, doc="seconds, 6-40", default=20.0),
+        Option("priority", 6, "H", "int", 0, _U16, doc="STP bridge priority", default=32768),
         Option(
             "group_fwd_mask",
             9,
@@ -152,12 +169,21 @@ BRIDGE_OPTIONS: dict[str, Option] = {
             "int",
             0,
             _U16,
-            check=_bridge_mask_rule,
+            check=bridge_mask_rule,
             doc="bitmask of 01:80:c2:00:00:0X groups to forward",
+            default=0,
         ),
-        Option("group_address", 20, "mac", "mac", doc="STP group address"),
-        Option("multicast_snooping", 23, "B", "bool"),
-        Option("multicast_querier", 25, "B", "bool"),
+        Option(
+            "group_address",
+            20,
+            "mac",
+            "mac",
+            check=group_address_rule,
+            doc="STP group address",
+            default="01:80:c2:00:00:00",
+        ),
+        Option("multicast_snooping", 23, "B", "bool", default=True),
+        Option("multicast_querier", 25, "B", "bool", default=False),
         Option(
             "multicast_router",
             22,
@@ -166,10 +192,11 @@ BRIDGE_OPTIONS: dict[str, Option] = {
             0,
             2,
             doc="0 disabled, 1 learn, 2 always",
+            default=1,
         ),
-        Option("multicast_query_use_ifaddr", 24, "B", "bool"),
-        Option("multicast_last_member_count", 28, "I", "int", 0, _U32),
-        Option("multicast_startup_query_count", 29, "I", "int", 0, _U32),
+        Option("multicast_query_use_ifaddr", 24, "B", "bool", default=False),
+        Option("multicast_last_member_count", 28, "I", "int", 0, _U32, default=2),
+        Option("multicast_startup_query_count", 29, "I", "int", 0, _U32, default=2),
         Option(
             "multicast_last_member_interval",
             30,
@@ -178,6 +205,7 @@ BRIDGE_OPTIONS: dict[str, Option] = {
             0,
             _CS_MAX,
             doc="seconds",
+            default=1.0,
         ),
         Option(
             "multicast_membership_interval",
@@ -187,6 +215,7 @@ BRIDGE_OPTIONS: dict[str, Option] = {
             0,
             _CS_MAX,
             doc="seconds",
+            default=260.0,
         ),
         Option(
             "multicast_querier_interval",
@@ -196,6 +225,7 @@ BRIDGE_OPTIONS: dict[str, Option] = {
             0,
             _CS_MAX,
             doc="seconds",
+            default=255.0,
         ),
         Option(
             "multicast_query_interval",
@@ -205,6 +235,7 @@ BRIDGE_OPTIONS: dict[str, Option] = {
             1,
             _CS_MAX,
             doc="seconds, >= 1",
+            default=125.0,
         ),
         Option(
             "multicast_query_response_interval",
@@ -214,6 +245,7 @@ BRIDGE_OPTIONS: dict[str, Option] = {
             0.01,
             _CS_MAX,
             doc="seconds",
+            default=10.0,
         ),
         Option(
             "multicast_startup_query_interval",
@@ -223,15 +255,17 @@ BRIDGE_OPTIONS: dict[str, Option] = {
             1,
             _CS_MAX,
             doc="seconds, >= 1",
+            default=31.25,
         ),
-        Option("multicast_igmp_version", 43, "B", "int", 2, 3),
-        Option("multicast_mld_version", 44, "B", "int", 1, 2),
+        Option("multicast_igmp_version", 43, "B", "int", 2, 3, default=2),
+        Option("multicast_mld_version", 44, "B", "int", 1, 2, default=1),
         Option(
             "vlan_filtering",
             7,
             "B",
             "bool",
             doc="802.1Q-aware bridge; needs CONFIG_BRIDGE_VLAN_FILTERING",
+            default=False,
         ),
         Option(
             "fdb_max_learned",
@@ -241,6 +275,7 @@ BRIDGE_OPTIONS: dict[str, Option] = {
             0,
             _U32,
             doc="cap on dynamically learnt entries, 0 = no limit",
+            default=0,
         ),
         Option(
             "no_linklocal_learn",
@@ -248,26 +283,29 @@ BRIDGE_OPTIONS: dict[str, Option] = {
             "boolopt",
             "bool",
             doc="do not learn from 01:80:c2:00:00:0X frames",
+            default=False,
         ),
-        Option("mac", -1, "mac", "mac", doc="the bridge device's own MAC"),
-        Option("mtu", -1, "I", "int", 68, 65535, doc="bytes"),
+        Option("mac", -1, "mac", "mac", doc="the bridge device's own MAC", default=None),
+        Option("mtu", -1, "I", "int", 68, 65535, doc="bytes", default=1500),
     )
 }
 
 PORT_OPTIONS: dict[str, Option] = {
     o.name: o
     for o in (
-        Option("learning", 8, "B", "bool"),
-        Option("flood", 9, "B", "bool", doc="unknown unicast flooding"),
-        Option("mcast_flood", 27, "B", "bool"),
-        Option("bcast_flood", 30, "B", "bool"),
-        Option("isolated", 33, "B", "bool"),
-        Option("hairpin", 4, "B", "bool", doc="reflect frames back out of ingress"),
-        Option("locked", 39, "B", "bool", doc="802.1X: unknown sources dropped"),
-        Option("mab", 40, "B", "bool", doc="MAC authentication bypass; needs locked"),
-        Option("neigh_suppress", 32, "B", "bool"),
-        Option("proxy_arp", 10, "B", "bool"),
-        Option("proxy_arp_wifi", 12, "B", "bool"),
+        Option("learning", 8, "B", "bool", default=True),
+        Option("flood", 9, "B", "bool", doc="unknown unicast flooding", default=True),
+        Option("mcast_flood", 27, "B", "bool", default=True),
+        Option("bcast_flood", 30, "B", "bool", default=True),
+        Option("isolated", 33, "B", "bool", default=False),
+        Option("hairpin", 4, "B", "bool", doc="reflect frames back out of ingress", default=False),
+        Option("locked", 39, "B", "bool", doc="802.1X: unknown sources dropped", default=False),
+        Option(
+            "mab", 40, "B", "bool", doc="MAC authentication bypass; needs locked", default=False
+        ),
+        Option("neigh_suppress", 32, "B", "bool", default=False),
+        Option("proxy_arp", 10, "B", "bool", default=False),
+        Option("proxy_arp_wifi", 12, "B", "bool", default=False),
         Option(
             "group_fwd_mask",
             31,
@@ -275,15 +313,16 @@ PORT_OPTIONS: dict[str, Option] = {
             "int",
             0,
             _U16,
-            check=_port_mask_rule,
+            check=port_mask_rule,
             doc="bitmask of 01:80:c2:00:00:0X groups to forward",
+            default=0,
         ),
-        Option("state", 1, "B", "state"),
-        Option("priority", 2, "H", "int", 0, 63, doc="STP port priority"),
-        Option("cost", 3, "I", "int", 1, 65535, doc="STP path cost"),
-        Option("bpdu_guard", 5, "B", "bool"),
-        Option("root_block", 6, "B", "bool"),
-        Option("fast_leave", 7, "B", "bool"),
+        Option("state", 1, "B", "state", default="forwarding"),
+        Option("priority", 2, "H", "int", 0, 63, doc="STP port priority", default=32),
+        Option("cost", 3, "I", "int", 1, 65535, doc="STP path cost", default=None),
+        Option("bpdu_guard", 5, "B", "bool", default=False),
+        Option("root_block", 6, "B", "bool", default=False),
+        Option("fast_leave", 7, "B", "bool", default=False),
         Option(
             "multicast_router",
             25,
@@ -292,9 +331,10 @@ PORT_OPTIONS: dict[str, Option] = {
             0,
             3,
             doc="0 disabled, 1 learn, 2 permanent, 3 temporary",
+            default=1,
         ),
-        Option("mcast_to_unicast", 28, "B", "bool"),
-        Option("mcast_max_groups", 42, "I", "int", 0, _U32),
+        Option("mcast_to_unicast", 28, "B", "bool", default=False),
+        Option("mcast_max_groups", 42, "I", "int", 0, _U32, default=0),
     )
 }
 
@@ -317,12 +357,7 @@ def encode_options(
         opt = table.get(name)
         if opt is None:
             raise _unknown(kind, name, table)
-        raw = opt.encode(value)
-        if opt.name == "group_address":
-            problem = _group_address_rule(raw)
-            if problem:
-                raise LabError(f"option group_address={value!r}: {problem}")
-        out[opt.name] = raw
+        out[opt.name] = opt.encode(value)
     if kind == "port" and out.get("mab") and out.get("locked") == 0:
         raise LabError(
             "option mab=true needs locked=true (and learning on): the kernel says EINVAL"

@@ -56,6 +56,7 @@ def test_link_level_options_stay_out_of_bridge_data() -> None:
         ({"ageing_time": "30"}, "expected a number"),
         ({"ageing_time": True}, "expected a number"),
         ({"group_address": "01:80:c2:00:00:02"}, "only 01:80:c2:00:00:00"),
+        ({"group_address": "01:80:c2:00:00:10"}, "only 01:80:c2:00:00:00"),  # not link-local
         ({"mac": "01:02:03"}, "not a MAC"),
     ],
 )

@@ -726,12 +726,39 @@ def test_options_read_back_with_kernel_defaults(br: BridgeModel) -> None:
     assert br.ports == tuple(PORT_MACS)
 
 
-def test_option_names_match_the_labs_option_table() -> None:
-    options = pytest.importorskip("vlab.options")
+def test_the_models_options_are_the_labs_option_table() -> None:
+    """One table: every option's kind, range and default come from vlab.options."""
+    from vlab import options
     from vlab.reference import bridge as m
 
-    assert set(m.BRIDGE_OPTIONS) == set(options.BRIDGE_OPTIONS)
-    assert set(m.PORT_OPTIONS) == set(options.PORT_OPTIONS)
+    for mine, theirs in (
+        (m.BRIDGE_OPTIONS, options.BRIDGE_OPTIONS),
+        (m.PORT_OPTIONS, options.PORT_OPTIONS),
+    ):
+        assert list(mine) == list(theirs)
+        for name, opt in mine.items():
+            lab = theirs[name]
+            assert (opt.kind, opt.default, opt.lo, opt.hi) == (
+                lab.kind,
+                lab.default,
+                lab.lo,
+                lab.hi,
+            )
+
+
+def test_the_models_kernel_rules_are_the_labs() -> None:
+    """The refusals come from vlab.options' rules (one text, one place), and the model adds
+    only its own: options it does not model."""
+    from vlab import options
+    from vlab.reference import bridge as m
+
+    assert options.bridge_mask_rule(1) in str(m.BRIDGE_OPTIONS["group_fwd_mask"].rule(1))  # type: ignore[misc]
+    assert options.port_mask_rule(2) in str(m.PORT_OPTIONS["group_fwd_mask"].rule(2))  # type: ignore[misc]
+    bad = "01:80:c2:00:00:10"
+    assert options.group_address_rule(bad) in str(m.BRIDGE_OPTIONS["group_address"].rule(bad))  # type: ignore[misc]
+    with pytest.raises(LabError, match="does not model"):
+        model(vlan_filtering=True)
+    assert model(vlan_filtering=False).option("vlan_filtering") is False
 
 
 def test_constructor_validates_addresses() -> None:

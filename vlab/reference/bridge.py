@@ -30,11 +30,11 @@ from __future__ import annotations
 
 import difflib
 import math
-import re
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, replace
 from typing import Literal, SupportsBytes, TypeAlias
 
+from vlab import options
 from vlab.errors import LabError
 
 OptionValue: TypeAlias = bool | int | float | str
@@ -52,7 +52,7 @@ PAUSE = "01:80:c2:00:00:01"
 LINK_LOCAL = tuple(f"01:80:c2:00:00:{i:02x}" for i in range(16))
 """01:80:C2:00:00:00..0F, the addresses ``is_link_local_ether_addr`` matches."""
 
-PORT_STATES = ("disabled", "listening", "learning", "forwarding", "blocking")
+PORT_STATES = tuple(options.PORT_STATES)  # disabled, listening, learning, forwarding, blocking
 VLAN_TPIDS = (0x8100, 0x88A8)
 """Tags ``skb_vlan_untag`` moves into skb metadata before the bridge sees the frame."""
 PARSED_ETHERTYPES = (0x0800, 0x86DD, 0x0806, 0x8035)
@@ -60,8 +60,6 @@ PARSED_ETHERTYPES = (0x0800, 0x86DD, 0x0806, 0x8035)
 EGRESS_SLACK = 18
 """``is_skb_forwardable`` accepts skb->len <= MTU + Ethernet header + one VLAN tag (fact 21)."""
 
-_MAC_RE = re.compile(r"^[0-9a-f]{2}(:[0-9a-f]{2}){5}$")
-_U16 = 0xFFFF
 _U32 = 2**32 - 1
 
 
@@ -72,13 +70,8 @@ class NotModelled(LabError):
 # --- addresses ------------------------------------------------------------------------------
 
 
-def normalize_mac(value: object, what: str = "MAC address") -> str:
-    """Lower-case colon form (the fdb's spelling); ``-`` separators and upper case accepted."""
-    if isinstance(value, str):
-        mac = value.strip().lower().replace("-", ":")
-        if _MAC_RE.match(mac):
-            return mac
-    raise LabError(f"{what} {value!r} is not a MAC address; write it as 52:54:00:12:34:56")
+normalize_mac = options.normalize_mac
+"""Lower-case colon form (the fdb's spelling): the lab's own :func:`vlab.options.normalize_mac`."""
 
 
 def is_multicast(mac: str) -> bool:
@@ -153,32 +146,16 @@ def is_runt_tagged(data: bytes) -> bool:
 # --- options --------------------------------------------------------------------------------
 
 
+OptionKind: TypeAlias = Literal["bool", "int", "seconds", "mac", "state"]
+
+
 @dataclass(frozen=True)
 class _Opt:
-    kind: Literal["bool", "int", "seconds", "mac", "state"]
+    kind: OptionKind
     default: OptionValue | None
     lo: float = 0
     hi: float = _U32
     rule: Callable[[OptionValue], str | None] | None = None
-
-
-def _bridge_mask_rule(value: OptionValue) -> str | None:
-    if isinstance(value, int) and value & 0x7:
-        return "the kernel refuses bits 0-2 of the bridge group_fwd_mask (EINVAL, fact 8)"
-    return None
-
-
-def _port_mask_rule(value: OptionValue) -> str | None:
-    if isinstance(value, int) and value & 0x2:
-        return "the kernel refuses bit 1 (pause) in a port group_fwd_mask (EINVAL, fact 8)"
-    return None
-
-
-def _group_address_rule(value: OptionValue) -> str | None:
-    allowed = (STP_GROUP, *LINK_LOCAL[4:])
-    if value not in allowed:
-        return "only 01:80:c2:00:00:00 and 01:80:c2:00:00:04..0f are accepted (EINVAL, fact 9)"
-    return None
 
 
 def _off_only(what: str) -> Callable[[OptionValue], str | None]:
@@ -190,61 +167,43 @@ def _off_only(what: str) -> Callable[[OptionValue], str | None]:
     return rule
 
 
-BRIDGE_OPTIONS: dict[str, _Opt] = {
-    "ageing_time": _Opt("seconds", 300.0, 0, _U32 / 100),
-    "stp": _Opt("bool", False),
-    "forward_delay": _Opt("seconds", 15.0, 2, 30),
-    "hello_time": _Opt("seconds", 2.0, 1, 10),
-    "max_age": _Opt("seconds", 20.0, 6, 40),
-    "priority": _Opt("int", 32768, 0, _U16),
-    "group_fwd_mask": _Opt("int", 0, 0, _U16, _bridge_mask_rule),
-    "group_address": _Opt("mac", STP_GROUP, rule=_group_address_rule),
-    "multicast_snooping": _Opt("bool", True),
-    "multicast_querier": _Opt("bool", False),
-    "multicast_router": _Opt("int", 1, 0, 2),
-    "multicast_query_use_ifaddr": _Opt("bool", False),
-    "multicast_last_member_count": _Opt("int", 2),
-    "multicast_startup_query_count": _Opt("int", 2),
-    "multicast_last_member_interval": _Opt("seconds", 1.0, 0, _U32 / 100),
-    "multicast_membership_interval": _Opt("seconds", 260.0, 0, _U32 / 100),
-    "multicast_querier_interval": _Opt("seconds", 255.0, 0, _U32 / 100),
-    "multicast_query_interval": _Opt("seconds", 125.0, 1, _U32 / 100),
-    "multicast_query_response_interval": _Opt("seconds", 10.0, 0.01, _U32 / 100),
-    "multicast_startup_query_interval": _Opt("seconds", 31.25, 1, _U32 / 100),
-    "multicast_igmp_version": _Opt("int", 2, 2, 3),
-    "multicast_mld_version": _Opt("int", 1, 1, 2),
-    "vlan_filtering": _Opt("bool", False, rule=_off_only("VLAN-aware forwarding")),
-    "fdb_max_learned": _Opt("int", 0),
-    "no_linklocal_learn": _Opt("bool", False),
-    "mac": _Opt("mac", None),
-    "mtu": _Opt("int", 1500, 68, 65535),
+NOT_MODELLED_BRIDGE = {"vlan_filtering": "VLAN-aware forwarding"}
+"""Bridge options the model accepts only at their default (it does not model their effect)."""
+
+NOT_MODELLED_PORT = {
+    "neigh_suppress": "it answers ARP/ND from br0's table",
+    "proxy_arp_wifi": "it acts on ARP replies",
 }
-"""Bridge options in the public API's names and units, with the kernel's defaults."""
+"""Port options the model accepts only at their default."""
+
+
+def _derive(option: options.Option, not_modelled: str | None) -> _Opt:
+    """The model's view of one option of the lab's table (:mod:`vlab.options`): its kind,
+    range, kernel rule and default, plus the model's own refusal of what it does not model."""
+    kernel_rule, off = option.check, _off_only(not_modelled) if not_modelled else None
+
+    def rule(value: OptionValue) -> str | None:
+        if kernel_rule is not None and isinstance(value, int | str) and not isinstance(value, bool):
+            problem = kernel_rule(value)
+            if problem:
+                return f"{problem} (EINVAL)"
+        return off(value) if off is not None else None
+
+    kind: OptionKind = option.kind  # type: ignore[assignment]
+    return _Opt(kind, option.default, option.lo, option.hi, rule)
+
+
+BRIDGE_OPTIONS: dict[str, _Opt] = {
+    name: _derive(o, NOT_MODELLED_BRIDGE.get(name)) for name, o in options.BRIDGE_OPTIONS.items()
+}
+"""Bridge options in the public API's names and units, with the kernel's defaults: derived
+from the lab's own table, :data:`vlab.options.BRIDGE_OPTIONS`."""
 
 PORT_OPTIONS: dict[str, _Opt] = {
-    "learning": _Opt("bool", True),
-    "flood": _Opt("bool", True),
-    "mcast_flood": _Opt("bool", True),
-    "bcast_flood": _Opt("bool", True),
-    "isolated": _Opt("bool", False),
-    "hairpin": _Opt("bool", False),
-    "locked": _Opt("bool", False),
-    "mab": _Opt("bool", False),
-    "neigh_suppress": _Opt("bool", False, rule=_off_only("it answers ARP/ND from br0's table")),
-    "proxy_arp": _Opt("bool", False),
-    "proxy_arp_wifi": _Opt("bool", False, rule=_off_only("it acts on ARP replies")),
-    "group_fwd_mask": _Opt("int", 0, 0, _U16, _port_mask_rule),
-    "state": _Opt("state", "forwarding"),
-    "priority": _Opt("int", 32, 0, 63),
-    "cost": _Opt("int", None, 1, 65535),
-    "bpdu_guard": _Opt("bool", False),
-    "root_block": _Opt("bool", False),
-    "fast_leave": _Opt("bool", False),
-    "multicast_router": _Opt("int", 1, 0, 3),
-    "mcast_to_unicast": _Opt("bool", False),
-    "mcast_max_groups": _Opt("int", 0),
+    name: _derive(o, NOT_MODELLED_PORT.get(name)) for name, o in options.PORT_OPTIONS.items()
 }
-"""Port options; ``cost`` defaults to None because the kernel derives it from the link speed."""
+"""Port options (from :data:`vlab.options.PORT_OPTIONS`); ``cost`` defaults to None because
+the kernel derives it from the link speed."""
 
 
 def _unknown(kind: str, name: str, table: Mapping[str, _Opt]) -> LabError:
