@@ -148,3 +148,37 @@ def test_bad_vxlan_requests(lab: Lab) -> None:
         lab.vxlan(br_a, br_b, vni=5, dstport=8472)
     with pytest.raises(LabError, match="one bridge per VNI"):
         lab.vxlan(other, br_b, vni=5)
+
+
+def test_every_hop_of_the_overlay_path_and_the_second_hypervisor_s_building_calls(
+    lab: Lab,
+) -> None:
+    """vm1 -> tap -> br-a -> vxlan -> underlay -> vxlan -> br-b -> {host, uplink, VM} on hv2,
+    each hop seen: the tap's counters, the underlay packet, the far bridge's fdb, the far
+    endpoints; and back from hv2's host to vm1."""
+    br_a = lab.bridge("br-a")
+    hv = lab.hypervisor("hv2")
+    br_b = hv.bridge("br-b")
+    vm1 = lab.vm("vm1", bridge=br_a)
+    h2 = hv.host("h2", br_b, ip="192.0.2.2/24")
+    up2 = hv.uplink(br_b, name="up2")
+    vm2 = hv.vm("vm2", bridge=br_b)
+    vx = lab.vxlan(br_a, br_b, vni=4242)
+    ul_a, ul_b = vx.watch_underlay()
+    assert h2.ns.name == "h2" and up2.ns.name == "hv2-up"  # hv2's own upstream namespace
+    assert br_b.switch is hv.switch and vm2.switch is hv.switch
+    f = probe(vm1.mac, "ff:ff:ff:ff:ff:ff", b"every hop")
+    before = br_a.port(vm1).stats().rx_packets
+    vm1.send(f)
+    assert br_a.port(vm1).stats().rx_packets == before + 1  # hop 1: into br-a through the tap
+    ul_b.expect(vx.encapsulated(f, to=br_b))  # hop 2: the underlay, towards hv2
+    lab.expect(f, at=[h2, up2, vm2])  # hop 3: br-b flooded it to everything on hv2
+    assert br_b.fdb()[vm1.mac] == vx.ports[1].name  # learnt behind hv2's vxlan port
+    assert lab.where(vm1.mac).bridge == "br-a"  # type: ignore[union-attr]
+    back = probe(h2.mac, vm1.mac, b"back from hv2")
+    h2.send(back)
+    ul_a.expect(vx.encapsulated(back, to=br_a))
+    lab.expect(back, at=[vm1])
+    assert "hv2" in lab.namespaces() and "underlay" in lab.namespaces()
+    assert lab.run("hv2", "bridge", "link").stdout.count("master br-b") == 4  # 3 + vxlan
+    assert "underlay ul-hv2" in lab.describe()
