@@ -16,8 +16,12 @@ if TYPE_CHECKING:
     from vlab.endpoints import VM, Endpoint, Host, Uplink
     from vlab.errors import LabError, Unsupported
     from vlab.frames import Mask
+    from vlab.hypervisor import Hypervisor
     from vlab.lab import Lab, Where
+    from vlab.macvtap import MacvtapVM
+    from vlab.nics import BondedHost
     from vlab.stats import LinkStats
+    from vlab.vxlan import UnderlayWatch, Vxlan
 
 try:
     __version__ = version("vlab")
@@ -39,6 +43,11 @@ _HOMES = {
     "Unsupported": "vlab.errors",
     "Uplink": "vlab.endpoints",
     "Where": "vlab.lab",
+    "MacvtapVM": "vlab.macvtap",
+    "Hypervisor": "vlab.hypervisor",
+    "Vxlan": "vlab.vxlan",
+    "UnderlayWatch": "vlab.vxlan",
+    "BondedHost": "vlab.nics",
 }
 
 
@@ -57,17 +66,22 @@ def __dir__() -> list[str]:
 
 __all__ = [
     "VM",
+    "BondedHost",
     "Bridge",
     "Endpoint",
     "FdbEntry",
     "Host",
+    "Hypervisor",
     "Lab",
     "LabError",
     "LinkStats",
+    "MacvtapVM",
     "Mask",
     "Port",
+    "UnderlayWatch",
     "Unsupported",
     "Uplink",
+    "Vxlan",
     "Where",
     "__version__",
 ]
