@@ -269,6 +269,12 @@ class Bridge:
                     f"lab {self.lab.name!r} of bridge {self.name}: use its own lab's bridges"
                 )
             port = self.ports.get(endpoint.port)
+            if port is None and endpoint.bridge is self:
+                raise LabError(
+                    f"{endpoint.kind} {endpoint.name} has no port of its own on {self.name} "
+                    "(a macvtap VM, a bond, an underlay watch): set the options on the port its "
+                    "frames enter through (its NIC's)"
+                )
             if port is None or port.endpoint is not endpoint:
                 raise LabError(
                     f"{endpoint.kind} {endpoint.name} is cabled to {endpoint.bridge.name}, not to "

@@ -235,3 +235,19 @@ def test_settle_waits_for_the_macvlan_broadcast_queue(lab: Lab) -> None:
         for vm in (vm1, vm2, vm3):
             vm.expect(f, timeout=0)  # already there: no waiting, no second settle
     lab.expect_quiet()  # and the barrier's markers never show up anywhere
+
+
+def test_a_macvtap_vm_has_no_bridge_port_of_its_own(lab: Lab) -> None:
+    br = lab.bridge("br0")
+    nic = lab.port(br)
+    vm = lab.vm("vm1", macvtap=nic, mode="bridge")
+    with pytest.raises(LabError, match="has no port of its own on br0"):
+        br.port(vm).set(hairpin=True)
+    br.port(nic).set(hairpin=True)  # the port its frames enter through
+    assert br.port(nic).options()["hairpin"] is True
+    assert "macvtap macvtap0 mode bridge" in lab.describe()
+    assert lab.where(vm.mac) is None  # not learnt yet: it has sent nothing
+    vm.send(probe(vm.mac, "ff:ff:ff:ff:ff:ff", b"here I am"))
+    lab.settle()
+    where = lab.where(vm.mac)
+    assert where is not None and where.port == nic.name and where.owner == "vm1"
