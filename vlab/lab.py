@@ -464,7 +464,8 @@ class Lab(Builder):
         """The lab as text: bridges, their ports and what is cabled to each."""
         lines = [f"lab {self.name}"]
         for br in self.bridges.values():
-            lines.append(f"  bridge {br.name} mac {br.mac}")
+            on = f" on hypervisor {br.switch.name}" if br.switch is not self.switch else ""
+            lines.append(f"  bridge {br.name} mac {br.mac}{on}")
             for port in br.ports.values():
                 if port.endpoint is not None:
                     lines.append(f"    {port.name:<8} {port.endpoint.describe()}")

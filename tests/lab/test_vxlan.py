@@ -182,3 +182,4 @@ def test_every_hop_of_the_overlay_path_and_the_second_hypervisor_s_building_call
     assert "hv2" in lab.namespaces() and "underlay" in lab.namespaces()
     assert lab.run("hv2", "bridge", "link").stdout.count("master br-b") == 4  # 3 + vxlan
     assert "underlay ul-hv2" in lab.describe()
+    assert "bridge br-b mac" in lab.describe() and "on hypervisor hv2" in lab.describe()
