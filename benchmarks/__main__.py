@@ -40,6 +40,7 @@ BENCHES = (
     "busy",
     "startup",
     "peer",
+    "stp",
 )  # fmt: skip
 
 
@@ -115,6 +116,7 @@ def main(argv: list[str] | None = None) -> int:
         ("busy", lambda: bench_suite.negative_checks(quick)),
         ("startup", lambda: bench_suite.startup(quick)),
         ("peer", lambda: bench_peer.run(quick)),
+        ("stp", lambda: importlib.import_module("benchmarks.bench_stp").run(quick)),
     ]
     started = time.perf_counter()
     try:

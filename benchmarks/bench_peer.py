@@ -152,6 +152,7 @@ def _python_path() -> str:
 def suite(quick: bool) -> list[Figure]:
     runs = 1 if quick else 3
     vlab: list[float] = []
+    fresh: list[float] = []  # vlab with switch namespaces never reused
     mininet: list[float] = []
     results: list[str] = []
     with tempfile.TemporaryDirectory(prefix="vlab-bench-peer-") as tmp:
@@ -165,8 +166,13 @@ def suite(quick: bool) -> list[Figure]:
         margv = ["unshare", "--net", SYSTEM_PYTHON, "-m", "pytest", *common, "-p", "no:vlab"]
         margv += [str(mdir)]
         menv = dict(os.environ, PYTHONPATH=_python_path())
+        fenv = dict(os.environ, VLAB_REUSE_NAMESPACES="0")
         for _ in range(runs):
-            for argv, env, out in ((vargv, None, vlab), (margv, menv, mininet)):
+            for argv, env, out in (
+                (vargv, None, vlab),
+                (margv, menv, mininet),
+                (vargv, fenv, fresh),
+            ):
                 start = time.perf_counter()
                 proc = subprocess.run(
                     argv, cwd=tmp, env=env, capture_output=True, text=True, timeout=1200
@@ -179,8 +185,9 @@ def suite(quick: bool) -> list[Figure]:
     v, m = Stats.of(vlab), Stats.of(mininet)
     ratio = statistics.median(mininet) / statistics.median(vlab)
     inside = [_pytest_seconds(line) for line in results]
-    v_in = statistics.median(inside[0::2]) if all(inside) else float("nan")
-    m_in = statistics.median(inside[1::2]) if all(inside) else float("nan")
+    v_in = statistics.median(inside[0::3]) if all(inside) else float("nan")
+    m_in = statistics.median(inside[1::3]) if all(inside) else float("nan")
+    f_in = statistics.median(inside[2::3]) if all(inside) else float("nan")
     return [
         Figure(
             f"peer: {SUITE_TESTS}-test pytest suite (build the lab, one endpoint reaches another)",
@@ -193,7 +200,17 @@ def suite(quick: bool) -> list[Figure]:
             note=f"{runs} alternating runs each, start-up included; pytest's own time "
             f"(without start-up): vlab {v_in:.2f} s, Mininet {m_in:.2f} s ({m_in / v_in:.1f}x); "
             "last lines: " + "; ".join(dict.fromkeys(results)),
-        )
+        ),
+        Figure(
+            f"peer: {SUITE_TESTS}-test pytest suite, switch namespaces reused (the default)",
+            v,
+            "s wall",
+            "the same vlab suite with `VLAB_REUSE_NAMESPACES=0`",
+            Stats.of(fresh),
+            note=f"interleaved with the runs above; pytest's own time {v_in:.2f} s against "
+            f"{f_in:.2f} s; Mininet / vlab without reuse: "
+            f"{statistics.median(mininet) / statistics.median(fresh):.1f}x",
+        ),
     ]
 
 

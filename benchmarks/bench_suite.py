@@ -127,7 +127,11 @@ def labs_in_a_row(labs: int) -> list[Figure]:
         row, total = rows[reuse]
         s = Stats.of(row).scaled(ms)
         met = s.median <= 3.0 and p99(row) * ms <= 10.0 and total / len(row) * ms <= 10.0
-        how = "switch namespaces reused (`VLAB_REUSE_NAMESPACES=1`)" if reuse else "default"
+        how = (
+            "switch namespaces reused (the `pytest --vlab` default)"
+            if reuse
+            else "fresh namespaces (`VLAB_REUSE_NAMESPACES=0`)"
+        )
         figures.append(
             Figure(
                 f"{len(row)} labs in rows of 50 (bridge + 3 VMs + uplink), per lab: {how}",

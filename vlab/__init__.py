@@ -21,6 +21,7 @@ if TYPE_CHECKING:
     from vlab.macvtap import MacvtapVM
     from vlab.nics import BondedHost
     from vlab.stats import LinkStats
+    from vlab.unbridged import Interface
     from vlab.vxlan import UnderlayWatch, Vxlan
 
 try:
@@ -35,6 +36,7 @@ _HOMES = {
     "Endpoint": "vlab.endpoints",
     "FdbEntry": "vlab.bridge",
     "Host": "vlab.endpoints",
+    "Interface": "vlab.unbridged",
     "Lab": "vlab.lab",
     "LinkStats": "vlab.stats",
     "LabError": "vlab.errors",
@@ -72,6 +74,7 @@ __all__ = [
     "FdbEntry",
     "Host",
     "Hypervisor",
+    "Interface",
     "Lab",
     "LabError",
     "LinkStats",

@@ -29,6 +29,7 @@ from vlab.options import (
 if TYPE_CHECKING:
     from vlab.lab import Lab
     from vlab.stats import LinkStats
+    from vlab.stp import StpPort
     from vlab.switch import Switch
 
 
@@ -96,12 +97,20 @@ class Port:
         self.mac = mac  # the port device's own MAC (a local fdb entry), not the endpoint's
         self.state_managed = False  # the user set a state: readiness must not wait on it
         self.admin_down = False  # set_up(False): readiness must not wait on it either
+        self.foreign = False  # made behind vlab's back (see br.port): nor on this one
 
     @property
     def _guard(self) -> LabGuard:
         return self.bridge.switch.guard
 
     @guarded
+    def describe(self) -> str:
+        """One line for the lab's topology: the endpoint behind this port, or what the port is
+        when none is (a cable end says which cable; a bare port its MAC)."""
+        if self.endpoint is not None:
+            return self.endpoint.describe()
+        return f"no endpoint (mac {self.mac})"
+
     def set(self, **options: Any) -> Port:
         """Change port options (friendly names and units), all validated before any is sent."""
         encoded = encode_port(options)
@@ -111,6 +120,10 @@ class Port:
             self.bridge.switch.rtnl.set_port_data(self.index, pack_data(PORT_OPTIONS, encoded))
         except OSError as exc:
             raise _errno_hint(exc, f"port {self.name} of {self.bridge.name}", options) from None
+        from vlab import readback
+
+        raw = self.bridge.switch.rtnl.port_data(self.index)
+        readback.check(PORT_OPTIONS, encoded, raw, f"port {self.name} of {self.bridge.name}")
         return self
 
     @guarded
@@ -181,6 +194,14 @@ class Port:
         switch.topology_changed()
         return self
 
+    def stp(self) -> StpPort:
+        """What the kernel's STP holds for this port: role, state, designated root, bridge,
+        port and cost (the role is derived, netlink has none: see :mod:`vlab.stp`)."""
+        from vlab.stp import port_stp
+
+        with self._guard.lock:
+            return port_stp(self)
+
     def stats(self) -> LinkStats:
         """The port device's kernel counters: rx is what the bridge got from the endpoint."""
         from vlab.stats import port_stats
@@ -221,6 +242,10 @@ class Bridge:
         if encoded.get("vlan_filtering") == 0 and not self.vlan_filtering:
             del encoded["vlan_filtering"]  # already off; kernels without it refuse even "off"
         rtnl = self.switch.rtnl
+        if "stp" in encoded and not encoded["stp"] and self.stp:
+            from vlab.cable import check_stp_off
+
+            check_stp_off(self)  # a loop of cables without STP would be a broadcast storm
         if encoded.get("multicast_querier") and not self._link_local:
             self._enable_link_local()  # before the querier's first MLD query, which needs it
         try:
@@ -233,8 +258,17 @@ class Bridge:
                 rtnl.set_bridge_data(self.index, data)
         except OSError as exc:
             raise _errno_hint(exc, f"bridge {self.name}", options) from None
+        if data:
+            from vlab import readback
+
+            raw = rtnl.bridge_data(self.index)
+            readback.check(BRIDGE_OPTIONS, encoded, raw, f"bridge {self.name}")
         if "stp" in encoded:
             self.stp = bool(encoded["stp"])
+            if self.stp:
+                from vlab.stp import filter_bpdus
+
+                filter_bpdus(self.switch)
         if "vlan_filtering" in encoded:
             self.vlan_filtering = bool(encoded["vlan_filtering"])
         if "multicast_querier" in encoded:
@@ -251,13 +285,17 @@ class Bridge:
     def n_learned(self) -> int:
         """How many dynamically learnt entries count against fdb_max_learned."""
         raw = self.switch.rtnl.bridge_data(self.index).get(IFLA_BR_FDB_N_LEARNED)
-        return int.from_bytes(raw[:4], "little") if raw else 0
+        if raw is None:  # not a count of 0: a kernel that does not count (before 6.8)
+            raise Unsupported(f"bridge {self.name}: this kernel does not count learnt entries")
+        return int.from_bytes(raw[:4], "little")
 
     # --- ports -----------------------------------------------------------------------------
 
     @guarded
     def port(self, endpoint: Endpoint | Port | str) -> Port:
-        """The port an endpoint of this lab is cabled to on this bridge (or a port by name)."""
+        """The port an endpoint of this lab is cabled to on this bridge (or a port by name,
+        one vlab did not make included: ``lab.run("switch", "ip", "link", "set", "X", "master",
+        br.name)`` then ``br.port("X")``)."""
         if isinstance(endpoint, Port):
             if endpoint.bridge is not self:
                 raise LabError(f"{endpoint!r} is a port of {endpoint.bridge.name}, not {self.name}")
@@ -276,6 +314,11 @@ class Bridge:
                     "frames enter through (its NIC's)"
                 )
             if port is None or port.endpoint is not endpoint:
+                if endpoint.bridge is None:
+                    raise LabError(
+                        f"{endpoint.kind} {endpoint.name} is cabled to no bridge: it has no "
+                        f"port on {self.name}"
+                    )
                 raise LabError(
                     f"{endpoint.kind} {endpoint.name} is cabled to {endpoint.bridge.name}, not to "
                     f"{self.name}: use {endpoint.bridge.name}.port({endpoint.name})"
@@ -286,6 +329,10 @@ class Bridge:
                 f"port({endpoint!r}): give an endpoint of this lab (from lab.vm/host/uplink), "
                 "one of its ports or a port name"
             )
+        if endpoint not in self.ports:  # a port made behind vlab's back: adopt it
+            from vlab.topology import adopt_port
+
+            adopt_port(self, endpoint)
         try:
             return self.ports[endpoint]
         except KeyError:
@@ -406,6 +453,12 @@ class Bridge:
             nl.neigh_add(rtnl, self.index, addr.packed, normalize_mac(mac))
         except OSError as exc:
             raise LabError(f"neigh_add {ip} lladdr {mac} on {self.name}: {exc.strerror}") from None
+
+    def enable_ipv6(self) -> None:
+        """IPv6 on the bridge device alone, once (see :meth:`_enable_ipv6`): what an IPv6
+        group join of ``br.local`` needs."""
+        if not self._ipv6:
+            self._enable_ipv6()
 
     def _enable_ipv6(self) -> None:
         """IPv6 on the bridge device alone, with the chatter that costs kept out of assertions.

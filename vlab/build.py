@@ -128,8 +128,20 @@ class Builder:
             if exc.errno == 95:  # EOPNOTSUPP: e.g. vlan_filtering without the config option
                 raise Unsupported(f"bridge {name}: this kernel does not support {shown}") from None
             raise LabError(f"cannot create bridge {name} with {shown}: {exc.strerror}") from None
+        from vlab import readback
+
+        try:
+            readback.check(BRIDGE_OPTIONS, encoded, switch.rtnl.bridge_data(index), name)
+        except Unsupported:
+            with suppress_os():
+                switch.links.delete(index)  # a failed call leaves nothing
+            raise
         br = Bridge(switch, name, index, mac)
         br.stp = bool(encoded.get("stp"))
+        if br.stp:
+            from vlab.stp import filter_bpdus
+
+            filter_bpdus(switch)  # its BPDUs are lab noise (kept in the pcaps)
         br.vlan_filtering = bool(encoded.get("vlan_filtering"))
         switch.fabric.bridges[name] = br
         if querier is not None:
@@ -247,27 +259,42 @@ class Builder:
         or IPv6 addresses turn IPv6 on in this host alone (see :mod:`vlab.ip`).
         ``bridge=[br1, br2]`` gives it a NIC on each (``host.nics``); ``bond=[br1, br2],
         mode="active-backup"`` bonds those NICs (see :mod:`vlab.nics`).
+        ``bridge=None``: the veth's other end stays an interface of the switch namespace in no
+        bridge, an endpoint of its own, ``host.peer`` (see :mod:`vlab.unbridged`).
         """
+        from vlab import unbridged
+
         switch = self.switch
         switch.fabric.check_name(name, "host")
-        if (bridge is None) == (bond is None):
-            raise LabError(f"host {name}: give either bridge= (its NICs) or bond= (bonded NICs)")
-        if mode is not None and bond is None:
+        if bond is not None:
+            if bridge is not None:
+                raise LabError(
+                    f"host {name}: give either bridge= (its NICs) or bond= (bonded NICs)"
+                )
+        elif mode is not None:
             raise LabError(f"host {name}: mode= is a bond's; give bond= with it")
         if bond is not None or isinstance(bridge, list | tuple):
             from vlab import nics
 
             return nics.special_host(self, name, bridge, mac, mtu, ip, ipv6, bond, mode)
-        br = self._own_bridge(bridge)  # type: ignore[arg-type]
+        br = self._own_bridge(bridge) if bridge is not None else None  # type: ignore[arg-type]
+        if br is None and unbridged.peer_name(name) in switch.fabric.endpoints:
+            raise LabError(f"host name {name!r}: {unbridged.peer_name(name)} is already used")
         mtu = endpoint_mtu("host", name, mtu)
         mac = endpoint_mac("host", name, mac, "02")
         ips = iplib.interfaces(ip, f"host {name} ip")
         want6, ips6 = iplib.ipv6_request(ipv6, f"host {name}")
-        check_room(br, f"host {name}")
+        if br is not None:
+            check_room(br, f"host {name}")
         with switch.rollback():
             space = switch.fabric.namespace(name)
             port = switch.next_name("veth")
-            ep = cable_veth(switch, Host, name, br, port, space, "eth0", mac, mtu)
+            if br is None:
+                ep: NamespacedEndpoint = unbridged.cable_lone_host(
+                    switch, name, port, space, mac, mtu
+                )
+            else:
+                ep = cable_veth(switch, Host, name, br, port, space, "eth0", mac, mtu)
             assert isinstance(ep, Host)
             iplib.configure_host(space.ns, space.rtnl, "eth0", ep.ifindex, ips + ips6, want6)
         return ep

@@ -34,6 +34,7 @@ import threading
 import time
 
 from vlab.errors import LabError
+from vlab.ip import checksum
 from vlab.netns import NetNS
 from vlab.rtnl import LinkRequests, Rtnl
 
@@ -41,13 +42,6 @@ ETH_P_ALL = 0x0003
 SOL_PACKET = 263
 PACKET_IGNORE_OUTGOING = 23
 _MARK_TYPE = 0x0800  # IPv4/UDP to documentation addresses; the namespace has no address to answer
-
-
-def _checksum(header: bytes) -> int:
-    total: int = sum(struct.unpack("!10H", header))
-    total = (total & 0xFFFF) + (total >> 16)
-    total = (total & 0xFFFF) + (total >> 16)
-    return ~total & 0xFFFF
 
 
 def _marker(cpu: int, seq: int, src: bytes, dst: bytes) -> bytes:
@@ -67,7 +61,7 @@ def _marker(cpu: int, seq: int, src: bytes, dst: bytes) -> bytes:
         b"\xc0\0\x02\x01",
         b"\xc0\0\x02\x02",
     )
-    head = head[:10] + struct.pack("!H", _checksum(head)) + head[12:]
+    head = head[:10] + struct.pack("!H", checksum(head)) + head[12:]
     return dst + src + struct.pack("!H", _MARK_TYPE) + head + udp
 
 

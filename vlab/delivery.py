@@ -86,5 +86,7 @@ def expect_at(
         if copies:
             extra[ep.name] = copies
     if waiting or extra:
-        raise AssertionError(report.wrong_delivery(lab, m, targets, waiting, extra, timeout))
+        wanted, missed = [ep.name for ep in targets], [ep.name for ep in waiting]
+        text = report.wrong_delivery(lab.snapshot(), m, wanted, missed, extra, timeout)
+        raise AssertionError(text)
     return [got[ep.name] for ep in targets]

@@ -25,6 +25,7 @@ from vlab.capture import Record
 from vlab.errors import LabError
 from vlab.frames import FrameLike, Mask, as_mask, parse, to_bytes
 from vlab.guard import LabGuard, guarded
+from vlab.rxfilter import ReceiveFilter
 
 if TYPE_CHECKING:
     from vlab.bridge import Bridge
@@ -35,6 +36,7 @@ if TYPE_CHECKING:
     from vlab.rtnl import Rtnl
     from vlab.stats import LinkStats
     from vlab.switch import Namespace, Switch
+    from vlab.unbridged import Interface
 
 PCAP_KEEP = 50_000  # frames kept per endpoint for the failure pcap
 WAIT_SLICE = 0.05  # longest select() in expect: a close or a guest's death is noticed this soon
@@ -96,8 +98,10 @@ class Endpoint:
     carrier_from_birth = False  # its port's operstate stays UNKNOWN (a tap, a dummy)
     space: Namespace | None = None  # the namespace its own NIC's counters are read in
 
+    bridge: Bridge | None  # None: an endpoint in no bridge (see vlab.unbridged)
+
     def __init__(
-        self, switch: Switch, name: str, mac: str, port: str, bridge: Bridge, io: FrameIO
+        self, switch: Switch, name: str, mac: str, port: str, bridge: Bridge | None, io: FrameIO
     ) -> None:
         """Built by a building call (see :mod:`vlab.build`) once its link exists."""
         self.switch = switch  # the switch namespace its port is in, and its services
@@ -113,6 +117,7 @@ class Endpoint:
         # a capture that sees this endpoint's own sends (a guest's tap) logs them itself
         self.log_sends = not getattr(io, "sees_own_sends", False)
         self.ledger = loss.Ledger()  # frames lost here, and what clear() forgave
+        self.switch_index = 0  # in no bridge: the switch namespace's link its frames cross
 
     @property
     def _guard(self) -> LabGuard:
@@ -130,6 +135,27 @@ class Endpoint:
     @property
     def _log(self) -> collections.deque[tuple[int, bool, bytes]]:
         return self.log
+
+    @property
+    def location(self) -> str:
+        """Where this endpoint is cabled, for messages: ``port vnet0 on br0``, or for an
+        endpoint in no bridge ``veth0, in no bridge``."""
+        if self.bridge is None:
+            return f"{self.port}, in no bridge"
+        return f"port {self.port} on {self.bridge.name}"
+
+    def switch_link(self) -> int:
+        """The switch namespace's link this endpoint's frames cross: its bridge port (the
+        bridge device itself for ``br.local``), or its standalone interface in no bridge."""
+        if self.bridge is None:
+            return self.switch_index
+        port = self.bridge.ports.get(self.port)
+        return port.index if port is not None else self.bridge.index
+
+    def loss_link(self) -> int:
+        """The switch namespace's link whose tx_dropped counts frames lost on their way to this
+        endpoint (see :mod:`vlab.loss`); 0 for none."""
+        return self.switch_link()
 
     # --- the kind's hooks ----------------------------------------------------------------
 
@@ -302,13 +328,13 @@ class Endpoint:
         self.check_alive()
         self.apply_carrier(up)
         self.carrier = up
-        port = self.bridge.port(self)
-        self.switch.sync_link(port.index, port.name, up)
+        bridged = self.bridge is not None
+        self.switch.sync_link(self.switch_link(), self.port if bridged else None, up)
         self.switch.topology_changed()
 
     def describe(self) -> str:
         """One line saying what this endpoint is and where it is cabled (used in reports)."""
-        return f"{self.kind} {self.name} mac {self.mac} on {self.bridge.name} port {self.port}"
+        return f"{self.kind} {self.name} mac {self.mac} on {self.location}"
 
     def __repr__(self) -> str:
         return f"<{type(self).__name__} {self.name} {self.mac} port={self.port}>"
@@ -368,6 +394,7 @@ class VM(Endpoint):
     """An emulated VM: vlab holds the tap fd, exactly what QEMU's ``-netdev tap,fd=N`` holds."""
 
     kind = "vm"
+    bridge: Bridge  # a tap is always a bridge port
     carrier_from_birth = True  # a tap had carrier from birth: operstate stays UNKNOWN
 
     def __init__(
@@ -473,7 +500,7 @@ class NamespacedEndpoint(Endpoint):
         name: str,
         mac: str,
         port: str,
-        bridge: Bridge,
+        bridge: Bridge | None,
         io: FrameIO,
         space: Namespace,
         ifname: str,
@@ -515,10 +542,36 @@ class NamespacedEndpoint(Endpoint):
 _NamespacedEndpoint = NamespacedEndpoint  # the name it had before it was public
 
 
-class Host(NamespacedEndpoint):
-    """A namespace cabled to the bridge by a veth: a container, a bare-metal box, a router."""
+class Host(ReceiveFilter, NamespacedEndpoint):
+    """A namespace cabled to the bridge by a veth: a container, a bare-metal box, a router.
+
+    Its eth0's receive filter and group joins: :mod:`vlab.rxfilter` (``host.join(group)``
+    joins as the host's own stack would, sending real IGMP/MLD reports)."""
 
     kind = "host"
+
+    def rx_target(self) -> tuple[Namespace, int, str]:
+        """eth0, in the host's namespace."""
+        return self.space, self.ifindex, self.ifname
+
+    def rx_enable_ipv6(self) -> None:
+        """IPv6 on in this host alone (an IPv6 join needs it)."""
+        iplib.enable_ipv6(self.ns, "lo")
+        iplib.enable_ipv6(self.ns, self.ifname)
+        if self.carrier:
+            iplib.wait_usable(self._rtnl, self.ifindex, f"host {self.name}")
+
+    @property
+    def peer(self) -> Interface:
+        """The other end of this host's veth when the host is in no bridge
+        (``lab.host(name, bridge=None)``): an interface endpoint of the switch namespace."""
+        found = self.switch.fabric.endpoints.get(f"{self.name}.peer")
+        if self.bridge is not None or found is None:
+            raise LabError(
+                f"host {self.name} is cabled to a bridge: the other end of its veth is port "
+                f"{self.port} (br.port(host)); lab.host(name, bridge=None) makes a peer"
+            )
+        return found  # type: ignore[return-value]
 
     @property
     def _rtnl(self) -> Rtnl:
@@ -588,6 +641,11 @@ class Host(NamespacedEndpoint):
 
     def describe(self) -> str:
         """One line: the host's interface and MAC, and the veth port it is cabled to."""
+        if self.bridge is None:
+            return (
+                f"host {self.name}: {self.ifname} {self.mac} == veth ==> {self.port} (interface"
+                f" {self.name}.peer), in no bridge"
+            )
         return (
             f"host {self.name}: {self.ifname} {self.mac} == veth ==> {self.port}"
             f" on {self.bridge.name}"
@@ -598,6 +656,7 @@ class Uplink(NamespacedEndpoint):
     """The bridge's uplink: the pNIC port, its far end standing for the physical network."""
 
     kind = "uplink"
+    bridge: Bridge  # the pNIC is always a bridge port
 
     def describe(self) -> str:
         """One line: the bridge port, and the far end in the upstream namespace."""

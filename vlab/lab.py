@@ -13,9 +13,11 @@ leave behind.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import shutil
 import subprocess
+import tempfile
 import time
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
@@ -23,6 +25,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from vlab import cable as cablelib
 from vlab import (
     delivery,
     limits,
@@ -32,6 +35,7 @@ from vlab import (
     report,
     rootless,
     scratch,
+    stp,
     validate,
 )
 from vlab import programs as proglib
@@ -45,6 +49,8 @@ from vlab.guard import LabGuard, guarded
 from vlab.mdb import mdb_text
 from vlab.netns import NetNS
 from vlab.options import normalize_mac
+from vlab.paths import safe_component
+from vlab.snapshot import EndpointSnapshot, LabSnapshot
 from vlab.switch import (
     OPER_UNKNOWN,
     OPER_UP,
@@ -86,10 +92,13 @@ class Where:
     endpoint: str | None  # the endpoint cabled to that port
     owner: str | None  # the endpoint whose own MAC this is, if any
     how: str  # learnt, static, static+sticky, local, locked
+    cable: str | None = None  # learnt through this cable from another bridge (no closer entry)
 
     def __str__(self) -> str:
         who = f" ({self.owner}'s NIC)" if self.owner else ""
         behind = f" ({self.endpoint})" if self.endpoint else ""
+        if self.cable:
+            behind = f" (cable {self.cable})"
         where = f"port {self.port}{behind} on bridge {self.bridge}"
         return f"{self.mac}{who} is behind {where}, {self.how}"
 
@@ -158,6 +167,8 @@ class Lab(Builder):
         self._guard = LabGuard(self.name)
         self.bridges: dict[str, Bridge] = {}
         self.endpoints: dict[str, Endpoint] = {}
+        self.cables: dict[str, cablelib.Cable] = {}  # links between bridges (lab.cable)
+        self.keep_bpdus = False  # True: BPDUs of the lab's bridges reach endpoint queues too
         self._spaces: dict[str, Namespace] = {}
         self._dirty = True
         self._closed = False
@@ -257,6 +268,7 @@ class Lab(Builder):
 
     def _expose_switch(self) -> None:
         """Before a test looks into the switch namespace, a dormant bridge must be gone."""
+        self._switch.ns.touched = True  # whatever the test does there, the pool checks it all
         if self._shell is not None and self._shell.dormant:
             nspool.discard_dormant(self._shell)
 
@@ -293,7 +305,8 @@ class Lab(Builder):
         problem = check(name)
         if problem is not None:
             raise LabError(f"{what} name {problem}")
-        taken = name in self.endpoints or name in self.bridges or name in self._spaces
+        taken = name in self.endpoints or name in self.bridges or name in self.cables
+        taken = taken or name in self._spaces  # a hypervisor's or a host's namespace
         if taken or name in ("switch", "upstream", "underlay"):
             raise LabError(f"{what} name {name!r} is already used in this lab; pick another")
 
@@ -345,6 +358,36 @@ class Lab(Builder):
                 )
             time.sleep(0.0002)
 
+    # --- bridges joined by cables, STP ------------------------------------------------------
+
+    @guarded
+    def cable(
+        self, a: Bridge | str, b: Bridge | str, name: str | None = None, **port_options: Any
+    ) -> cablelib.Cable:
+        """Join bridges ``a`` and ``b`` with a veth whose ends are ports of both
+        (``cable.ports == (port_on_a, port_on_b)``), each with ``port_options``.
+
+        Several cables may join the same bridges. A cable that closes a loop is refused unless
+        every bridge on the loop runs STP (see :mod:`vlab.cable`); then :meth:`converge` waits
+        for the tree before frames are sent.
+        """
+        return cablelib.add_cable(self, self._bridge(a), self._bridge(b), name, port_options)
+
+    @guarded
+    def converge(self, timeout: float | None = None) -> float:
+        """Return once STP has settled: every STP port with carrier forwarding or blocking
+        and cabled STP bridges agreeing on their root, read from the kernel (no fixed sleep).
+
+        A port needs 2 x forward_delay to forward: about 4 s with ``forward_delay=2`` (the
+        kernel's minimum; ``vlab.stp.FAST``), 30 s with the default 15 s. ``timeout=None``
+        allows max_age + 2 x forward_delay + 5 s. Returns the seconds it waited; see
+        :mod:`vlab.stp`.
+        """
+        if timeout is not None:
+            timeout = validate.timeout(timeout, "converge")
+        self._ready()
+        return stp.converge(self, timeout)
+
     # --- observing -------------------------------------------------------------------------
 
     def add_switch(self, switch: Switch) -> None:
@@ -361,6 +404,7 @@ class Lab(Builder):
 
     def _drain_all(self) -> int:
         got = self._edges.drain(list(self.endpoints.values()))
+        got += sum(c.pull() for c in self.cables.values())
         return got + sum(hook() for hook in self._drain_hooks)  # e.g. vlab.bcqueue
 
     @guarded
@@ -378,7 +422,8 @@ class Lab(Builder):
         self._quiet = quiesce.settle(
             [s.watch for s in self._spaces.values()],
             self._drain_all,
-            [ep.io.fileno() for ep in self.endpoints.values()],
+            [ep.io.fileno() for ep in self.endpoints.values()]
+            + [fd for c in self.cables.values() for fd in c.fds()],
             timeout,
         )
         lost = loss.lab_losses(self)
@@ -419,7 +464,7 @@ class Lab(Builder):
         self.settle()
         noisy = {ep.name: list(ep.pending) for ep in self.endpoints.values() if ep.pending}
         if noisy:
-            raise AssertionError(report.not_quiet(self, noisy))
+            raise AssertionError(report.not_quiet(self.snapshot(), noisy))
 
     # --- more hypervisors ------------------------------------------------------------------
 
@@ -452,27 +497,28 @@ class Lab(Builder):
         """Which port of which bridge ``mac`` sits behind, from the fdb; None if nowhere."""
         mac = normalize_mac(mac)
         owner = next((ep.name for ep in self.endpoints.values() if ep.mac == mac), None)
+        via_cable: Where | None = None  # an entry on a cable port: only if none is closer
         for br in self.bridges.values():
             for entry in br.fdb_entries():
                 if entry.mac == mac:
                     port = br.ports.get(entry.port)  # None: a port vlab did not make
+                    if isinstance(port, cablelib.CablePort):
+                        if via_cable is None:
+                            cable = port.cable.name
+                            via_cable = Where(
+                                mac, br.name, entry.port, None, owner, entry.how, cable
+                            )
+                        continue
                     ep_name = port.endpoint.name if port and port.endpoint else None
                     return Where(mac, br.name, entry.port, ep_name, owner, entry.how)
-        return None
+        return via_cable
 
     def describe(self) -> str:
-        """The lab as text: bridges, their ports and what is cabled to each."""
-        lines = [f"lab {self.name}"]
-        for br in self.bridges.values():
-            on = f" on hypervisor {br.switch.name}" if br.switch is not self.switch else ""
-            lines.append(f"  bridge {br.name} mac {br.mac}{on}")
-            for port in br.ports.values():
-                if port.endpoint is not None:
-                    lines.append(f"    {port.name:<8} {port.endpoint.describe()}")
-        cabled = {id(p.endpoint) for br in self.bridges.values() for p in br.ports.values()}
-        behind = [ep for ep in self.endpoints.values() if id(ep) not in cabled]
-        lines += [f"  {ep.describe()}" for ep in behind]  # no port of their own: macvtap, bond
-        return "\n".join(lines)
+        """The lab as text: bridges, their ports (those vlab did not make too) and what is
+        cabled to each, and the endpoints in no bridge (see :mod:`vlab.topology`)."""
+        from vlab import topology
+
+        return topology.describe(self)
 
     @guarded
     def fdb_text(self) -> str:
@@ -487,22 +533,69 @@ class Lab(Builder):
 
     # --- failure reports -------------------------------------------------------------------
 
+    def snapshot(self) -> LabSnapshot:
+        """An immutable picture of the lab for reports: every endpoint with what it holds
+        and logged, the topology and fdb as text, and where its artifacts go (a temporary
+        directory, made once, for a lab without ``artifacts=``)."""
+        return self._snapshot(None)
+
+    def _snapshot(self, directory: Path | None) -> LabSnapshot:
+        with self._guard.lock:
+            fdb = None
+            if not self._closed:
+                with contextlib.suppress(OSError, LabError):
+                    fdb = self.fdb_text()
+            if directory is None:
+                if self.artifact_dir is None:
+                    home = self.artifacts
+                    if home is None:  # outside pytest, no artifacts=: once per lab
+                        home = Path(
+                            tempfile.mkdtemp(prefix=f"vlab-{safe_component(self.name, 20)}-")
+                        )
+                    self.artifact_dir = home
+                directory = self.artifact_dir
+            endpoints = tuple(
+                EndpointSnapshot(
+                    ep.name,
+                    ep.kind,
+                    ep.mac,
+                    ep.port,
+                    None if ep.bridge is None else ep.bridge.name,
+                    ep.location,
+                    ep.describe(),
+                    tuple(ep.pending),
+                    tuple(ep.log),
+                )
+                for ep in self.endpoints.values()
+            )
+            links = tuple(
+                (stem, name, description, tuple(log))
+                for cable in self.cables.values()
+                for stem, name, description, log in cable.logs()
+            )
+            return LabSnapshot(
+                self.name, self._closed, endpoints, self.describe(), fdb, directory, links
+            )
+
     def write_artifacts(self, directory: Path | None = None) -> Path:
         """One pcap per endpoint (ns timestamps), the topology and the fdb: for a failed test."""
-        return report.write_artifacts(self, directory)
+        written = report.write_artifacts(self._snapshot(directory))
+        self.artifact_dir = written
+        return written
 
     def _fail_expect(self, ep: Endpoint, mask: Mask, timeout: float) -> None:
         self._drain_all()
         lost = loss.losses(ep, fresh=True)
-        raise AssertionError(report.missing_frame(self, ep, mask, timeout, lost))
+        raise AssertionError(report.missing_frame(self.snapshot(), ep.name, mask, timeout, lost))
 
     def _fail_lost(self, lost: list[loss.Loss], what: str) -> None:
-        raise loss.FramesLost(report.lost_frames(self, lost, what))
+        raise loss.FramesLost(report.lost_frames(self.snapshot(), lost, what))
 
     def _fail_none(
         self, ep: Endpoint, mask: Mask | None, unexpected: list[tuple[int, bytes]]
     ) -> None:
-        raise AssertionError(report.unexpected_frames(self, ep, mask, unexpected))
+        text = report.unexpected_frames(self.snapshot(), ep.name, mask, unexpected)
+        raise AssertionError(text)
 
     # --- running programs in the lab -------------------------------------------------------
 
@@ -525,6 +618,8 @@ class Lab(Builder):
     def spawn(self, node: str, argv: list[str]) -> proglib.Program:
         """Start a background program in a lab namespace; it dies with the lab (even when the
         test process is killed), and its output goes into the failure report."""
+        if node == "switch":
+            self._expose_switch()
         space = self._spaces.get(node) if isinstance(node, str) else None
         if space is None:
             raise unknown_node(node, self._fabric)

@@ -13,15 +13,40 @@ from typing import TYPE_CHECKING
 from vlab.capture import PacketPort
 from vlab.endpoints import Endpoint
 from vlab.errors import LabError
+from vlab.rxfilter import ReceiveFilter
 
 if TYPE_CHECKING:
     from vlab.bridge import Bridge
+    from vlab.switch import Namespace
 
 
-class BridgeLocal(Endpoint):
-    """``br.local``: the bridge device as an endpoint (``.send``, ``.expect``, ``.frames``)."""
+class BridgeLocal(ReceiveFilter, Endpoint):
+    """``br.local``: the bridge device as an endpoint (``.send``, ``.expect``, ``.frames``), with
+    its receive filter (``join``, ``set_promisc``, ``add_mac``...: see :mod:`vlab.rxfilter`)."""
 
     kind = "bridge device"
+    bridge: Bridge  # the bridge it is the device of
+
+    @property
+    def location(self) -> str:
+        """The bridge device itself, for messages."""
+        return f"the bridge device {self.bridge.name}"
+
+    def rx_target(self) -> tuple[Namespace, int, str]:
+        """The bridge device, in the switch namespace."""
+        return self.switch.space, self.bridge.index, self.bridge.name
+
+    def rx_enable_ipv6(self) -> None:
+        """IPv6 on for the bridge device alone (see ``Bridge.enable_ipv6``)."""
+        self.bridge.enable_ipv6()
+
+    def add_address(self, address: str) -> None:
+        """``ip addr add ADDRESS/LEN dev BR``: the same as ``br.add_address``."""
+        self.bridge.add_address(address)
+
+    def addresses(self) -> list[str]:
+        """The bridge device's addresses, as ``br.addresses()``."""
+        return self.bridge.addresses()
 
     def apply_carrier(self, up: bool) -> None:
         """The bridge device has no cable: a LabError saying what to do instead."""

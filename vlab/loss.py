@@ -81,13 +81,12 @@ class Loss:
 
 def _port_index(ep: Endpoint) -> int:
     """The bridge-side link of ``ep``: its port, or the bridge device for ``br.local``."""
-    port = ep.bridge.ports.get(ep.port)
-    if port is None and ep.port != ep.bridge.name:
-        return 0  # not a bridge port (a macvtap VM, a bond): its losses are its own kind's
-    return port.index if port is not None else ep.bridge.index
+    return ep.loss_link()
 
 
 def _counter(space: Namespace, index: int, offset: int, fresh: bool) -> int:
+    if index == 0:  # no such link (see Endpoint.loss_link)
+        return 0
     row = link_stats64(space.rtnl, index) if fresh else space.watch.last.get(index)
     if row is None or len(row) < offset + 8:
         return 0
@@ -105,8 +104,7 @@ def measure(ep: Endpoint, links: bool, fresh: bool) -> dict[str, int]:
         out["socket"] = drops()
     if links:
         index = _port_index(ep)
-        if index:
-            out["port"] = _counter(ep.bridge.switch.space, index, _TX_DROPPED, fresh)
+        out["port"] = _counter(ep.switch.space, index, _TX_DROPPED, fresh)
         if ep.kind != "vm":  # a tap hands a VM's frames to the bridge synchronously: no queue
             space = ep.space
             if space is not None:
@@ -115,7 +113,7 @@ def measure(ep: Endpoint, links: bool, fresh: bool) -> dict[str, int]:
 
 
 def _describe(ep: Endpoint, kind: str, count: int) -> Loss:
-    port, br = ep.port, ep.bridge.name
+    port, br = ep.port, ep.bridge.name if ep.bridge is not None else "no bridge"
     ifname = getattr(ep, "ifname", port)
     drain = "read it during the flood (expect()/frames() between batches), or send in batches"
     if kind == "socket":
@@ -130,6 +128,10 @@ def _describe(ep: Endpoint, kind: str, count: int) -> Loss:
             f"{drain}; or give the tap a longer queue: "
             f"lab.run('switch', 'ip', 'link', 'set', '{port}', 'txqueuelen', '65536')"
         )
+    elif kind == "port" and ep.bridge is None:
+        where = f"{port} in the switch namespace, the cable to {ep.name}"
+        counter = f"tx_dropped of {port}: the input backlog was full"
+        hint = f"{drain}; or raise net.core.netdev_max_backlog"
     elif kind == "port":
         where = f"port {port} on {br}, the cable to {ep.name}"
         counter = f"tx_dropped of {port} in the switch namespace: the input backlog was full"
@@ -191,7 +193,7 @@ def baseline(lab: Lab) -> None:
     for ep in lab.endpoints.values():
         if ep.ledger.base:
             continue
-        base = {"store": 0, "port": row(ep.bridge.switch.space, _port_index(ep))}
+        base = {"store": 0, "port": row(ep.switch.space, _port_index(ep))}
         space = None if ep.kind == "vm" else ep.space
         if space is not None:
             base["sent"] = row(space, ep.ifindex)  # type: ignore[attr-defined]
@@ -207,7 +209,7 @@ class _Probe:
         self.ep = ep
         self.drops: Callable[[], int] | None = getattr(ep.io, "kernel_drops", None)
         self.port_index = _port_index(ep)
-        self.switch = ep.bridge.switch.watch
+        self.switch = ep.switch.watch
         space = None if ep.kind == "vm" else ep.space
         self.far: QdiscWatch | None = space.watch if space is not None else None
         self.far_index: int = getattr(ep, "ifindex", 0)

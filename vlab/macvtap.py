@@ -177,6 +177,10 @@ class MacvtapVM(VM):
         """What ``vlab show`` lists it as: ``vm/macvtap MODE``."""
         return f"vm/macvtap {self.mode}"
 
+    def loss_link(self) -> int:
+        """No bridge port of its own: no port counter counts its losses (see vlab.loss)."""
+        return 0
+
     def describe(self) -> str:
         """One line: the guest's MAC, the macvtap and its mode, the lower device."""
         kind = "qemu guest" if self.guest is not None else "guest"
@@ -213,6 +217,11 @@ def _lower(switch: Switch, target: object) -> tuple[Namespace, str, int, Bridge,
     if isinstance(target, Endpoint) and target.lab is not lab:
         raise LabError(f"{target.kind} {target.name} belongs to another lab")
     if isinstance(target, Host | Uplink) and not target.carrier_from_birth:
+        if target.bridge is None:
+            raise LabError(
+                f"macvtap={target.name}: {target.kind} {target.name} is in no bridge; stack "
+                "macvtaps on a NIC cabled to a bridge"
+            )
         what = f"{target.kind} {target.name}'s {target.ifname}"
         return target.space, target.ifname, target.ifindex, target.bridge, what, target.port
     if isinstance(target, VM):

@@ -27,14 +27,21 @@ def _record(rtype: int, group: str, sources: Iterable[str]) -> bytes:
     return head + b"".join(srcs)
 
 
+def group_mac(group: str) -> str:
+    """The MAC a multicast IP group is sent to: 01:00:5e + its low 23 bits (RFC 1112), or
+    33:33 + its low 32 bits for IPv6 (RFC 2464)."""
+    b = ipaddress.ip_address(group).packed
+    if len(b) == 16:
+        return "33:33:" + ":".join(f"{x:02x}" for x in b[12:])
+    return f"01:00:5e:{b[1] & 0x7F:02x}:{b[2]:02x}:{b[3]:02x}"
+
+
 def igmp_v2(src_mac: str, group: str, leave: bool = False, src: str = "192.0.2.2") -> Ether:
     """An IGMPv2 membership report for ``group`` (or its leave, sent to 224.0.0.2)."""
     kind, dst = (0x17, "224.0.0.2") if leave else (0x16, group)
     body = struct.pack("!BBH4s", kind, 0, 0, ipaddress.ip_address(group).packed)
     body = body[:2] + struct.pack("!H", checksum(body)) + body[4:]
-    b = ipaddress.ip_address(dst).packed
-    mac = f"01:00:5e:{b[1] & 0x7F:02x}:{b[2]:02x}:{b[3]:02x}"  # RFC 1112 group MAC
-    return Ether(src=src_mac, dst=mac) / IP(src=src, dst=dst, ttl=1, proto=2) / body
+    return Ether(src=src_mac, dst=group_mac(dst)) / IP(src=src, dst=dst, ttl=1, proto=2) / body
 
 
 def igmp_v3(

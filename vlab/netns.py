@@ -50,6 +50,10 @@ class NetNS:
     def __init__(self, name: str, fd: int) -> None:
         self.name = name
         self.fd = fd
+        # Set when something vlab does not keep track of may have changed the namespace: a
+        # sysctl written, the namespace handed to a test or a program. A switch namespace that
+        # was touched is verified in full before it is reused (see vlab.nspool).
+        self.touched = False
         st = os.fstat(fd)
         self.inode = st.st_ino
 
@@ -101,6 +105,7 @@ class NetNS:
     def sysctl(self, key: str, value: str | int) -> None:
         """Write a net sysctl of this namespace (``/proc/sys/net`` is resolved per thread)."""
         path = "/proc/sys/" + key.replace(".", "/")
+        self.touched = True
         with self.entered():
             fd = os.open(path, os.O_WRONLY)
             try:

@@ -222,9 +222,13 @@ class BondedHost(Host):
         """What ``vlab show`` lists it as: ``host/bond MODE``."""
         return f"host/bond {self.bond_mode}"
 
+    def loss_link(self) -> int:
+        """No bridge port of its own: no port counter counts its losses (see vlab.loss)."""
+        return 0
+
     def describe(self) -> str:
         """One line: the bond, its mode and its slaves' cables."""
-        slaves = ", ".join(f"{n.port} on {n.bridge.name}" for n in self.nics)
+        slaves = ", ".join(n.location for n in self.nics)
         return f"host {self.name}: bond0 ({self.bond_mode}) {self.mac} over {slaves}"
 
 

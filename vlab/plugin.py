@@ -60,6 +60,12 @@ def pytest_addoption(parser: pytest.Parser) -> None:
         help="collect every *.yaml/*.yml under PATH as a vlab scenario (repeatable)",
     )
     parser.addini(
+        "vlab_reuse_namespaces",
+        default="true",
+        help="reuse closed labs' switch namespaces (reset and verified; see vlab.nspool): "
+        "true (default) or false; the environment variable VLAB_REUSE_NAMESPACES wins",
+    )
+    parser.addini(
         select.INI,
         type="paths",
         default=[],
@@ -83,10 +89,23 @@ def pytest_configure(config: pytest.Config) -> None:
             rootless.ensure()
         except LabError as exc:
             raise pytest.UsageError(f"--vlab: cannot build labs on this machine: {exc}") from None
+    if config.getoption("--vlab"):
+        from vlab import nspool
+
+        nspool.configure(str(config.getini("vlab_reuse_namespaces")))
     if config.getoption("--vlab") and not hasattr(config, "workerinput"):
         problem = capability_problem()
         if problem:
             raise pytest.UsageError(f"--vlab: cannot build labs on this machine: {problem}")
+
+
+@pytest.hookimpl(tryfirst=True)
+def pytest_sessionfinish(session: pytest.Session) -> None:
+    """The session's pooled switch namespaces go before anyone checks what is left."""
+    if session.config.getoption("--vlab"):
+        from vlab import nspool
+
+        nspool.empty()
 
 
 def capability_problem() -> str | None:

@@ -71,7 +71,7 @@ def port_stats(port: Port) -> LinkStats:
 def endpoint_stats(ep: Endpoint) -> LinkStats:
     """The endpoint's own NIC's counters (rx: what the endpoint received)."""
     ep.switch.guard.check()
-    if ep.kind == "vm":
+    if ep.kind == "vm" and ep.bridge is not None:
         return port_stats(ep.bridge.port(ep)).swapped()
     space = ep.space
     if space is None:

@@ -42,7 +42,7 @@ def check(lab: Lab) -> None:
     if leftovers:
         from vlab import report
 
-        text = report.not_quiet(lab, leftovers)
+        text = report.not_quiet(lab.snapshot(), leftovers)
         pytest.fail(
             f"strict mode ({OPTION} or @pytest.mark.{MARKER}): the test ended with frames "
             f"nobody consumed; expect() them, or clear() what does not matter\n{text}",

@@ -361,7 +361,7 @@ class Switch:
         for br in self.bridges():
             for port in br.ports.values():
                 ep = port.endpoint
-                if (ep is not None and not ep.carrier) or port.admin_down:
+                if (ep is not None and not ep.carrier) or port.admin_down or port.foreign:
                     continue
                 # a link kind without an endpoint (a vxlan port) says so on its port
                 birth = ep.carrier_from_birth if ep is not None else port.carrier_from_birth

@@ -139,6 +139,10 @@ class UnderlayWatch(NamespacedEndpoint):
         self.carrier = up
         self.switch.topology_changed()
 
+    def loss_link(self) -> int:
+        """No bridge port of its own: no port counter counts its losses (see vlab.loss)."""
+        return 0
+
     def describe(self) -> str:
         """One line: the hypervisor, its underlay NIC and VTEP address."""
         vtep = getattr(self, "vtep", "?")

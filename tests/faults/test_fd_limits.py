@@ -21,12 +21,25 @@ from typing import Any
 import pytest
 from scapy.layers.l2 import Ether
 
-from vlab import Lab, LabError, reaper
+from vlab import Lab, LabError, nspool, reaper
 from vlab.bridge import Bridge
 from vlab.errors import Unsupported
 
 pytestmark = pytest.mark.vlab
 MAX_OPENS = 40  # more than any single build call makes
+
+
+@pytest.fixture(autouse=True)
+def _no_pool() -> Iterator[None]:
+    """Every open a build makes, counted exactly: no pool resetting namespaces alongside (its
+    threads open fds of their own, and a lab taking a pooled namespace opens fewer)."""
+    pool = nspool.pool()
+    was, pool.enabled = pool.enabled, False
+    nspool.empty()
+    try:
+        yield
+    finally:
+        pool.enabled = was
 
 
 def fd_count() -> int:

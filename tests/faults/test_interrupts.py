@@ -15,13 +15,15 @@ from typing import Any
 
 import pytest
 
-from vlab import Lab, netns, reaper
+from vlab import Lab, netns, nspool, reaper
 
 pytestmark = pytest.mark.vlab
 
 
 def net_fds() -> int:
-    """Namespace fds this process holds; each one keeps a lab namespace alive."""
+    """Namespace fds this process holds; each one keeps a lab namespace alive (the pool of
+    switch namespaces, which holds closed labs' ones on purpose, is emptied first)."""
+    nspool.empty()
     count = 0
     for fd in os.listdir("/proc/self/fd"):
         try:
@@ -61,6 +63,7 @@ def test_interrupt_right_after_unshare_leaves_the_thread_at_home(
     home = netns.current_inode()
     home_fd = os.open("/proc/thread-self/ns/net", os.O_RDONLY)
     fds = net_fds()
+    monkeypatch.setattr(nspool.pool(), "enabled", False)  # the switch namespace is made anew
     monkeypatch.setattr(netns, "unshare", interrupting(netns.unshare))
     try:
         with pytest.raises(KeyboardInterrupt):

@@ -16,7 +16,7 @@ from typing import Any
 import pytest
 from scapy.layers.l2 import Ether
 
-from vlab import Lab, LabError, reaper
+from vlab import Lab, LabError, nspool, reaper
 from vlab.errors import Unsupported
 
 pytestmark = pytest.mark.vlab
@@ -34,6 +34,7 @@ def switch_links(lab: Lab) -> list[str]:
 
 
 def fd_count() -> int:
+    nspool.empty()  # earlier labs' switch namespaces, reset and pooled in the background
     reaper.drain()  # packet sockets are closed in the background
     return len(os.listdir("/proc/self/fd"))
 

@@ -12,7 +12,7 @@ import os
 
 from hypothesis import settings
 
-from vlab import profiles
+from vlab import nspool, profiles
 
 
 def budget(ci_examples: int) -> settings:
@@ -23,7 +23,9 @@ def budget(ci_examples: int) -> settings:
 
 
 def net_fds() -> int:
-    """Namespace fds this process holds: any lab that is still alive holds at least one."""
+    """Namespace fds this process holds: any lab that is still alive holds at least one (the
+    pool of switch namespaces, which keeps closed labs' ones on purpose, is emptied first)."""
+    nspool.empty()
     count = 0
     for fd in os.listdir("/proc/self/fd"):
         with contextlib.suppress(OSError):

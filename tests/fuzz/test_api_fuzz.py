@@ -23,7 +23,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 from scapy.layers.l2 import Ether
 
-from vlab import Lab, LabError, reaper
+from vlab import Lab, LabError, nspool, reaper
 from vlab.bridge import Bridge, Port
 from vlab.endpoints import VM, Endpoint
 from vlab.options import BRIDGE_OPTIONS, PORT_OPTIONS
@@ -34,6 +34,7 @@ OPS_PER_LAB = 14
 
 
 def fd_count() -> int:
+    nspool.empty()  # closed labs' switch namespaces wait there for reuse, on purpose
     reaper.drain()
     return len(os.listdir("/proc/self/fd"))
 

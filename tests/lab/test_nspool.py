@@ -362,3 +362,111 @@ def test_mtu_set_once_makes_a_bridge_stop_following_its_ports() -> None:
                     "mtu"
                 ]
             assert int(mtu) == (1500 if touched else 9000)
+
+
+# --- labs that only used vlab's API: the cheaper check ---------------------------------------
+
+
+def _api_options(lab: Lab) -> None:
+    br = lab.bridges["br0"]
+    br.set(ageing_time=12, group_fwd_mask=0x4000, multicast_snooping=False)
+    br.port(lab.endpoints["vm0"]).set(learning=False, flood=False)
+
+
+def _api_fdb(lab: Lab) -> None:
+    lab.bridges["br0"].fdb_add("02:00:00:00:bb:01", lab.endpoints["vm0"])
+
+
+def _api_mdb(lab: Lab) -> None:
+    lab.bridges["br0"].mdb_add("239.1.1.1", lab.endpoints["vm1"])
+
+
+def _api_host_join(lab: Lab) -> None:
+    lab.bridges["br0"].mdb_add("239.1.1.2", lab.bridges["br0"], permanent=False)
+
+
+def _api_address(lab: Lab) -> None:
+    lab.bridges["br0"].add_address("192.0.2.1/24")
+
+
+def _api_neighbour(lab: Lab) -> None:
+    lab.bridges["br0"].neigh_add("192.0.2.7", "02:00:00:00:bb:07")
+
+
+def _api_local(lab: Lab) -> None:
+    # a packet socket on the bridge device, closed with the lab
+    assert lab.bridges["br0"].local is not None
+
+
+# Through vlab's API only (the namespace is never handed out, no sysctl is written): the pool
+# skips the sysctl, nftables, xtables and process sections, which nothing here can change.
+API_DIRT: dict[str, tuple[str, Callable[[Lab], None]]] = {
+    "bridge and port options": ("reused", _api_options),
+    "fdb entry": ("reused", _api_fdb),
+    "mdb entry on a port": ("reused", _api_mdb),
+    "bridge socket (br.local())": ("reused", _api_local),
+    "host join of the bridge itself": ("discarded", _api_host_join),
+    "address on the bridge": ("discarded", _api_address),
+    "neighbour on the bridge (gone when it is set down)": ("reused", _api_neighbour),
+}
+
+
+def _api_build(lab: Lab) -> None:
+    br = lab.bridge("br0", mac=BRIDGE_MAC)
+    for i in range(3):
+        lab.vm(f"vm{i}", bridge=br, mac=f"52:54:00:00:aa:0{i}")
+    lab.uplink(br)
+    lab.ready()
+
+
+@pytest.mark.parametrize("dirt", list(API_DIRT))
+def test_a_lab_built_through_the_api_gets_the_cheap_check_and_is_still_like_a_fresh_one(
+    dirt: str, fresh_state: dict[str, Any]
+) -> None:
+    pool = nspool.pool()
+    with Lab() as warm:
+        _api_build(warm)
+    assert pool.drain()
+    _empty_pool()
+    before = dict(pool.stats)
+    outcome, apply = API_DIRT[dirt]
+    with Lab() as dirty:
+        _api_build(dirty)
+        clean = nspool.snapshot(dirty._switch, full=False)
+        apply(dirty)
+        # the cheap check sees the dirt (so the reset, not luck, is what removed it)
+        assert nspool.differences(clean, nspool.snapshot(dirty._switch, full=False)) != []
+        assert not dirty._switch.ns.touched  # what decides the cheap check
+        inode = dirty._switch.ns.inode
+    assert _settle_pool(before) == outcome, pool.last_discard
+    assert pool.stats.get("full checks", 0) == before.get("full checks", 0)
+    with Lab() as reused:
+        build(reused)
+        assert (reused.namespaces()["switch"].inode == inode) == (outcome == "reused")
+        assert diff(state(reused), fresh_state) == []  # sysctls, processes, nft included
+
+
+def test_a_sysctl_write_or_a_look_inside_makes_the_pool_check_everything() -> None:
+    pool = nspool.pool()
+    with Lab() as warm:
+        _api_build(warm)
+    assert pool.drain()
+    for touch in ("sysctl", "run", "namespaces", "spawn"):
+        before = dict(pool.stats)
+        with Lab() as lab:
+            _api_build(lab)
+            assert not lab._switch.ns.touched
+            if touch == "sysctl":
+                lab._switch.ns.sysctl("net.ipv4.conf.br0.arp_ignore", 0)  # the default again
+            elif touch == "run":
+                lab.run("switch", "true")
+            elif touch == "namespaces":
+                lab.namespaces()
+            else:
+                lab.spawn("switch", ["true"]).wait()
+            assert lab._switch.ns.touched, touch
+        assert pool.drain()
+        assert pool.stats.get("full checks", 0) == before.get("full checks", 0) + 1, touch
+        # an unchanged value, a program that is gone: the full check finds nothing to object to
+        assert pool.stats["reused"] == before["reused"] + 1, (touch, pool.last_discard)
+    _empty_pool()

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import time
+
 import pytest
 from scapy.layers.l2 import Ether
 
@@ -104,3 +106,31 @@ def test_bridge_addresses_make_it_answer_pings(lab: Lab) -> None:
     br.add_address("2001:db8::1/64")
     assert {"192.0.2.1/24", "2001:db8::1/64"} <= set(br.addresses())
     assert host.ping("192.0.2.1") and host.ping("2001:db8::1")
+
+
+@pytest.mark.parametrize("joined", [True, False])
+def test_bridge_device_group_joins_read_back_as_host_joins(lab: Lab, joined: bool) -> None:
+    """A group the bridge device joins is on its multicast list and a host join in its mdb;
+    not joined (the flip), neither."""
+    br = lab.bridge("br0")
+    lab.host("h", bridge=br)
+    if joined:
+        br.local.join("239.1.2.3")
+    assert ("01:00:5e:01:02:03" in br.local.rx_filter().groups) is joined
+    deadline = time.monotonic() + 2.0  # the join's report goes out on a timer of its own
+    while joined and not any(e.port == "br0" for e in br.mdb()) and time.monotonic() < deadline:
+        time.sleep(0.01)
+    lab.settle()
+    host_joins = [e.group for e in br.mdb() if e.port == "br0"]
+    assert host_joins == (["239.1.2.3"] if joined else [])
+
+
+def test_bridge_device_promisc_and_allmulti_read_back(lab: Lab) -> None:
+    br = lab.bridge("br0")
+    br.local.set_promisc(True)
+    br.local.set_allmulti(True)
+    flags = lab.run("switch", "ip", "-o", "link", "show", "dev", "br0").stdout
+    assert br.local.rx_filter().promisc and br.local.rx_filter().allmulti
+    assert "PROMISC" in flags and "ALLMULTI" in flags
+    br.local.set_promisc(False)
+    assert not br.local.rx_filter().promisc and br.local.rx_filter().allmulti

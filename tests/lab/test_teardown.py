@@ -11,15 +11,33 @@ import threading
 import pytest
 from scapy.layers.l2 import Ether
 
-from vlab import Lab, LabError, reaper
+from vlab import Lab, LabError, nspool, reaper
 
 pytestmark = pytest.mark.vlab
 
 
+def _ours() -> list[str]:
+    """This process and its children: namespace numbers are reused at once, and other
+    processes on this machine (other test workers) make namespaces all the time."""
+    pids = ["self"]
+    for stat in glob.glob("/proc/[0-9]*/stat"):
+        try:
+            with open(stat) as fh:
+                ppid = int(fh.read().rsplit(")", 1)[1].split()[1])
+        except (OSError, ValueError, IndexError):
+            continue
+        if ppid == os.getpid():
+            pids.append(stat.split("/")[2])
+    return pids
+
+
 def net_namespaces_held() -> set[str]:
-    """Every network namespace some process of this machine references (fd or thread)."""
+    """Every network namespace this process or a child of it references (fd or thread)."""
     held = set()
-    for path in glob.glob("/proc/[0-9]*/fd/*") + glob.glob("/proc/[0-9]*/task/*/ns/net"):
+    paths = []
+    for pid in _ours():
+        paths += glob.glob(f"/proc/{pid}/fd/*") + glob.glob(f"/proc/{pid}/task/*/ns/net")
+    for path in paths:
         try:
             target = os.readlink(path)
         except OSError:
@@ -27,6 +45,11 @@ def net_namespaces_held() -> set[str]:
         if target.startswith("net:["):
             held.add(target)
     return held
+
+
+def released() -> bool:
+    """Sockets closed and the pool of switch namespaces emptied: what a closed lab leaves."""
+    return nspool.empty() and reaper.drain()
 
 
 def holders(namespaces: set[str]) -> list[str]:
@@ -40,6 +63,7 @@ def holders(namespaces: set[str]) -> list[str]:
 
 
 def own_fds() -> set[str]:
+    nspool.empty()  # the pool holds closed labs' switch namespaces on purpose
     reaper.drain()  # sockets of earlier labs may still be on their way to being closed
     return set(os.listdir("/proc/self/fd"))
 
@@ -66,11 +90,12 @@ def test_closed_lab_leaves_no_namespace_fd_or_link() -> None:
         mine = lab_namespaces(lab)
         assert len(mine) == 3  # switch, h1, upstream
         assert mine <= net_namespaces_held()
-    assert reaper.drain()
+    assert released()
     assert not mine & net_namespaces_held()
     assert own_fds() == fds_before
     assert set(socket.if_nameindex()) == links_before
-    assert threading.active_count() <= threads_before + 1  # at most the reaper, once per process
+    # at most the reaper's and the pool's threads, started once per process
+    assert threading.active_count() <= threads_before + reaper.THREADS + nspool.RESETTERS
 
 
 def test_exception_inside_the_lab_still_tears_down() -> None:
@@ -79,7 +104,7 @@ def test_exception_inside_the_lab_still_tears_down() -> None:
         build(lab)
         mine = lab_namespaces(lab)
         raise RuntimeError("boom")
-    assert reaper.drain()
+    assert released()
     assert not mine & net_namespaces_held()
     assert own_fds() == fds_before
 
@@ -91,7 +116,7 @@ def test_bad_input_midway_leaves_no_half_lab() -> None:
         lab.vm("vm1", bridge=br)
         mine = lab_namespaces(lab)
         lab.host("h1", bridge=br, mac="not-a-mac")
-    assert reaper.drain()
+    assert released()
     assert not mine & net_namespaces_held()
     assert own_fds() == fds_before
 
@@ -100,12 +125,12 @@ def test_many_labs_do_not_grow_fds() -> None:
     for _ in range(3):  # warm-up: the reaper thread, scapy's lazy imports
         with Lab() as lab:
             build(lab)
-    reaper.drain()
+    released()
     fds_before = len(own_fds())
     for _ in range(30):
         with Lab() as lab:
             build(lab)
-    assert reaper.drain()
+    assert released()
     assert len(own_fds()) == fds_before
 
 
@@ -147,7 +172,7 @@ def test_macvtap_and_vxlan_lab_leaves_nothing() -> None:
             mine = lab_namespaces(lab)
             nodes = {rdev for _n, rdev in tap_nodes()} & {os.fstat(v.tap_fd).st_rdev for v in vms}
             assert len(mine) == 3 and nodes  # switch, hv2, underlay; devtmpfs shows the taps
-        assert reaper.drain()
+        assert released()
         assert not mine & net_namespaces_held(), holders(mine)  # nothing holds them any more
         deadline = time.monotonic() + 10  # the kernel destroys them asynchronously (cleanup_net)
         while time.monotonic() < deadline and nodes & {rdev for _n, rdev in tap_nodes()}:

@@ -31,7 +31,7 @@ PORTS: dict[str, tuple[str, set[str]]] = {  # script: (port, functions not porte
     "bridge_locked_port.sh": ("test_bridge_locked_port.py", {"locked_port_vlan"}),
     "bridge_fdb_learning_limit.sh": ("test_bridge_fdb_learning_limit.py", set()),
     "bridge_mdb_port_down.sh": ("test_bridge_mdb_port_down.py", set()),
-    "no_forwarding.sh": ("test_no_forwarding.py", {"standalone", "one_bridge_two_pvids"}),
+    "no_forwarding.sh": ("test_no_forwarding.py", {"one_bridge_two_pvids"}),
     "bridge_mld.sh": (
         "test_bridge_mld.py",
         {"mldv2exclude_prepare", "mldv2exc_allow_test"}
@@ -45,6 +45,16 @@ PORTS: dict[str, tuple[str, set[str]]] = {  # script: (port, functions not porte
             *(f"v3exc_{t}_test" for t in ("allow", "is_include", "is_exclude", "to_exclude")),
             "v3exc_block_test",
             "v3exc_timeout_test",
+        },
+    ),
+    "local_termination.sh": (
+        "test_local_termination.py",
+        {f"h{i}_vlan_{op}" for i in (1, 2) for op in ("create", "destroy")}
+        | {"vlan_aware_bridge", "test_vlan", "vlan_over_bridged_port", "vlan_over_bridge"}
+        | {
+            f"vlan_over_vlan_{k}_{w}"
+            for k in ("unaware", "aware")
+            for w in ("bridged_port", "bridge")
         },
     ),
 }

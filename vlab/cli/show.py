@@ -100,9 +100,10 @@ def render(lab: RunningLab, sockets: dict[str, Rtnl]) -> str:
         states.update(LinkRequests(sockets[ns]).port_states())
         table_of.update(fdb(sockets[ns], by_index))
     owner_of_port = {n.port: n.name for n in lab.nodes if n.port}
+    owner_of_port.update({n.peer_port: n.name for n in lab.nodes if n.peer_port})
     rows = []
     for n in lab.nodes:
-        if n.kind == "bridge":
+        if n.kind in ("bridge", "cable"):
             continue
         sw_links = sw_links_of.get(ns_of_bridge.get(n.bridge or "", "switch"), {})
         port = sw_links.get(n.port or "")
@@ -120,10 +121,23 @@ def render(lab: RunningLab, sockets: dict[str, Rtnl]) -> str:
                 state += f" (link {port.oper})"
         learnt = _learnt_at(n, table_of.get(n.bridge or "", []), owner_of_port)
         rows.append(
-            (n.name, n.kind, mac, n.port, port.mac if port else "-", n.bridge, state, learnt)
+            (n.name, n.kind, mac, n.port, port.mac if port else "-", n.bridge or "-", state, learnt)
         )
     headers = ("NODE", "KIND", "MAC", "PORT", "PORT MAC", "BRIDGE", "PORT STATE", "LEARNT AT")
     out = [f"lab {lab.name} (pid {lab.pid}, {lab.source})", "", table(headers, rows)]
+    cables = [n for n in lab.nodes if n.kind == "cable"]
+    if cables:
+        out += ["", "cables between bridges:"]
+        for n in cables:
+            ends = [(n.bridge, n.port), (n.peer_bridge, n.peer_port)]
+            shown = []
+            for end_bridge, end_port in ends:
+                end_link = sw_links.get(end_port or "")
+                state = PORT_STATE_NAMES.get(states.get(end_port or "", -1), "gone")
+                if end_link is not None and end_link.oper not in ("up", "unknown"):
+                    state += f", link {end_link.oper}"
+                shown.append(f"{end_bridge} [{end_port} {state}]")
+            out.append(f"  {shown[0]} ==={n.name}=== {shown[1]}")
     for n in lab.nodes:
         if n.kind != "bridge":
             continue

@@ -77,13 +77,15 @@ class Node:
     """One thing of a running lab a user can name: a bridge, a VM, a host, an uplink."""
 
     name: str
-    kind: str  # bridge, vm, host, uplink
+    kind: str  # bridge, vm, host, uplink, cable
     ns: str  # the lab namespace it lives in (switch, upstream, a host's name)
     mac: str
     bridge: str | None = None
     port: str | None = None  # its port on the bridge
     port_mac: str | None = None  # the MAC of that port's device (a VM's tap)
     ifname: str | None = None  # its own interface, in its namespace (hosts, uplinks)
+    peer_bridge: str | None = None  # a cable: the bridge of its other end
+    peer_port: str | None = None  # a cable: its port on that bridge
 
 
 @dataclass

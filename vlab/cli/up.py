@@ -52,10 +52,25 @@ def nodes_of(lab: Lab) -> list[state.Node]:
                 kind=getattr(ep, "show_kind", ep.kind),  # e.g. "vm/macvtap bridge"
                 ns=ns.name if ns is not None else "switch",
                 mac=ep.mac,
-                bridge=ep.bridge.name,
+                bridge=ep.bridge.name if ep.bridge is not None else None,
                 port=ep.port,
                 port_mac=getattr(ep, "tap_mac", None),
                 ifname=getattr(ep, "ifname", None),
+            )
+        )
+    for cable in lab.cables.values():
+        a, b = cable.ports
+        nodes.append(
+            state.Node(
+                name=cable.name,
+                kind="cable",
+                ns="switch",
+                mac=a.mac,
+                bridge=a.bridge.name,
+                port=a.name,
+                port_mac=a.mac,
+                peer_bridge=b.bridge.name,
+                peer_port=b.name,
             )
         )
     return nodes
@@ -69,6 +84,8 @@ def reach(node: state.Node) -> str:
         return f"its tap: vlab exec {node.bridge} -- {tools.tcpdump_hint(node.port)}"
     if node.kind == "bridge":
         return f"vlab exec {node.name} -- bridge fdb show br {node.name}"
+    if node.kind == "cable":
+        return f"vlab exec {node.bridge} -- bridge link show dev {node.port}"
     return f"vlab exec {node.name} -- ip -br link"
 
 

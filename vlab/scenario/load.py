@@ -14,7 +14,7 @@ from pathlib import Path
 from yaml.nodes import MappingNode, Node, SequenceNode
 
 from vlab.paths import RefusedFile
-from vlab.scenario import fields, hints, read_frames, read_steps, read_topology, rules
+from vlab.scenario import fields, hints, read_cables, read_frames, read_steps, read_topology, rules
 from vlab.scenario.errors import Position, ScenarioError
 from vlab.scenario.kernel import check_range
 from vlab.scenario.names import Names
@@ -31,6 +31,7 @@ TOP_KEYS = (
     "skip",
     "requires",
     "topology",
+    "cables",
     "frames",
     "steps",
 )
@@ -125,6 +126,12 @@ def _read(root: MappingNode) -> Scenario:
     bridges = (
         attempt(lambda: read_topology.topology(topology, names), ()) if topology is not None else ()
     )
+    cabled = found.get("cables")
+    cables = (
+        attempt(lambda: read_cables.cables(cabled, names, bridges), ())
+        if cabled is not None
+        else ()
+    )
     frames = attempt(lambda: _frames(found["frames"], names), ()) if "frames" in found else ()
     requires = found.get("requires")
     listed = found.get("steps")
@@ -154,6 +161,7 @@ def _read(root: MappingNode) -> Scenario:
         if requires is not None
         else (),
         bridges=bridges,
+        cables=cables,
         frames=frames,
         steps=steps,
         where=where(root),

@@ -22,6 +22,18 @@ class Names:
     bridges: list[str] = field(default_factory=list)
     endpoints: list[str] = field(default_factory=list)
     frames: list[str] = field(default_factory=list)
+    cables: list[str] = field(default_factory=list)
+
+    def endpoint_or_cable(self, node: Node, what: str) -> str:
+        """An endpoint or a cable (``carrier`` unplugs either)."""
+        value = fields.text(node, what)
+        if value not in self.endpoints and value not in self.cables:
+            fields.fail(
+                node,
+                f"{what} '{value}' is neither an endpoint nor a cable",
+                self._hint(value, self.endpoints + self.cables),
+            )
+        return value
 
     def endpoint(self, node: Node, what: str) -> str:
         """An endpoint name that exists in the topology."""
@@ -62,11 +74,11 @@ class Names:
     def port_owner(self, node: Node, what: str) -> str:
         """An endpoint name or a bridge name (the bridge stands for its own local entries)."""
         value = fields.text(node, what)
-        if value not in self.endpoints and value not in self.bridges:
+        if value not in self.endpoints and value not in self.bridges and value not in self.cables:
             fields.fail(
                 node,
-                f"{what} '{value}' is neither an endpoint nor a bridge",
-                self._hint(value, self.endpoints + self.bridges),
+                f"{what} '{value}' is neither an endpoint, a bridge nor a cable",
+                self._hint(value, self.endpoints + self.bridges + self.cables),
             )
         return value
 

@@ -15,6 +15,7 @@ from vlab.scenario.read_topology import fdb_entry, options
 from vlab.scenario.source import where
 from vlab.scenario.spec import (
     Carrier,
+    Converge,
     Expect,
     ExpectNone,
     Fdb,
@@ -49,6 +50,7 @@ STEP_KINDS = (
     "carrier",
     "wait",
     "neigh",
+    "converge",
 )
 
 
@@ -160,11 +162,22 @@ def _set(node: Node, names: Names, note: str | None) -> SetBridge | SetPort:
 def _carrier(node: Node, names: Names, note: str | None) -> Carrier:
     found = fields.keys(node, "carrier", ("at", "up"), required=("at", "up"))
     return Carrier(
-        names.endpoint(found["at"], "carrier at"),
+        names.endpoint_or_cable(found["at"], "carrier at"),
         fields.boolean(found["up"], "up"),
         note,
         where(node),
     )
+
+
+def _converge(node: Node, names: Names, note: str | None) -> Converge:
+    """``converge: {}`` or ``converge: {timeout: 20}``: wait for STP to settle."""
+    if isinstance(node, ScalarNode) and node.tag == fields.NULL_TAG:
+        return Converge(None, note, where(node))
+    found = fields.keys(node, "converge", ("timeout",))
+    timeout = (
+        fields.seconds(found["timeout"], "timeout", 0, MAX_WAIT) if "timeout" in found else None
+    )
+    return Converge(timeout, note, where(node))
 
 
 def _neigh(node: Node, names: Names, note: str | None) -> Neigh:
@@ -228,6 +241,7 @@ def step(node: Node, names: Names) -> Step:
         "set": _set,
         "carrier": _carrier,
         "neigh": _neigh,
+        "converge": _converge,
     }
     return readers[kind](body, names, note)
 

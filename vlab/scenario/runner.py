@@ -17,6 +17,7 @@ from vlab.scenario.api import BridgeLike, EndpointLike, FdbEntryLike, LabLike
 from vlab.scenario.spec import (
     BridgeSpec,
     Carrier,
+    Converge,
     Expect,
     ExpectNone,
     Fdb,
@@ -61,6 +62,8 @@ def describe(step: Step) -> str:
         return f"carrier {'up' if step.up else 'down'} at {step.at}"
     if isinstance(step, Wait):
         return f"wait {step.seconds:g} s"
+    if isinstance(step, Converge):
+        return "converge"
     return f"neigh {step.ip} on {step.bridge}"
 
 
@@ -78,6 +81,7 @@ class World:
     bridges: dict[str, BridgeLike] = field(default_factory=dict)
     endpoints: dict[str, EndpointLike] = field(default_factory=dict)
     bridge_of: dict[str, str] = field(default_factory=dict)
+    cables: dict[str, Any] = field(default_factory=dict)
     hypervisors: dict[str, Any] = field(default_factory=dict)  # by name, built on first use
 
     def mac(self, ref: str) -> str:
@@ -110,6 +114,9 @@ def build_topology(scenario: Scenario, lab: LabLike) -> World:
     world = World(lab)
     for spec in scenario.bridges:
         _build_bridge(world, spec)
+    for cable in scenario.cables:
+        a, b = (world.bridges[n] for n in cable.between)
+        world.cables[cable.name] = lab.cable(a, b, name=cable.name, **dict(cable.options))
     build_links(world, scenario.bridges)
     for spec in scenario.bridges:
         for entry in spec.fdb:
@@ -197,8 +204,8 @@ class Player:
 
     def _fdb(self, step: Fdb) -> None:
         entries = {e.mac.lower(): e for e in self.world.bridges[step.bridge].fdb_entries()}
-        problems = [p for e in step.contains if (p := self._missing(e, entries))]
-        problems += [p for e in step.lacks if (p := self._present(e, entries))]
+        problems = [p for e in step.contains if (p := self._missing(e, entries, step.bridge))]
+        problems += [p for e in step.lacks if (p := self._present(e, entries, step.bridge))]
         if problems:
             listing = "\n".join(
                 f"  {mac} -> {e.port} ({'/'.join(sorted(kinds_of(e)))})"
@@ -208,27 +215,36 @@ class Player:
                 "; ".join(problems) + f"\nfdb of {step.bridge}:\n" + (listing or "  (empty)")
             )
 
-    def _port_name(self, owner: str) -> str:
+    def _port_name(self, owner: str, bridge: str) -> str:
+        if owner in self.world.cables:  # the cable's end on the bridge whose fdb is read
+            ends = self.world.cables[owner].ports
+            return str(next((p.name for p in ends if p.bridge.name == bridge), ends[0].name))
         if owner in self.world.bridges:
             return self.world.bridges[owner].name
         return self.world.endpoints[owner].port
 
-    def _missing(self, want: FdbCheckEntry, entries: dict[str, FdbEntryLike]) -> str | None:
+    def _missing(
+        self, want: FdbCheckEntry, entries: dict[str, FdbEntryLike], bridge: str
+    ) -> str | None:
         mac = self._entry_mac(want)
         entry = entries.get(mac)
         if entry is None:
             return f"{_show(want.mac, mac)} is not in the fdb"
-        if want.at is not None and entry.port != self._port_name(want.at):
+        if want.at is not None and entry.port != self._port_name(want.at, bridge):
             return f"{_show(want.mac, mac)} is behind {entry.port}, not {want.at}"
         if want.kind != "any" and want.kind not in kinds_of(entry):
             shown = "/".join(sorted(kinds_of(entry)))
             return f"{_show(want.mac, mac)} is {shown}, not {want.kind}"
         return None
 
-    def _present(self, want: FdbCheckEntry, entries: dict[str, FdbEntryLike]) -> str | None:
+    def _present(
+        self, want: FdbCheckEntry, entries: dict[str, FdbEntryLike], bridge: str
+    ) -> str | None:
         mac = self._entry_mac(want)
         entry = entries.get(mac)
-        if entry is None or (want.at is not None and entry.port != self._port_name(want.at)):
+        if entry is None or (
+            want.at is not None and entry.port != self._port_name(want.at, bridge)
+        ):
             return None
         if want.kind != "any" and want.kind not in kinds_of(entry):
             return None
@@ -259,7 +275,11 @@ class Player:
 
     def _carrier(self, step: Carrier) -> None:
         # returns once the bridge has acted on it (the lab syncs the kernel's link events)
-        self.world.endpoints[step.at].set_carrier(step.up)
+        target = self.world.cables.get(step.at) or self.world.endpoints[step.at]
+        target.set_carrier(step.up)
+
+    def _converge(self, step: Converge) -> None:
+        self.world.lab.converge(step.timeout)
 
     def _wait(self, step: Wait) -> None:
         # The kernel's timers (ageing, STP, IGMP) run on real time: lab time is wall time here,

@@ -268,6 +268,17 @@ class BridgeSpec:
         return self.vms + self.hosts + ((self.uplink,) if self.uplink else ())
 
 
+@dataclass(frozen=True)
+class CableSpec:
+    """A cable between two bridges (``cables:``): a veth whose ends are ports of both, with
+    the same port options on each end."""
+
+    name: str
+    between: tuple[str, str]
+    options: Options = ()
+    where: Position | None = field(default=None, compare=False, repr=False)
+
+
 # --- steps ------------------------------------------------------------------------------------
 
 
@@ -391,6 +402,15 @@ class Carrier:
 
 
 @dataclass(frozen=True)
+class Converge:
+    """Wait until STP has settled (``lab.converge``): every STP port forwarding or blocking."""
+
+    timeout: float | None = None
+    note: str | None = None
+    where: Position | None = field(default=None, compare=False, repr=False)
+
+
+@dataclass(frozen=True)
 class Wait:
     """Let lab time pass (ageing, STP timers, IGMP intervals)."""
 
@@ -423,6 +443,7 @@ Step: TypeAlias = (
     | Carrier
     | Wait
     | Neigh
+    | Converge
 )
 
 
@@ -454,6 +475,7 @@ class Scenario:
     skip: tuple[KernelRange, ...] = ()
     requires: tuple[str, ...] = ()
     frames: tuple[tuple[str, FrameSpec], ...] = ()
+    cables: tuple[CableSpec, ...] = ()
     where: Position | None = field(default=None, compare=False, repr=False)
 
     def endpoints(self) -> dict[str, tuple[BridgeSpec, EndpointSpec]]:

@@ -17,6 +17,7 @@ from scapy.layers.inet6 import ICMPv6ND_NS, IPv6
 from scapy.layers.l2 import ARP
 from scapy.packet import Raw
 
+from vlab.ip import checksum
 from vlab.scenario.spec import (
     Arp,
     Eapol,
@@ -112,15 +113,6 @@ def _mac_bytes(mac: str) -> bytes:
     return bytes.fromhex(mac.replace(":", ""))
 
 
-def _checksum(data: bytes) -> int:
-    if len(data) % 2:
-        data += b"\0"
-    total = sum(int.from_bytes(data[i : i + 2], "big") for i in range(0, len(data), 2))
-    while total >> 16:
-        total = (total & 0xFFFF) + (total >> 16)
-    return ~total & 0xFFFF
-
-
 def _igmp_body(igmp: Igmp) -> bytes:
     if igmp.query is not None:
         group = ipaddress.IPv4Address(igmp.query).packed
@@ -145,7 +137,7 @@ def _igmp_body(igmp: Igmp) -> bytes:
             for r in igmp.records
         )
         head = struct.pack("!BBHHH", 0x22, 0, 0, 0, len(igmp.records)) + records
-    return head[:2] + struct.pack("!H", _checksum(head)) + head[4:]
+    return head[:2] + struct.pack("!H", checksum(head)) + head[4:]
 
 
 def _igmp(igmp: Igmp) -> bytes:

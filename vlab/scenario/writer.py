@@ -16,6 +16,7 @@ from vlab.scenario.spec import (
     Arp,
     BridgeSpec,
     Carrier,
+    Converge,
     Eapol,
     EndpointSpec,
     Expect,
@@ -274,6 +275,8 @@ def step(item: Step) -> dict[str, Any]:
         kind, body = "carrier", Flow(at=item.at, up=item.up)
     elif isinstance(item, Wait):
         kind, body = "wait", item.seconds
+    elif isinstance(item, Converge):
+        kind, body = "converge", Flow() if item.timeout is None else Flow(timeout=item.timeout)
     else:
         assert isinstance(item, Neigh)
         kind, body = "neigh", Flow(bridge=item.bridge, ip=item.ip, mac=item.mac)
@@ -352,6 +355,11 @@ def to_data(scenario: Scenario) -> dict[str, Any]:
     if scenario.requires:
         out["requires"] = FlowList(scenario.requires)
     out["topology"] = {b.name: _bridge(b) for b in scenario.bridges}
+    if scenario.cables:
+        out["cables"] = {
+            c.name: Flow(between=FlowList(c.between), **_options(c.options))
+            for c in scenario.cables
+        }
     if scenario.frames:
         out["frames"] = {name: _fit(frame(spec)) for name, spec in scenario.frames}
     out["steps"] = [step(s) for s in scenario.steps]
