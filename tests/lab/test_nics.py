@@ -62,7 +62,11 @@ def test_vm_with_a_nic_on_each_bridge(lab: Lab) -> None:
 def test_bad_nic_requests(lab: Lab) -> None:
     br1 = lab.bridge("br1")
     with pytest.raises(LabError, match=r"either bridge= .* or bond="):
-        lab.host("h1")
+        lab.host("h1", br1, bond=[br1, br1])
+    with pytest.raises(LabError, match="mode= is a bond's"):
+        lab.host("h1", br1, mode="active-backup")
+    with pytest.raises(LabError, match="two or more bridges"):
+        lab.host("h1", bond=[br1])
     with pytest.raises(LabError, match="unknown bridge"):
         lab.host("h1", bridge=[br1, "nope"])
     assert "h1" not in lab.endpoints
