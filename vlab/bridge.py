@@ -103,7 +103,6 @@ class Port:
     def _guard(self) -> LabGuard:
         return self.bridge.switch.guard
 
-    @guarded
     def describe(self) -> str:
         """One line for the lab's topology: the endpoint behind this port, or what the port is
         when none is (a cable end says which cable; a bare port its MAC)."""
@@ -111,6 +110,7 @@ class Port:
             return self.endpoint.describe()
         return f"no endpoint (mac {self.mac})"
 
+    @guarded
     def set(self, **options: Any) -> Port:
         """Change port options (friendly names and units), all validated before any is sent."""
         encoded = encode_port(options)

@@ -117,7 +117,7 @@ class Builder:
         # mcast_querier in the same message as the query intervals starts with the old ones.
         # The MLD querier also needs the bridge's link-local address first: Bridge.set does both.
         querier = encoded.pop("multicast_querier", None)
-        index = switch.index()
+        index = switch.bridge_index()
         data = pack_data(BRIDGE_OPTIONS, encoded)
         try:
             adopt = switch.adopt

@@ -88,6 +88,7 @@ class Endpoint:
     * readiness: :attr:`carrier_from_birth` (its port link keeps operstate UNKNOWN, like a
       tap), :meth:`not_ready` (its own links beyond the bridge port) and
       :meth:`wait_started` (something slow behind it, such as a guest booting);
+    * counters and losses: :meth:`nic` (where its own NIC is) and :attr:`tap`;
     * carrier: :meth:`apply_carrier`;
     * close: :meth:`release`, plus whatever it handed to its switch to close
       (:meth:`vlab.switch.Switch.own_socket`, ``own_tap``, ``own_guest``);
@@ -96,7 +97,7 @@ class Endpoint:
 
     kind = "endpoint"
     carrier_from_birth = False  # its port's operstate stays UNKNOWN (a tap, a dummy)
-    space: Namespace | None = None  # the namespace its own NIC's counters are read in
+    tap = False  # its port is a tap it holds: the port's counters, swapped, are its NIC's
 
     bridge: Bridge | None  # None: an endpoint in no bridge (see vlab.unbridged)
 
@@ -179,6 +180,11 @@ class Endpoint:
         """Make the cable's carrier ``up`` at this endpoint's end (``set_carrier`` does the
         rest: the bridge acting on it, readiness)."""
         raise LabError(f"{self.kind} {self.name}: its carrier cannot be changed")
+
+    def nic(self) -> tuple[Namespace, int] | None:
+        """Where this endpoint's own NIC lives (namespace, ifindex), for its counters and the
+        frames it sent that were lost on the way in; None when it has none beyond its port."""
+        return None
 
     # --- sending -------------------------------------------------------------------------
 
@@ -396,6 +402,7 @@ class VM(Endpoint):
     kind = "vm"
     bridge: Bridge  # a tap is always a bridge port
     carrier_from_birth = True  # a tap had carrier from birth: operstate stays UNKNOWN
+    tap = True  # a write to the tap hands the frame to the bridge at once: no queue of its own
 
     def __init__(
         self,
@@ -519,6 +526,10 @@ class NamespacedEndpoint(Endpoint):
     ) -> subprocess.CompletedProcess[str]:
         """Run a program inside this endpoint's namespace (``ip``, ``ping``, ``tcpdump``...)."""
         return self.switch.run(self.ns, list(argv), check=check, timeout=timeout)
+
+    def nic(self) -> tuple[Namespace, int] | None:
+        """Its ``ifname`` in its namespace."""
+        return self.space, self.ifindex
 
     def apply_carrier(self, up: bool) -> None:
         """The far end goes down or up: the veth's other end, the bridge port, loses carrier."""

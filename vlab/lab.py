@@ -193,6 +193,7 @@ class Lab(Builder):
         self._fabric = _LabFabric(self)
         self.switch = Switch(self, self._fabric, "switch", space)  # the lab's switch namespace
         self.switch.adopt = self._adopt_bridge
+        self.switch.before_link = self._expose_switch
         self._switches = [self.switch]
 
     # --- lifecycle -------------------------------------------------------------------------

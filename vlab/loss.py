@@ -105,10 +105,9 @@ def measure(ep: Endpoint, links: bool, fresh: bool) -> dict[str, int]:
     if links:
         index = _port_index(ep)
         out["port"] = _counter(ep.switch.space, index, _TX_DROPPED, fresh)
-        if ep.kind != "vm":  # a tap hands a VM's frames to the bridge synchronously: no queue
-            space = ep.space
-            if space is not None:
-                out["sent"] = _counter(space, ep.ifindex, _TX_DROPPED, fresh)  # type: ignore[attr-defined]
+        nic = ep.nic()  # a tap hands a VM's frames to the bridge synchronously: no queue
+        if nic is not None:
+            out["sent"] = _counter(nic[0], nic[1], _TX_DROPPED, fresh)
     return out
 
 
@@ -120,7 +119,7 @@ def _describe(ep: Endpoint, kind: str, count: int) -> Loss:
         where = f"{ep.name}'s packet socket on {ifname}"
         counter = "PACKET_STATISTICS drops: its receive buffer was full"
         hint = drain
-    elif kind == "port" and ep.kind == "vm":
+    elif kind == "port" and ep.tap:
         txqlen = getattr(ep.io, "txqlen", 0) or "txqlen"
         where = f"tap {port} on {br}"
         counter = f"tx_dropped of {port} in the switch namespace: its queue of {txqlen} was full"
@@ -194,9 +193,9 @@ def baseline(lab: Lab) -> None:
         if ep.ledger.base:
             continue
         base = {"store": 0, "port": row(ep.switch.space, _port_index(ep))}
-        space = None if ep.kind == "vm" else ep.space
-        if space is not None:
-            base["sent"] = row(space, ep.ifindex)  # type: ignore[attr-defined]
+        nic = ep.nic()
+        if nic is not None:
+            base["sent"] = row(*nic)
         ep.ledger.base.update(base)
 
 
@@ -210,9 +209,9 @@ class _Probe:
         self.drops: Callable[[], int] | None = getattr(ep.io, "kernel_drops", None)
         self.port_index = _port_index(ep)
         self.switch = ep.switch.watch
-        space = None if ep.kind == "vm" else ep.space
-        self.far: QdiscWatch | None = space.watch if space is not None else None
-        self.far_index: int = getattr(ep, "ifindex", 0)
+        nic = ep.nic()
+        self.far: QdiscWatch | None = nic[0].watch if nic is not None else None
+        self.far_index: int = nic[1] if nic is not None else 0
 
     def suspect(self) -> bool:
         ep, base = self.ep, self.ep.ledger.base

@@ -71,9 +71,9 @@ def port_stats(port: Port) -> LinkStats:
 def endpoint_stats(ep: Endpoint) -> LinkStats:
     """The endpoint's own NIC's counters (rx: what the endpoint received)."""
     ep.switch.guard.check()
-    if ep.kind == "vm" and ep.bridge is not None:
+    if ep.tap and ep.bridge is not None:
         return port_stats(ep.bridge.port(ep)).swapped()
-    space = ep.space
-    if space is None:
+    nic = ep.nic()
+    if nic is None:
         raise LabError(f"{ep.kind} {ep.name}: it has no NIC of its own to read counters of")
-    return read(space, ep.ifindex, f"{ep.kind} {ep.name}'s {ep.ifname}")  # type: ignore[attr-defined]
+    return read(nic[0], nic[1], f"{ep.kind} {ep.name}'s {getattr(ep, 'ifname', 'NIC')}")

@@ -205,6 +205,9 @@ class Switch:
         self.counters: dict[str, int] = {"vnet": 0, "veth": 0, "eth": 0, "port": 0}
         # the first bridge of a pooled namespace adopts its dormant bridge (see vlab.nspool)
         self.adopt: Callable[[str, int, str, bytes, int | None], bool] | None = None
+        # ... and its dormant bridge holds the first ifindex: a link made before any bridge
+        # has it deleted first (set by the lab, run once)
+        self.before_link: Callable[[], None] | None = None
 
     # --- the namespace ---------------------------------------------------------------------
 
@@ -229,7 +232,16 @@ class Switch:
         return self.space.watch
 
     def index(self) -> int:
-        """A fresh ifindex in the switch namespace."""
+        """A fresh ifindex in the switch namespace, for any link but a bridge."""
+        if self.before_link is not None:
+            hook, self.before_link = self.before_link, None
+            hook()
+        return self.space.index()
+
+    def bridge_index(self) -> int:
+        """A fresh ifindex for a bridge: the first one may adopt a pooled dormant bridge at
+        that index (see :attr:`adopt`), so nothing has to make way for it."""
+        self.before_link = None
         return self.space.index()
 
     def next_name(self, prefix: str) -> str:

@@ -100,6 +100,7 @@ def test_a_new_kind_gets_frames_both_ways_and_a_report(lab: Lab) -> None:
     vm.expect(g)
     probe.expect_none()  # never back out of its ingress port
     assert br.fdb()[probe.mac] == probe.port
+    assert probe.stats().rx_packets >= 1  # its NIC's counters, found through its nic() hook
     assert lab.where(probe.mac).endpoint == "p1"  # type: ignore[union-attr]
     assert "probe p1: probe0p == veth ==> probe0 on br0" in lab.describe()
     with pytest.raises(AssertionError) as err:

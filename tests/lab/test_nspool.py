@@ -22,6 +22,7 @@ from collections.abc import Callable, Iterator
 from typing import Any
 
 import pytest
+from scapy.layers.l2 import Ether
 
 from vlab import Lab, nspool, spawn
 
@@ -344,6 +345,26 @@ def test_a_lab_that_looks_before_building_never_sees_the_dormant_bridge(
         assert nspool.SPARE_NAME not in links and "br0" not in links
         build(lab)
         assert diff(state(lab), fresh_state) == []
+
+
+def test_a_link_made_before_any_bridge_does_not_collide_with_the_dormant_one() -> None:
+    """The dormant bridge holds the first ifindex: a host in no bridge, built first, gets it
+    only once the dormant bridge is gone (it was EEXIST); a later bridge is a fresh one."""
+    with Lab() as warm:
+        build(warm)
+    assert nspool.pool().drain()
+    assert nspool.pool().ready, nspool.pool().last_discard
+    with Lab() as lab:
+        assert lab._shell is not None and lab._shell.dormant  # the positive case: it is there
+        host = lab.host("h1", bridge=None)
+        assert not lab._shell.dormant
+        br = lab.bridge("br0")
+        vm = lab.vm("vm1", bridge=br)
+        assert nspool.SPARE_NAME not in lab.run("switch", "ip", "-o", "link").stdout
+        frame = Ether(src=host.mac, dst="ff:ff:ff:ff:ff:ff", type=0x88B5) / b"lone"
+        host.send(frame)
+        host.peer.expect(frame)
+        vm.expect_none()  # the peer is in no bridge
 
 
 def test_mtu_set_once_makes_a_bridge_stop_following_its_ports() -> None:
