@@ -59,12 +59,16 @@ def fuzz(session: nox.Session) -> None:
 
 @nox.session(python=PY)
 def guest_kernel(session: nox.Session) -> None:
-    """The scenario library and tests/kernel on Debian's cloud kernel, in QEMU guests (TCG)."""
+    """The scenario library, tests/kernel and the VLAN selftest ports on Debian's cloud
+    kernel, in QEMU guests (TCG)."""
     import glob
 
     session.install("-e", ".[dev]")
     kernels = sorted(glob.glob("/boot/vmlinuz-*-cloud-amd64"))
     if not kernels:
         session.error("no /boot/vmlinuz-*-cloud-amd64: ./dev test installs linux-image-cloud-amd64")
-    args = session.posargs or ["-n", "2", "scenarios", "tests/kernel"]
+    vlan_selftests = sorted(glob.glob("tests/selftests/test_*vlan_aware.py")) + sorted(
+        glob.glob("tests/selftests/test_*_vlan.py")
+    )  # ports of VLAN-aware subtests: they need the guest's VLAN filtering and 8021q
+    args = session.posargs or ["-n", "2", "scenarios", "tests/kernel", *vlan_selftests]
     session.run("pytest", "--vlab", f"--vlab-kernel={kernels[-1]}", "-ra", *args)

@@ -13,6 +13,7 @@ from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
     from vlab.bridge import Bridge, FdbEntry, Port
+    from vlab.cable import Cable
     from vlab.endpoints import VM, Endpoint, Host, Uplink
     from vlab.errors import LabError, Unsupported
     from vlab.frames import Mask
@@ -33,6 +34,7 @@ except PackageNotFoundError:  # running from a source tree that was never instal
 _HOMES = {
     "VM": "vlab.endpoints",
     "Bridge": "vlab.bridge",
+    "Cable": "vlab.cable",
     "Endpoint": "vlab.endpoints",
     "FdbEntry": "vlab.bridge",
     "Host": "vlab.endpoints",
@@ -70,6 +72,7 @@ __all__ = [
     "VM",
     "BondedHost",
     "Bridge",
+    "Cable",
     "Endpoint",
     "FdbEntry",
     "Host",

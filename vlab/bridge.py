@@ -12,6 +12,8 @@ from vlab import fdb as fdblib
 from vlab import mdb as mdblib
 from vlab import rtnl as nl
 from vlab import validate
+from vlab import vlan as vlanlib
+from vlab.bridge_vlans import BridgeVlans, PortVlans
 from vlab.endpoints import Endpoint
 from vlab.errors import LabError, Unsupported
 from vlab.guard import LabGuard, guarded
@@ -50,6 +52,7 @@ class FdbEntry:
     stale: bool = False  # aged out, not yet collected
     used: float = 0.0  # seconds since the bridge last forwarded a frame to this MAC
     updated: float = 0.0  # seconds since it was learnt, added or refreshed
+    vlan: int | None = None  # its VLAN on a VLAN-aware bridge (None: VLAN-unaware, or no VLAN)
 
     @property
     def how(self) -> str:
@@ -77,13 +80,16 @@ def _errno_hint(exc: OSError, what: str, options: dict[str, Any]) -> LabError:
     names = ", ".join(f"{k}={v!r}" for k, v in options.items())
     if exc.errno == 95:  # EOPNOTSUPP
         return Unsupported(f"{what}: this kernel does not support {names} (EOPNOTSUPP)")
+    if exc.errno == 19:  # ENODEV
+        return LabError(f"{what} is gone (ENODEV): its link was deleted, so {names} cannot be set")
     if exc.errno == 16:  # EBUSY
         return LabError(f"{what}: the kernel refused {names} (EBUSY: STP owns port states)")
     return LabError(f"{what}: the kernel refused {names} ({exc.strerror})")
 
 
-class Port:
-    """A bridge port, seen from the bridge: ``br.port(vm).set(learning=False)``."""
+class Port(PortVlans):
+    """A bridge port, seen from the bridge: ``br.port(vm).set(learning=False)``; its VLANs
+    with ``vlan_add``/``vlan_del``/``vlans`` (see :mod:`vlab.bridge_vlans`)."""
 
     carrier_from_birth = False  # a port link with no endpoint that keeps operstate UNKNOWN
 
@@ -118,11 +124,11 @@ class Port:
             self.state_managed = True
         try:
             self.bridge.switch.rtnl.set_port_data(self.index, pack_data(PORT_OPTIONS, encoded))
+            raw = self.bridge.switch.rtnl.port_data(self.index)  # gone since: ENODEV here
         except OSError as exc:
             raise _errno_hint(exc, f"port {self.name} of {self.bridge.name}", options) from None
         from vlab import readback
 
-        raw = self.bridge.switch.rtnl.port_data(self.index)
         readback.check(PORT_OPTIONS, encoded, raw, f"port {self.name} of {self.bridge.name}")
         return self
 
@@ -212,8 +218,9 @@ class Port:
         return f"<Port {self.name} of {self.bridge.name}>"
 
 
-class Bridge:
-    """A VLAN-unaware Linux bridge. ``fdb()`` maps MACs to port names, as tests assert."""
+class Bridge(BridgeVlans):
+    """A Linux bridge (VLAN-aware with ``vlan_filtering=True``). ``fdb()`` maps MACs to port
+    names, as tests assert; the bridge device's own VLANs are in :mod:`vlab.bridge_vlans`."""
 
     def __init__(self, switch: Switch, name: str, index: int, mac: str) -> None:
         self.switch = switch  # the switch namespace it lives in, and its services
@@ -239,6 +246,7 @@ class Bridge:
     def set(self, **options: Any) -> Bridge:
         """Change bridge options (friendly names and units), all validated before any is sent."""
         encoded = encode_bridge(options)
+        vlanlib.check_bridge_options(encoded, self.vlan_filtering, f"bridge {self.name}")
         if encoded.get("vlan_filtering") == 0 and not self.vlan_filtering:
             del encoded["vlan_filtering"]  # already off; kernels without it refuse even "off"
         rtnl = self.switch.rtnl
@@ -374,19 +382,25 @@ class Bridge:
                     stale=bool(r.state & fdblib.NUD_STALE),
                     used=r.used,
                     updated=r.updated,
+                    vlan=r.vlan,
                 )
             )
         return out
 
     @guarded
-    def fdb(self, local: bool = False) -> dict[str, str]:
-        """``{mac: port name}`` of learnt and static entries (``local=True`` adds own MACs).
+    def fdb(self, local: bool = False, vlan: int | None = None) -> dict[str, str]:
+        """``{mac: port name}`` of learnt and static entries (``local=True`` adds own MACs);
+        ``vlan=N`` only VLAN N's entries (a VLAN-aware bridge learns a MAC per VLAN, so the
+        same MAC can sit behind two ports in two VLANs: ask per VLAN).
 
         Locked entries (MAB) are left out: they do not forward; see :meth:`fdb_entries`.
         """
         local = validate.flag(local, "fdb(local)")
+        vlan = self._fdb_vlan(vlan, "fdb")
         return {
-            e.mac: e.port for e in self.fdb_entries() if (local or not e.local) and not e.locked
+            e.mac: e.port
+            for e in self.fdb_entries()
+            if (local or not e.local) and not e.locked and (vlan is None or e.vlan == vlan)
         }
 
     @guarded
@@ -396,13 +410,15 @@ class Bridge:
         endpoint: Endpoint | str,
         static: bool = True,
         sticky: bool = False,
+        vlan: int | None = None,
         **extra: bool,
     ) -> None:
         """Add a user fdb entry for ``mac`` on ``endpoint``'s port (``bridge fdb replace``): static
         unless ``static=False``; ``sticky=True`` keeps it from moving to another port (bridge
-        facts, fact 14); ``extra`` flags: use, extern_learn, activity_notify, inactive,
-        norefresh (see :func:`vlab.fdb.add_body`)."""
+        facts, fact 14); ``vlan=N`` puts it in VLAN N of a VLAN-aware bridge; ``extra`` flags:
+        use, extern_learn, activity_notify, inactive, norefresh (see :func:`vlab.fdb.add_body`)."""
         port = self.port(endpoint)
+        vid = self._fdb_vlan(vlan, "fdb_add")
         static = validate.flag(static, "fdb_add(static)")
         sticky = validate.flag(sticky, "fdb_add(sticky)")
         known = ("use", "extern_learn", "activity_notify", "inactive", "norefresh")
@@ -411,8 +427,10 @@ class Bridge:
                 raise LabError(f"fdb_add: unknown flag {key!r}; flags: {', '.join(known)}")
             extra[key] = validate.flag(value, f"fdb_add({key})")
         try:
-            if extra:
-                body = fdblib.add_body(port.index, normalize_mac(mac), static, sticky, **extra)
+            if extra or vid is not None:
+                body = fdblib.add_body(
+                    port.index, normalize_mac(mac), static, sticky, vlan=vid, **extra
+                )
                 fdblib.add(self.switch.rtnl, body)
             else:
                 nl.fdb_request(
@@ -422,13 +440,29 @@ class Bridge:
             raise LabError(f"fdb add {mac} on {port.name}: {exc.strerror}") from None
 
     @guarded
-    def fdb_del(self, mac: str, endpoint: Endpoint | str) -> None:
-        """Delete the entry for ``mac`` on ``endpoint``'s port; a missing one is a LabError."""
+    def fdb_del(self, mac: str, endpoint: Endpoint | str, vlan: int | None = None) -> None:
+        """Delete the entry for ``mac`` on ``endpoint``'s port (in VLAN ``vlan`` of a
+        VLAN-aware bridge); a missing one is a LabError."""
         port = self.port(endpoint)
+        vid = self._fdb_vlan(vlan, "fdb_del")
         try:
-            nl.fdb_request(self.switch.rtnl, False, port.index, normalize_mac(mac))
+            if vid is None:
+                nl.fdb_request(self.switch.rtnl, False, port.index, normalize_mac(mac))
+            else:
+                body = fdblib.delete_body(port.index, normalize_mac(mac), vid)
+                self.switch.rtnl.request(nl.RTM_DELNEIGH, body)
         except OSError as exc:
             raise LabError(f"fdb del {mac} on {port.name}: {exc.strerror}") from None
+
+    def _fdb_vlan(self, vlan: object, call: str) -> int | None:
+        """One VLAN ID for an fdb entry, on a VLAN-aware bridge only (checked before sending)."""
+        if vlan is None:
+            return None
+        if isinstance(vlan, bool) or not isinstance(vlan, int):
+            raise LabError(f"{call}(vlan={vlan!r}): give one VLAN ID, e.g. vlan=10")
+        vlanlib.vid_ranges(vlan, f"{call}(vlan)")
+        vlanlib.check_filtering(self.vlan_filtering, f"{call}(vlan={vlan})", self.name)
+        return vlan
 
     @guarded
     def fdb_flush(self) -> None:
@@ -555,12 +589,15 @@ class Bridge:
         source: str | None = None,
         sources: list[str] | None = None,
         mode: str | None = None,
+        vlan: int | None = None,
     ) -> None:
         """``bridge mdb add``: ``endpoint`` (or the bridge itself) joins ``group``.
 
         ``source=`` makes an (S, G) entry; ``sources=`` and ``mode="include"|"exclude"`` give a
-        (*, G) entry a source list and filter mode (IGMPv3/MLDv2 bridges only).
+        (*, G) entry a source list and filter mode (IGMPv3/MLDv2 bridges only); ``vlan=N`` in
+        VLAN N of a VLAN-aware bridge (the port must be a member of it).
         """
+        vid = self._fdb_vlan(vlan, "mdb_add")
         index = self._mdb_port(endpoint)
         if index == self.index and permanent:
             raise LabError(
@@ -568,6 +605,8 @@ class Bridge:
                 "in the kernel: pass permanent=False"
             )
         body = mdblib.request(self.index, index, group, permanent, source, sources, mode)
+        if vid is not None:
+            body = mdblib.with_vlan(body, vid)
         try:
             mdblib.add(self.switch.rtnl, body)
         except OSError as exc:
@@ -575,11 +614,19 @@ class Bridge:
 
     @guarded
     def mdb_del(
-        self, group: str, endpoint: Endpoint | Port | str | Bridge, source: str | None = None
+        self,
+        group: str,
+        endpoint: Endpoint | Port | str | Bridge,
+        source: str | None = None,
+        vlan: int | None = None,
     ) -> None:
-        """``bridge mdb del``: remove ``endpoint``'s membership of ``group`` (or of (S, G))."""
+        """``bridge mdb del``: remove ``endpoint``'s membership of ``group`` (or of (S, G)),
+        in VLAN ``vlan`` of a VLAN-aware bridge."""
+        vid = self._fdb_vlan(vlan, "mdb_del")
         index = self._mdb_port(endpoint)
         body = mdblib.request(self.index, index, group, True, source, None, None)
+        if vid is not None:
+            body = mdblib.with_vlan(body, vid)
         try:
             mdblib.delete(self.switch.rtnl, body)
         except OSError as exc:

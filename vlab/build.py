@@ -26,6 +26,7 @@ from vlab.guard import LabGuard, guarded
 from vlab.options import BRIDGE_OPTIONS, encode_bridge, encode_mtu, normalize_mac, pack_data
 from vlab.rtnl import set_noqueue
 from vlab.switch import random_mac, suppress_os
+from vlab.vlan import check_bridge_options
 
 if TYPE_CHECKING:
     from vlab.switch import Namespace, Switch
@@ -110,6 +111,7 @@ class Builder:
         switch = self.switch
         switch.fabric.check_name(name, "bridge")
         encoded = encode_bridge(options)  # everything validated before anything is built
+        check_bridge_options(encoded, False, f"bridge {name}")
         mac = encoded.pop("mac", None) or random_mac("02")
         mtu = encoded.pop("mtu", None)
         if encoded.get("vlan_filtering") == 0:

@@ -255,6 +255,18 @@ def _loop_problem(loop: list[str], lab: Lab, what: str, off: str | None = None) 
     )
 
 
+def check_loop(lab: Lab, a: Bridge, b: Bridge, what: str) -> None:
+    """Refuse a new link between ``a`` and ``b`` (``what`` names it in the message) that would
+    close a loop of links among bridges not all running STP: every link kind checks this
+    before it builds anything."""
+    path = path_between(lab, a.name, b.name)
+    if path is None:
+        return
+    problem = _loop_problem([*path, a.name], lab, what)
+    if problem:
+        raise LabError(problem)
+
+
 def check_stp_off(bridge: Bridge) -> None:
     """Refuse ``bridge.set(stp=False)`` on a bridge that sits on a loop of cables."""
     lab = bridge.lab
@@ -287,12 +299,7 @@ def add_cable(lab: Lab, a: Bridge, b: Bridge, name: str | None, options: dict[st
             f"cable from {a.name} to itself: a bridge cabled to itself is a loop on one bridge; "
             "cable two different bridges"
         )
-    path = path_between(lab, a.name, b.name)
-    if path is not None:
-        loop = [*path, a.name]
-        problem = _loop_problem(loop, lab, f"cable {name} between {a.name} and {b.name}")
-        if problem:
-            raise LabError(problem)
+    check_loop(lab, a, b, f"cable {name} between {a.name} and {b.name}")
     switch = a.switch
     if b.switch is not switch:
         raise LabError(

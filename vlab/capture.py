@@ -165,10 +165,19 @@ class PacketPort(_DropCount):
         return self.sock.fileno()
 
     def send(self, frame: bytes) -> None:
+        """Send one frame. A packet socket keeps ENETDOWN from the moment its link last went
+        down and reports it on the next send, even once the link is back up: that stale error
+        is cleared (SO_ERROR) and the send tried once more; a link still down fails again."""
         try:
             self.sock.send(frame)
         except OSError as exc:
-            raise _send_error(self.ifname, frame, exc) from None
+            if exc.errno != errno.ENETDOWN:
+                raise _send_error(self.ifname, frame, exc) from None
+            self.sock.getsockopt(socket.SOL_SOCKET, socket.SO_ERROR)
+            try:
+                self.sock.send(frame)
+            except OSError as again:
+                raise _send_error(self.ifname, frame, again) from None
 
     def drain(self) -> list[Record]:
         """Everything queued on the socket now, without blocking."""

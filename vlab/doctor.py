@@ -195,6 +195,42 @@ class Prober:
         self.rtnl.set_bridge_data(self.bridge, nla(IFLA_BR_VLAN_FILTERING, b"\x00"))
         return OK, "enabled and read back"
 
+    def vlan_options(self) -> tuple[str, str]:
+        """Per-VLAN STP state on a port and a per-VLAN multicast option, set and read back."""
+        from vlab import vlan as vlanlib
+
+        if not (self.bridge and self.port):
+            return UNKNOWN, "needs a bridge and a veth"
+        on, off = nla(IFLA_BR_VLAN_FILTERING, b"\x01"), nla(IFLA_BR_VLAN_FILTERING, b"\x00")
+        try:
+            # kernel STP (left on by the stp probe) owns the states: EBUSY
+            self.rtnl.set_bridge_data(self.bridge, nla(5, struct.pack("=I", 0)))
+            self.rtnl.set_bridge_data(self.bridge, on)
+            if self.rtnl.bridge_data(self.bridge).get(IFLA_BR_VLAN_FILTERING, b"\0")[:1] != b"\1":
+                return MISSING, "no VLAN filtering"
+            try:
+                ranges = [(10, 10)]
+                vlanlib.add(self.rtnl, self.port, ranges, False, False, False, "probe")
+                vlanlib.set_state(self.rtnl, self.port, ranges, 4, "probe")  # blocking
+                state = vlanlib.dump(self.rtnl, self.port).get(self.port, {}).get(10)
+                if state is None or state.state != "blocking":
+                    return MISSING, "per-VLAN STP state not reported back"
+                snooping = pack_data(BRIDGE_OPTIONS, {"multicast_vlan_snooping": 1})
+                self.rtnl.set_bridge_data(self.bridge, snooping)
+                opts = vlanlib.encode_global({"multicast_snooping": False}, "probe")
+                vlanlib.set_global(self.rtnl, self.bridge, ranges, opts, "probe")
+                back = vlanlib.global_dump(self.rtnl, self.bridge).get(10, {})
+            except LabError as exc:
+                return MISSING, str(exc)
+            if back.get("multicast_snooping") is not False:
+                return MISSING, "per-VLAN STP state works; per-VLAN multicast options do not"
+            return OK, "per-VLAN STP state and multicast snooping set and read back"
+        except OSError as exc:
+            return _refusal(exc)
+        finally:
+            with contextlib.suppress(OSError):
+                self.rtnl.set_bridge_data(self.bridge, off)
+
     def tc(self, *qdisc: str, parent: str = "root") -> tuple[str, str]:
         """Add a qdisc with the ``tc`` program, as a lab test would."""
         tc = tools.which("tc")
@@ -379,6 +415,13 @@ def _kernel_checks(p: Prober) -> list[Check]:
         ("links", "ifb", lambda: p.link("ifb"), False),
         ("bridge", "stp", lambda: p.bridge_option(stp=True), False),
         ("bridge", "vlan filtering", p.vlan_filtering, False),
+        ("bridge", "per-VLAN options", p.vlan_options, False),
+        (
+            "bridge",
+            "802.1ad bridge",
+            lambda: p.bridge_option(vlan_filtering=True, vlan_protocol="802.1ad"),
+            False,
+        ),
         ("bridge", "igmp snooping", lambda: p.bridge_option(multicast_snooping=True), False),
         ("bridge", "mld snooping", lambda: p.bridge_option(multicast_mld_version=2), False),
         ("bridge", "querier", lambda: p.bridge_option(multicast_querier=True), False),

@@ -14,7 +14,7 @@ import select
 import subprocess
 import time
 from collections.abc import Sequence
-from typing import TYPE_CHECKING, Protocol
+from typing import TYPE_CHECKING, Any, Protocol
 
 from scapy.layers.l2 import Ether
 
@@ -649,6 +649,16 @@ class Host(ReceiveFilter, NamespacedEndpoint):
         timeout = validate.timeout(timeout, "ping")
         self.switch.ready()
         return iplib.ping(self.ns, target, count, timeout)
+
+    @guarded
+    def vlan(self, vid: int, ip: str | list[str] | None = None, protocol: str = "802.1Q") -> Any:
+        """An 802.1Q sub-interface ``eth0.VID`` as an endpoint of its own (frames sent there
+        leave tagged, tagged frames of that VLAN arrive there untagged); see :mod:`vlab.vlanif`.
+        ``Unsupported`` on kernels without 8021q."""
+        from vlab.vlanif import add_vlan
+
+        self.check_alive()
+        return add_vlan(self, vid, ip, protocol)
 
     def describe(self) -> str:
         """One line: the host's interface and MAC, and the veth port it is cabled to."""

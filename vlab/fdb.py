@@ -17,6 +17,7 @@ from vlab import rtnl as nl
 NTF_USE = 0x01
 NTF_OFFLOADED = 0x20
 NUD_STALE = 0x04
+NDA_VLAN = 5
 NDA_FDB_EXT_ATTRS = 14
 NFEA_ACTIVITY_NOTIFY, NFEA_DONT_REFRESH = 1, 2
 FDB_NOTIFY_BIT, FDB_NOTIFY_INACTIVE_BIT = 0x1, 0x2
@@ -37,6 +38,7 @@ class Record:
     used: float  # seconds since a frame was forwarded to it
     updated: float  # seconds since it was learnt or refreshed
     notify: int  # FDB_NOTIFY_* bits
+    vlan: int | None = None  # the VLAN of the entry on a VLAN-aware bridge (NDA_VLAN)
 
 
 def decode(body: bytes) -> Record | None:
@@ -50,6 +52,7 @@ def decode(body: bytes) -> Record | None:
     cache = a.get(nl.NDA_CACHEINFO)
     _confirmed, used, updated, _ref = _CACHEINFO.unpack(cache[:16]) if cache else (0, 0, 0, 0)
     notify = nl.attrs(a.get(NDA_FDB_EXT_ATTRS, b"")).get(NFEA_ACTIVITY_NOTIFY)
+    vlan = a.get(NDA_VLAN)
     return Record(
         mac=":".join(f"{b:02x}" for b in lladdr),
         ifindex=ifindex,
@@ -60,6 +63,7 @@ def decode(body: bytes) -> Record | None:
         used=used / USER_HZ,
         updated=updated / USER_HZ,
         notify=notify[0] if notify else 0,
+        vlan=struct.unpack_from("=H", vlan)[0] if vlan else None,
     )
 
 
@@ -84,6 +88,7 @@ def add_body(
     activity_notify: bool = False,
     inactive: bool = False,
     norefresh: bool = False,
+    vlan: int | None = None,
 ) -> bytes:
     """``bridge fdb replace MAC dev PORT master [static|dynamic] [sticky] [use]
     [extern_learn] [activity_notify] [inactive] [norefresh]``."""
@@ -92,6 +97,8 @@ def add_body(
     flags |= (NTF_USE if use else 0) | (nl.NTF_EXT_LEARNED if extern_learn else 0)
     body = nl.NDMSG.pack(nl.AF_BRIDGE, port_index, state, flags, 0)
     body += nl.nla(nl.NDA_LLADDR, nl.mac_bytes(mac))
+    if vlan is not None:
+        body += nl.nla(NDA_VLAN, struct.pack("=H", vlan))
     ext = b""
     bits = (FDB_NOTIFY_BIT if activity_notify else 0) | (FDB_NOTIFY_INACTIVE_BIT if inactive else 0)
     if bits:
@@ -100,6 +107,15 @@ def add_body(
         ext += nl.nla(NFEA_DONT_REFRESH, b"")
     if ext:
         body += nl.nla(NDA_FDB_EXT_ATTRS | nl.NLA_F_NESTED, ext)
+    return body
+
+
+def delete_body(port_index: int, mac: str, vlan: int | None = None) -> bytes:
+    """``bridge fdb del MAC dev PORT master [vlan VID]``."""
+    body = nl.NDMSG.pack(nl.AF_BRIDGE, port_index, 0, nl.NTF_MASTER, 0)
+    body += nl.nla(nl.NDA_LLADDR, nl.mac_bytes(mac))
+    if vlan is not None:
+        body += nl.nla(NDA_VLAN, struct.pack("=H", vlan))
     return body
 
 

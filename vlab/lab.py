@@ -61,6 +61,7 @@ from vlab.switch import (
     random_mac,
     unknown_node,
 )
+from vlab.vlan import vid_ranges
 
 if TYPE_CHECKING:
     from scapy.layers.l2 import Ether
@@ -93,6 +94,7 @@ class Where:
     owner: str | None  # the endpoint whose own MAC this is, if any
     how: str  # learnt, static, static+sticky, local, locked
     cable: str | None = None  # learnt through this cable from another bridge (no closer entry)
+    vlan: int | None = None  # the entry's VLAN on a VLAN-aware bridge
 
     def __str__(self) -> str:
         who = f" ({self.owner}'s NIC)" if self.owner else ""
@@ -100,7 +102,8 @@ class Where:
         if self.cable:
             behind = f" (cable {self.cable})"
         where = f"port {self.port}{behind} on bridge {self.bridge}"
-        return f"{self.mac}{who} is behind {where}, {self.how}"
+        vlan = f" in VLAN {self.vlan}" if self.vlan is not None else ""
+        return f"{self.mac}{who} is behind {where}{vlan}, {self.how}"
 
 
 class _LabFabric:
@@ -494,24 +497,34 @@ class Lab(Builder):
         return join(self, self._bridge(br_a), self._bridge(br_b), vni, dstport, learning, mtu)
 
     @guarded
-    def where(self, mac: str) -> Where | None:
-        """Which port of which bridge ``mac`` sits behind, from the fdb; None if nowhere."""
+    def where(self, mac: str, vlan: int | None = None) -> Where | None:
+        """Which port of which bridge ``mac`` sits behind, from the fdb; None if nowhere.
+
+        ``vlan=N``: in VLAN N (a VLAN-aware bridge has an entry per VLAN, possibly on different
+        ports); without it, the first entry found.
+        """
         mac = normalize_mac(mac)
+        if vlan is not None:
+            if isinstance(vlan, bool) or not isinstance(vlan, int):
+                raise LabError(f"where({mac}, vlan={vlan!r}): give one VLAN ID, e.g. vlan=10")
+            vid_ranges(vlan, "where(vlan)")
         owner = next((ep.name for ep in self.endpoints.values() if ep.mac == mac), None)
         via_cable: Where | None = None  # an entry on a cable port: only if none is closer
         for br in self.bridges.values():
             for entry in br.fdb_entries():
-                if entry.mac == mac:
+                if entry.mac == mac and (vlan is None or entry.vlan == vlan):
                     port = br.ports.get(entry.port)  # None: a port vlab did not make
                     if isinstance(port, cablelib.CablePort):
                         if via_cable is None:
                             cable = port.cable.name
                             via_cable = Where(
-                                mac, br.name, entry.port, None, owner, entry.how, cable
+                                mac, br.name, entry.port, None, owner, entry.how, cable, entry.vlan
                             )
                         continue
                     ep_name = port.endpoint.name if port and port.endpoint else None
-                    return Where(mac, br.name, entry.port, ep_name, owner, entry.how)
+                    return Where(
+                        mac, br.name, entry.port, ep_name, owner, entry.how, vlan=entry.vlan
+                    )
         return via_cable
 
     def describe(self) -> str:
@@ -528,7 +541,8 @@ class Lab(Builder):
         for br in self.bridges.values():
             lines.append(f"fdb of {br.name}:")
             for e in br.fdb_entries():
-                lines.append(f"  {e.mac} {e.port} {e.how}")
+                vlan = f" vlan {e.vlan}" if e.vlan is not None else ""
+                lines.append(f"  {e.mac} {e.port}{vlan} {e.how}")
             lines.extend(mdb_text(br))
         return "\n".join(lines)
 

@@ -63,6 +63,7 @@ class MdbEntry:
     timer: float = 0.0  # seconds until a temporary entry expires
     protocol: str = "static"  # who installed it: static (user), kernel (snooping)...
     flags: int = 0  # MDB_FLAGS_*: offload, fast_leave, star_excl, blocked
+    vlan: int | None = None  # the entry's VLAN on a VLAN-aware bridge (None: no VLAN)
 
     @property
     def state(self) -> str:
@@ -95,7 +96,7 @@ def _items(buf: bytes) -> list[tuple[int, bytes]]:
 
 def decode_info(info: bytes, names: dict[int, str]) -> MdbEntry:
     """One MDBA_MDB_ENTRY_INFO payload: the struct, then its attributes."""
-    ifindex, state, flags, _vid, addr, raw_proto = _ENTRY.unpack_from(info)
+    ifindex, state, flags, vid, addr, raw_proto = _ENTRY.unpack_from(info)
     proto = socket_order(raw_proto)
     a = nl.attrs(info, _ENTRY.size)
     sources = []
@@ -117,6 +118,7 @@ def decode_info(info: bytes, names: dict[int, str]) -> MdbEntry:
         timer=_u32(a.get(MDBA_MDB_EATTR_TIMER)) / USER_HZ,
         protocol=RTPROT.get(rtprot[0], str(rtprot[0])) if rtprot else "static",
         flags=flags,
+        vlan=vid or None,
     )
 
 
@@ -157,12 +159,13 @@ def set_body(
     source: str | None = None,
     sources: tuple[str, ...] | None = None,
     mode: str | None = None,
+    vlan: int | None = None,
 ) -> bytes:
     """RTM_NEWMDB/RTM_DELMDB body: ``bridge mdb add dev BR port P grp G [src S] [permanent]
-    [filter_mode M] [source_list S1,S2]``."""
+    [filter_mode M] [source_list S1,S2] [vid V]``."""
     addr, proto = group_key(group)
     state = MDB_PERMANENT if permanent else MDB_TEMPORARY
-    entry = _ENTRY.pack(port_index, state, 0, 0, addr, socket_order(proto))
+    entry = _ENTRY.pack(port_index, state, 0, vlan or 0, addr, socket_order(proto))
     extra = b""
     if source is not None:
         extra += nl.nla(MDBE_ATTR_SOURCE, ipaddress.ip_address(source).packed)
@@ -182,6 +185,12 @@ def set_body(
     if extra:
         body += nl.nla(MDBA_SET_ENTRY_ATTRS | nl.NLA_F_NESTED, extra)
     return body
+
+
+def with_vlan(body: bytes, vlan: int) -> bytes:
+    """A :func:`set_body` with the entry's VLAN set (``struct br_mdb_entry.vid``)."""
+    offset = _PORT_MSG.size + 4 + 6  # the entry nla's header, then ifindex, state and flags
+    return body[:offset] + struct.pack("=H", vlan) + body[offset + 2 :]
 
 
 def socket_order(proto: int) -> int:
@@ -294,5 +303,6 @@ def mdb_text(bridge: Bridge) -> list[str]:
         if e.sources:
             extra += " sources " + ",".join(s.address for s in e.sources)
         timer = f" {e.timer:.2f} s" if not e.permanent else ""
+        extra += f" vid {e.vlan}" if e.vlan is not None else ""
         lines.append(f"  {group} {e.port} {e.state}{timer} {e.protocol}{extra}")
     return lines

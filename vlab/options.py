@@ -47,7 +47,7 @@ class Option:
     name: str
     attr: int  # IFLA_BR_* / IFLA_BRPORT_* number; -1 for a link attribute (mac, mtu)
     fmt: str  # struct format of the attribute ("B", "H", "I", "Q"), "mac" or "boolopt"
-    kind: str  # "bool" | "int" | "seconds" | "mac" | "state"
+    kind: str  # "bool" | "int" | "seconds" | "mac" | "state" | "tpid"
     lo: float = 0
     hi: float = 2**32 - 1
     check: Callable[[Any], str | None] | None = None  # extra kernel rule -> error text
@@ -66,6 +66,8 @@ class Option:
             if problem:
                 raise LabError(f"option {self.name}={value!r}: {problem}")
             return mac
+        if self.kind == "tpid":
+            return _tpid(value)
         if self.kind == "state":
             if isinstance(value, str) and value.lower() in PORT_STATES:
                 return PORT_STATES[value.lower()]
@@ -106,7 +108,26 @@ class Option:
             return raw / 100
         if self.kind == "state":
             return PORT_STATE_NAMES.get(raw, raw)
+        if self.kind == "tpid":
+            return next((n for n, t in VLAN_PROTOCOLS.items() if t == raw), raw)
         return raw
+
+
+VLAN_PROTOCOLS = {"802.1Q": 0x8100, "802.1ad": 0x88A8}
+"""``vlan_protocol``: the tag a VLAN-aware bridge filters on (802.1ad: a provider bridge)."""
+
+
+def _tpid(value: Any) -> int:
+    if isinstance(value, str):
+        for name, tpid in VLAN_PROTOCOLS.items():
+            if value.lower() == name.lower():
+                return tpid
+    if isinstance(value, int) and not isinstance(value, bool) and value in VLAN_PROTOCOLS.values():
+        return value
+    raise LabError(
+        f"option vlan_protocol={value!r}: choose '802.1Q' (tag 0x8100, the default) or "
+        "'802.1ad' (0x88a8, a provider bridge)"
+    )
 
 
 def bridge_mask_rule(mask: int) -> str | None:
@@ -139,6 +160,8 @@ IFLA_BR_MULTI_BOOLOPT = 46
 IFLA_BR_FDB_N_LEARNED = 48
 IFLA_BR_FDB_MAX_LEARNED = 49
 BOOLOPT_NO_LINKLOCAL_LEARN = 1 << 0
+BOOLOPT_BITS = {"no_linklocal_learn": BOOLOPT_NO_LINKLOCAL_LEARN, "multicast_vlan_snooping": 1 << 1}
+"""Bridge options carried as bits of IFLA_BR_MULTI_BOOLOPT (one attribute for all of them)."""
 
 _U16 = 0xFFFF
 _U32 = 2**32 - 1
@@ -268,6 +291,32 @@ BRIDGE_OPTIONS: dict[str, Option] = {
             default=False,
         ),
         Option(
+            "default_pvid",
+            39,
+            "H",
+            "int",
+            0,
+            4094,
+            doc="VLAN new ports join as PVID, untagged; 0 = none (VLAN-aware bridges)",
+            default=1,
+        ),
+        Option(
+            "vlan_protocol",
+            8,
+            ">H",
+            "tpid",
+            doc="'802.1Q' or '802.1ad', the tag a VLAN-aware bridge filters on",
+            default="802.1Q",
+        ),
+        Option(
+            "multicast_vlan_snooping",
+            IFLA_BR_MULTI_BOOLOPT,
+            "boolopt",
+            "bool",
+            doc="a snooping context per VLAN (VLAN-aware bridges)",
+            default=False,
+        ),
+        Option(
             "fdb_max_learned",
             IFLA_BR_FDB_MAX_LEARNED,
             "I",
@@ -393,25 +442,26 @@ _FMT = {
     "H": struct.Struct("=H"),
     "I": struct.Struct("=I"),
     "Q": struct.Struct("=Q"),
+    ">H": struct.Struct(">H"),
 }
 
 
 def pack_data(table: Mapping[str, Option], encoded: Mapping[str, Any]) -> bytes:
     """IFLA_INFO_DATA / IFLA_INFO_SLAVE_DATA payload for already-encoded options."""
     out = b""
+    bits = mask = 0
     for name, raw in encoded.items():
         opt = table[name]
         if opt.attr < 0:
             continue  # link attributes (mac, mtu) travel outside the bridge data
-        if opt.fmt == "mac":
-            data = bytes.fromhex(raw.replace(":", ""))
-        elif opt.fmt == "boolopt":
-            data = struct.pack(
-                "=II", BOOLOPT_NO_LINKLOCAL_LEARN if raw else 0, BOOLOPT_NO_LINKLOCAL_LEARN
-            )
-        else:
-            data = _FMT[opt.fmt].pack(raw)
+        if opt.fmt == "boolopt":  # gathered: the kernel reads one MULTI_BOOLOPT per message
+            bit = BOOLOPT_BITS[name]
+            bits, mask = bits | (bit if raw else 0), mask | bit
+            continue
+        data = bytes.fromhex(raw.replace(":", "")) if opt.fmt == "mac" else _FMT[opt.fmt].pack(raw)
         out += nla(opt.attr, data)
+    if mask:
+        out += nla(IFLA_BR_MULTI_BOOLOPT, struct.pack("=II", bits, mask))
     return out
 
 
@@ -426,7 +476,7 @@ def unpack_data(table: Mapping[str, Option], data: Mapping[int, bytes]) -> dict[
             out[opt.name] = ":".join(f"{b:02x}" for b in value[:6])
         elif opt.fmt == "boolopt":
             optval = struct.unpack_from("=I", value)[0]
-            out[opt.name] = bool(optval & BOOLOPT_NO_LINKLOCAL_LEARN)
+            out[opt.name] = bool(optval & BOOLOPT_BITS[opt.name])
         else:
             out[opt.name] = opt.decode(_FMT[opt.fmt].unpack_from(value)[0])
     return out

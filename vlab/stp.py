@@ -211,7 +211,7 @@ def _root_held(port: Port, state: int | None, info: dict[str, _BridgeStp]) -> bo
 
 
 def _components(lab: Lab, joined: Callable[[Cable], bool]) -> list[list[Bridge]]:
-    """Bridges joined by cables that carry BPDUs (BPDUs cross STP-less bridges too: fact 10)."""
+    """Bridges joined by cables that carry BPDUs (BPDUs cross STP-less bridges too: fact 7)."""
     seen: set[str] = set()
     out = []
     for start in lab.bridges:

@@ -136,10 +136,14 @@ def cable_lone_host(
     switch: Switch, name: str, port: str, space: Namespace, mac: str, mtu: int | None
 ) -> LoneHost:
     """A host in ``space`` whose veth's other end ``port`` stays in the switch namespace."""
-    index, far_index = switch.index(), space.index()
+    far_index = space.index()
     port_mac = random_mac("fe")
     try:
-        switch.links.add_veth(port, index, port_mac, None, "eth0", mac, space.ns.fd, far_index, mtu)
+        # the kernel picks the switch-side ifindex: a reused switch namespace may still hold
+        # its dormant bridge at the index vlab would give next (see vlab.nspool)
+        switch.links.add_veth(port, 0, port_mac, None, "eth0", mac, space.ns.fd, far_index, mtu)
+        index = switch.links.index_of(port)
+        switch.space.claim(index)
         switch.on_undo(lambda: switch.links.delete(index))  # takes its peer along
         space.links.set_link(far_index)
     except OSError as exc:

@@ -28,6 +28,11 @@ PROBES = {
     "macvtap": f"{VETH} && ip link add link vb name mt type macvtap mode bridge",
     "bond": "ip link add name bo type bond",
     "vlan filtering": "ip link add name br type bridge vlan_filtering 1",
+    "802.1ad bridge": "ip link add name br type bridge vlan_filtering 1 vlan_protocol 802.1ad",
+    "per-VLAN options": f"{VETH} && ip link add name br type bridge vlan_filtering 1"
+    " mcast_vlan_snooping 1 && ip link set vb master br && bridge vlan add dev vb vid 10"
+    " && bridge vlan set dev vb vid 10 state blocking"
+    " && bridge vlan global set dev br vid 10 mcast_snooping 0",
     "stp": "ip link add name br type bridge stp_state 1 && ip -d link | grep -q 'stp_state 1'",
     "netem": f"{VETH} && tc qdisc add dev va root netem delay 1ms",
     "tbf": f"{VETH} && tc qdisc add dev va root tbf rate 1mbit burst 32kbit latency 50ms",

@@ -106,6 +106,25 @@ def test_describe_and_artifacts_cover_the_cable(lab: Lab, tmp_path: object) -> N
     assert "=/ cable0 /=" in lab.describe()
 
 
+def test_a_failed_expect_reports_the_cables(lab: Lab) -> None:
+    _b0, _b1, vm0, vm1, cable = two(lab)
+    f = probe(vm0.mac)
+    vm0.send(f)
+    lab.expect(f, at=[vm1])
+    never = probe(vm0.mac, payload=b"never")
+    with pytest.raises(AssertionError, match=r"vm1 .* did not receive") as err:
+        vm1.expect(never, timeout=0.05)
+    directory = lab.artifact_dir
+    assert directory is not None and str(directory) in str(err.value)
+    topology = (directory / "topology.txt").read_text()
+    assert "br0 [cab0a] ===cable0=== [cab0b] br1" in topology  # the report draws the cable
+    assert f"{vm0.mac} {cable.port('br1').name} learnt" in topology  # and its fdb names its end
+    names, records = read_pcapng(directory / "lab.pcapng")
+    assert [data for i, _ts, _sent, data in records if names[i] == "cable0 at br1 (cab0b)"] == [
+        bytes(f)
+    ]
+
+
 def test_settle_waits_for_a_frame_held_in_a_cable_queue(lab: Lab) -> None:
     _b0, _b1, vm0, vm1, cable = two(lab)
     # a shaper on br0's end holds frames crossing to br1 for ~0.4 s

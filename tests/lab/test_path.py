@@ -177,3 +177,16 @@ def test_unplugged_cable_disables_the_port_and_flushes_it(lab: Lab, kind: str) -
     ep.set_carrier(True)
     other.send(probe(other.mac, "ff:ff:ff:ff:ff:ff", b"again"))
     ep.expect(probe(other.mac, "ff:ff:ff:ff:ff:ff", b"again"))
+
+
+@pytest.mark.parametrize("kind", ["vm", "host"])
+def test_an_endpoint_sends_at_once_after_its_carrier_returns(lab: Lab, kind: str) -> None:
+    """A host's packet socket keeps ENETDOWN from the moment its link went down; the first send
+    after the carrier is back must still reach the bridge (it once failed 'Network is down')."""
+    br = lab.bridge("br0")
+    ep = lab.vm("a", bridge=br) if kind == "vm" else lab.host("a", bridge=br)
+    other = lab.vm("b", bridge=br)
+    ep.set_carrier(False)
+    ep.set_carrier(True)
+    ep.send(probe(ep.mac, other.mac, b"back"))
+    other.expect(probe(ep.mac, other.mac, b"back"))

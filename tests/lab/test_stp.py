@@ -9,9 +9,10 @@ from __future__ import annotations
 import time
 
 import pytest
-from scapy.layers.l2 import Ether
+from scapy.layers.l2 import LLC, STP, Dot3, Ether
 
 from vlab import Lab, LabError
+from vlab.properties.network import model_of_lab
 from vlab.stp import FAST, is_bpdu
 
 pytestmark = pytest.mark.vlab
@@ -40,9 +41,18 @@ def test_triangle_converges_delivers_once_and_reforms_after_a_failure(lab: Lab) 
         p.stp().designated_root == root.bridge_id for c in lab.cables.values() for p in c.ports
     )
 
+    # br1 learnt br0's cable end from its BPDUs (link-local frames are learnt: bridge facts)
+    assert b1.fdb()[c01.port(b0).mac] == c01.port(b1).name
+    model = model_of_lab(lab)  # the blocked port, read from the kernel, opens the ring
+    assert model.blocked == {("br2", c12.port(b2).name)}
     f = probe(vm0.mac)
+    assert model.deliveries("vm0", bytes(f)) == {"vm1": 1, "vm2": 1}
     vm0.send(f)
     lab.expect(f, at=[vm1, vm2])  # every endpoint exactly once: no copy came round the loop
+    back = probe(vm2.mac, dst=vm0.mac, payload=b"known")
+    assert model.deliveries("vm2", bytes(back)) == {"vm0": 1}  # learnt on the way
+    vm2.send(back)
+    lab.expect(back, at=[vm0])
     with pytest.raises(AssertionError, match="unexpected at vm2"):  # the check sees vm2's copy
         vm0.send(f)
         lab.expect(f, at=[vm1])
@@ -121,3 +131,37 @@ def test_root_block_keeps_a_superior_bpdu_from_making_the_port_root(lab: Lab) ->
     f = probe(vm0.mac)
     vm0.send(f)
     lab.expect(f, at=[vm2])  # across the plain cable, not across the held port
+
+
+def test_parallel_cables_one_blocks_and_the_other_takes_over(lab: Lab) -> None:
+    b0 = lab.bridge("br0", priority=0x1000, **FAST)
+    b1 = lab.bridge("br1", priority=0x2000, **FAST)
+    vm0, vm1 = lab.vm("vm0", bridge=b0), lab.vm("vm1", bridge=b1)
+    first, second = lab.cable(b0, b1), lab.cable(b0, b1)  # a loop of two bridges
+    lab.converge(timeout=15)
+    roles = {c.name: c.port(b1).stp().role for c in (first, second)}
+    assert sorted(roles.values()) == ["alternate", "root"]  # br1 uses one, blocks the other
+    assert all(c.port(b0).stp().role == "designated" for c in (first, second))
+    f = probe(vm0.mac)
+    vm0.send(f)
+    lab.expect(f, at=[vm1])  # once: the blocked cable carries no copy
+    used = first if roles[first.name] == "root" else second
+    spare = second if used is first else first
+    used.set_carrier(False)
+    lab.converge(timeout=15)
+    assert spare.port(b1).stp().role == "root"
+    g = probe(vm0.mac, payload=b"spare")
+    vm0.send(g)
+    lab.expect(g, at=[vm1])
+
+
+def test_a_bpdu_the_test_sends_is_never_noise(lab: Lab) -> None:
+    stp_on = lab.bridge("br0", **FAST)  # an STP bridge: the lab now filters its bridges' BPDUs
+    plain = lab.bridge("br1")  # STP off: it floods BPDUs like any frame (bridge facts)
+    lab.vm("vm0", bridge=stp_on)
+    vm1, vm2 = lab.vm("vm1", bridge=plain), lab.vm("vm2", bridge=plain)
+    bpdu = Dot3(src=vm1.mac, dst="01:80:c2:00:00:00") / LLC() / STP(rootmac=vm1.mac)
+    assert is_bpdu(bytes(bpdu))
+    assert any(getattr(f, "bpdu_filter", False) for f in lab.switch.noise)  # the filter is on
+    vm1.send(bpdu)
+    lab.expect(bpdu, at=[vm2])  # the test's own BPDU arrives: only the lab's are noise

@@ -58,15 +58,39 @@ PORTS: dict[str, tuple[str, set[str]]] = {  # script: (port, functions not porte
         },
     ),
 }
+VLAN_PORTS: list[tuple[str, str, set[str]]] = [  # (script, port, functions not ported)
+    # ports of VLAN-aware subtests: their loops over VLAN IDs are ported and counted
+    ("bridge_vlan_aware.sh", "test_bridge_vlan_aware.py", set()),
+    (
+        "bridge_locked_port.sh",
+        "test_bridge_locked_port_vlan.py",
+        {"locked_port_ipv4", "locked_port_ipv6"}
+        | {f"locked_port_mab{t}" for t in ("", "_roam", "_config", "_flush", "_redirect")},
+    ),
+    (
+        "no_forwarding.sh",
+        "test_no_forwarding_vlan.py",
+        {"standalone", "two_bridges", "bridge_aware_vlan_uppers"},
+    ),
+    (
+        "local_termination.sh",
+        "test_local_termination_vlan.py",
+        {"standalone", "test_vlan", "vlan_unaware_bridge", "vlan_over_bridged_port"}
+        | {"vlan_over_vlan_unaware_bridged_port", "vlan_over_vlan_aware_bridged_port"}
+        | {"vlan_over_vlan_unaware_bridge", "send_raw", "h2_create", "h2_destroy"}
+        | {"h2_vlan_create", "h2_vlan_destroy"},
+    ),
+]
 _FUNC = re.compile(r"^(\w+)\s*\(\)\s*(\{)?\s*$")
 
 
 _VLAN_LOOP = re.compile(r"^(\s*)for vid in ")
 
 
-def shell_lines(text: str, skip: set[str]) -> int:
-    """Code lines of a shell script, without the bodies of the functions in ``skip`` and
-    without its loops over VLAN IDs (``for vid in ...; done``: tagged cases, not ported)."""
+def shell_lines(text: str, skip: set[str], vlan_loops: bool = False) -> int:
+    """Code lines of a shell script, without the bodies of the functions in ``skip`` and,
+    unless ``vlan_loops``, without its loops over VLAN IDs (``for vid in ...; done``: the
+    tagged cases, which only the ports of VLAN-aware subtests port)."""
     count, current, loop_indent, in_unused = 0, None, None, False
     for line in text.splitlines():
         if in_unused or line.split("=", 1)[0] in UNUSED:
@@ -75,8 +99,8 @@ def shell_lines(text: str, skip: set[str]) -> int:
         match = _FUNC.match(line)
         if match:
             current = match.group(1)
-        loop = _VLAN_LOOP.match(line)
-        if loop_indent is None and (loop or line.startswith("vids=(")):
+        loop = None if vlan_loops else _VLAN_LOOP.match(line)
+        if loop_indent is None and (loop or (line.startswith("vids=(") and not vlan_loops)):
             loop_indent = loop.group(1) if loop else None
             if not loop:
                 continue
@@ -119,7 +143,23 @@ def table(selftests: Path) -> str:
     return "\n".join(rows)
 
 
+def vlan_table(selftests: Path) -> str:
+    """The same for the ports of VLAN-aware subtests (run under the guest kernel)."""
+    rows = ["| selftest (VLAN part) | its lines | port | port lines | ratio |"]
+    rows.append("|---|---:|---|---:|---:|")
+    total_s = total_p = 0
+    for script, port, skip in VLAN_PORTS:
+        s = shell_lines((selftests / script).read_text(), skip, vlan_loops=True)
+        p = python_lines((HERE / port).read_text())
+        total_s, total_p = total_s + s, total_p + p
+        rows.append(f"| {script} | {s} | tests/selftests/{port} | {p} | {p / s:.2f} |")
+    rows.append(f"| **total** | **{total_s}** | | **{total_p}** | **{total_p / total_s:.2f}** |")
+    return "\n".join(rows)
+
+
 if __name__ == "__main__":
     if len(sys.argv) != 2:
         sys.exit("usage: count_lines.py LINUX/tools/testing/selftests/net/forwarding")
     print(table(Path(sys.argv[1])))
+    print()
+    print(vlan_table(Path(sys.argv[1])))

@@ -1,7 +1,7 @@
 """Port of tools/testing/selftests/net/forwarding/bridge_locked_port.sh, subtests
 ``locked_port_ipv4``, ``locked_port_ipv6``, ``locked_port_mab``, ``locked_port_mab_roam``,
 ``locked_port_mab_config``, ``locked_port_mab_flush`` (``locked_port_vlan`` needs VLAN
-filtering, absent here)."""
+filtering: test_bridge_locked_port_vlan.py)."""
 
 import pytest
 from scapy.layers.inet import IP, UDP

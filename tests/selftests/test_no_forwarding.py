@@ -1,7 +1,7 @@
 """Port of tools/testing/selftests/net/forwarding/no_forwarding.sh, subtests ``standalone``
 and ``two_bridges`` (untagged only): nothing h1 sends crosses from its switch port to h2's when
-the ports are in no bridge or in two bridges. ``one_bridge_two_pvids`` and the tagged cases
-(VLAN filtering) are not ported."""
+the ports are in no bridge or in two bridges. ``one_bridge_two_pvids`` (VLAN filtering) is in
+test_no_forwarding_vlan.py; the tagged cases are not ported."""
 
 import pytest
 from scapy.layers.inet import ICMP, IP

@@ -1,11 +1,14 @@
-"""NetworkModel: bridges joined by cables, loop-free or with the ports STP blocks."""
+"""NetworkModel: bridges joined by cables, loop-free or with the ports STP blocks; the drawn
+networks the forwarding machine runs on."""
 
 from __future__ import annotations
 
 import pytest
+from hypothesis import given, settings
 from scapy.layers.l2 import Ether
 
 from vlab.errors import LabError
+from vlab.network_strategies import CABLE_FLAGS, NetworkTopology, network_topologies
 from vlab.reference.bridge import BridgeModel
 from vlab.reference.network import CableModel, ModelLoop, NetworkModel
 
@@ -65,7 +68,8 @@ def test_a_loop_nothing_blocks_is_refused_and_a_blocked_port_resolves_it() -> No
         triangle().deliver("a", frame(A))
     net = triangle(blocked=(("br2", "c12"),))
     assert net.deliveries("a", frame(A)) == {"b": 1, "c": 1}  # each endpoint exactly once
-    assert A not in net.fdb("br2") or net.fdb("br2")[A] == "c20"  # never learnt on the blocked port
+    assert net.fdb("br2")[A] == "c20"  # learnt where it came in, never on the blocked port
+    assert net.deliveries("c", frame(C, A)) == {"a": 1}  # back the same way, known now
 
 
 def test_bad_networks_are_refused() -> None:
@@ -73,3 +77,19 @@ def test_bad_networks_are_refused() -> None:
         NetworkModel({"br0": bridge(0, "a")}, [CableModel("x", ("br0", "t"), ("br0", "a"))])
     with pytest.raises(LabError, match="is on br0 and on br1"):
         NetworkModel({"br0": bridge(0, "a"), "br1": bridge(1, "a")}, [])
+
+
+@settings(max_examples=50, database=None, deadline=None)
+@given(network_topologies())
+def test_drawn_networks_are_trees_of_two_or_three_bridges(net: NetworkTopology) -> None:
+    n = len(net.bridges)
+    assert 2 <= n <= 3 and len(net.cables) == n - 1  # a tree: one cable fewer than bridges
+    joined = {0}
+    for a, b, options in net.cables:
+        assert a < b and a in joined  # each bridge cabled to one drawn before it: no loop
+        joined.add(b)
+        assert {flag for flag, _ in options} <= set(CABLE_FLAGS)
+        assert all(value is False for _, value in options)
+    assert joined == set(range(n))  # connected
+    assert len(set(net.endpoints())) == sum(net.vms) and all(1 <= v <= 2 for v in net.vms)
+    assert len({net.mac(vm) for vm in net.endpoints()}) == sum(net.vms)

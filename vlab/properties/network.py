@@ -36,6 +36,37 @@ def bridge_mac(index: int) -> str:
     return f"02:00:00:00:fe:{index:02x}"
 
 
+MODELLED_FLAGS = ("learning", "flood", "mcast_flood", "bcast_flood", "isolated", "hairpin")
+"""Port options a model is given from the kernel by :func:`model_of_lab`."""
+
+
+def model_of_lab(lab: Lab, model_class: type[NetworkModel] = NetworkModel) -> NetworkModel:
+    """A model of ``lab`` as it is now: one BridgeModel per bridge (its MAC, its ports' MACs,
+    the port flags the kernel reports), its cables, and as ``blocked`` every port of an STP
+    bridge that the kernel has blocking. Endpoints are named as in the lab; cable ends by their
+    port names. The model's fdbs start empty (build it before the frames it should predict)."""
+    models = {}
+    blocked = set()
+    for name, br in lab.bridges.items():
+        ports = {}
+        for port in br.ports.values():
+            key = port.endpoint.name if port.endpoint is not None else port.name
+            ports[key] = port.mac
+        model = BridgeModel(br.mac, ports)
+        for port in br.ports.values():
+            key = port.endpoint.name if port.endpoint is not None else port.name
+            options = port.options()
+            flags = {k: options[k] for k in MODELLED_FLAGS if k in options}
+            model.set_port(key, **flags)
+            if br.stp and options.get("state") == "blocking":
+                blocked.add((name, key))
+        models[name] = model
+    cables = [
+        CableModel(c.name, *((p.bridge.name, p.name) for p in c.ports)) for c in lab.cables.values()
+    ]
+    return model_class(models, cables, blocked)
+
+
 class NetworkMachine(RuleBasedStateMachine):
     """A drawn network of real bridges against :attr:`model_class`, checked after every step."""
 
@@ -63,22 +94,7 @@ class NetworkMachine(RuleBasedStateMachine):
             cable = lab.cable(f"br{a}", f"br{b}", **port_options)
             self.cables[cable.name] = cable
         lab.ready()
-        models = {}
-        for name, br in self.bridges.items():
-            ports = {}
-            for port in br.ports.values():
-                key = port.endpoint.name if port.endpoint is not None else port.name
-                ports[key] = port.mac
-            models[name] = BridgeModel(br.mac, ports)
-        cables = []
-        for (_a, _b, options), cable in zip(topology.cables, self.cables.values(), strict=True):
-            pa, pb = cable.ports
-            ends = (pa.bridge.name, pa.name), (pb.bridge.name, pb.name)
-            cables.append(CableModel(cable.name, *ends))
-            for port in cable.ports:
-                if options:
-                    models[port.bridge.name].set_port(port.name, **dict(options))
-        self.model = self.model_class(models, cables)
+        self.model = model_of_lab(lab, self.model_class)
 
     def teardown(self) -> None:
         """Close the example's lab."""

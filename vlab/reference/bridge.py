@@ -146,7 +146,7 @@ def is_runt_tagged(data: bytes) -> bool:
 # --- options --------------------------------------------------------------------------------
 
 
-OptionKind: TypeAlias = Literal["bool", "int", "seconds", "mac", "state"]
+OptionKind: TypeAlias = Literal["bool", "int", "seconds", "mac", "state", "tpid"]
 
 
 @dataclass(frozen=True)
@@ -167,7 +167,10 @@ def _off_only(what: str) -> Callable[[OptionValue], str | None]:
     return rule
 
 
-NOT_MODELLED_BRIDGE = {"vlan_filtering": "VLAN-aware forwarding"}
+NOT_MODELLED_BRIDGE = {
+    "vlan_filtering": "VLAN-aware forwarding",  # vlab.reference.vlan models it
+    "multicast_vlan_snooping": "per-VLAN snooping",
+}
 """Bridge options the model accepts only at their default (it does not model their effect)."""
 
 NOT_MODELLED_PORT = {
@@ -223,6 +226,10 @@ def _normalize(kind: str, table: Mapping[str, _Opt], name: str, value: object) -
         out = bool(value)
     elif opt.kind == "mac":
         out = normalize_mac(value, f"option {name}")
+    elif opt.kind == "tpid":
+        if value not in ("802.1Q", "802.1ad"):
+            raise LabError(f"option {name}={value!r}: expected '802.1Q' or '802.1ad'")
+        out = str(value)
     elif opt.kind == "state":
         if isinstance(value, int) and not isinstance(value, bool) and 0 <= value < 5:
             value = PORT_STATES[value]

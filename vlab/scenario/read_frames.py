@@ -54,12 +54,22 @@ def payload(node: Node, what: str) -> Payload:
 
 
 def vlan(node: Node) -> Vlan:
-    """``vlan: 10`` or ``vlan: {id: 10, prio: 3}``."""
+    """``vlan: 10`` or ``vlan: {id: 10, prio: 3}``; ``tpid: 0x88a8`` makes it an 802.1ad
+    (S-)tag, ``inner: 5`` adds an 802.1Q (C-)tag with VLAN 5 inside it (QinQ)."""
     if isinstance(node, ScalarNode):
         return Vlan(fields.integer(node, "vlan id", 0, 4095))
-    found = fields.keys(node, "vlan", ("id", "prio"), required=("id",))
+    found = fields.keys(node, "vlan", ("id", "prio", "tpid", "inner"), required=("id",))
     prio = fields.integer(found["prio"], "vlan prio", 0, 7) if "prio" in found else 0
-    return Vlan(fields.integer(found["id"], "vlan id", 0, 4095), prio)
+    tpid = 0x8100
+    if "tpid" in found:
+        tpid = fields.integer(found["tpid"], "vlan tpid", 0, 0xFFFF)
+        if tpid not in (0x8100, 0x88A8, 0x9100):
+            fields.fail(found["tpid"], f"vlan tpid {tpid:#06x} is not a tag type", TPID_FIX)
+    inner = fields.integer(found["inner"], "vlan inner", 0, 4095) if "inner" in found else None
+    return Vlan(fields.integer(found["id"], "vlan id", 0, 4095), prio, tpid, inner)
+
+
+TPID_FIX = "write 0x8100 (802.1Q), 0x88a8 (802.1ad) or 0x9100"
 
 
 def _arp(node: Node, names: Names) -> Arp:

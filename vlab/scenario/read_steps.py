@@ -8,7 +8,7 @@ from typing import cast
 
 from yaml.nodes import Node, ScalarNode
 
-from vlab.scenario import fields, problems
+from vlab.scenario import fields, problems, read_vlans
 from vlab.scenario.names import Names
 from vlab.scenario.read_frames import frame
 from vlab.scenario.read_topology import fdb_entry, options
@@ -51,6 +51,11 @@ STEP_KINDS = (
     "wait",
     "neigh",
     "converge",
+    "vlan_add",
+    "vlan_del",
+    "vlan_set",
+    "vlan_global",
+    "vlans",
 )
 
 
@@ -105,12 +110,13 @@ def _expect_none(node: Node, names: Names, note: str | None) -> ExpectNone:
 def _fdb_check_entry(node: Node, names: Names) -> FdbCheckEntry:
     if isinstance(node, ScalarNode):
         return FdbCheckEntry(names.mac(node, "fdb mac"))
-    found = fields.keys(node, "fdb entry", ("mac", "at", "kind"), required=("mac",))
+    found = fields.keys(node, "fdb entry", ("mac", "at", "kind", "vlan"), required=("mac",))
     kind = fields.choice(found["kind"], "fdb entry kind", FDB_KINDS) if "kind" in found else "any"
     return FdbCheckEntry(
         mac=names.mac(found["mac"], "fdb mac"),
         at=names.port_owner(found["at"], "fdb entry at") if "at" in found else None,
         kind=cast(FdbKind, kind),
+        vlan=read_vlans.vid(found["vlan"], "fdb entry vlan") if "vlan" in found else None,
     )
 
 
@@ -192,9 +198,10 @@ def _neigh(node: Node, names: Names, note: str | None) -> Neigh:
 
 
 def _fdb_del(node: Node, names: Names, note: str | None) -> FdbDel:
-    found = fields.keys(node, "fdb_del", ("mac", "at"), required=("mac", "at"))
+    found = fields.keys(node, "fdb_del", ("mac", "at", "vlan"), required=("mac", "at"))
     mac = names.mac(found["mac"], "fdb_del mac")
-    return FdbDel(mac, names.endpoint(found["at"], "fdb_del at"), note, where(node))
+    vlan = read_vlans.vid(found["vlan"], "fdb_del vlan") if "vlan" in found else None
+    return FdbDel(mac, names.endpoint(found["at"], "fdb_del at"), note, where(node), vlan)
 
 
 def _fdb_flush(node: Node, names: Names, note: str | None) -> FdbFlush:
@@ -242,6 +249,11 @@ def step(node: Node, names: Names) -> Step:
         "carrier": _carrier,
         "neigh": _neigh,
         "converge": _converge,
+        "vlan_add": read_vlans.vlan_add,
+        "vlan_del": read_vlans.vlan_del,
+        "vlan_set": read_vlans.vlan_set,
+        "vlan_global": read_vlans.vlan_global,
+        "vlans": read_vlans.vlans,
     }
     return readers[kind](body, names, note)
 

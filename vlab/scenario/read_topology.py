@@ -10,7 +10,7 @@ from yaml.nodes import MappingNode, Node, ScalarNode, SequenceNode
 
 from vlab.errors import LabError
 from vlab.ip import interfaces as ip_interfaces
-from vlab.scenario import fields, problems, read_overlay
+from vlab.scenario import fields, problems, read_overlay, read_vlans
 from vlab.scenario.errors import Position, ScenarioError
 from vlab.scenario.names import Names
 from vlab.scenario.source import where
@@ -19,9 +19,19 @@ from vlab.scenario.vocabulary import BRIDGE_OPTIONS, PORT_OPTIONS, Kind, check_b
 
 MAX_BRIDGES = 8
 MAX_ENDPOINTS = 64
-BRIDGE_KEYS = ("options", "vms", "hosts", "uplink", "fdb", "nics", "hypervisor", "vxlan")
-ENDPOINT_KEYS = ("mac", "port", "mtu", "ip", "macvtap", "mode")
-FDB_KEYS = ("mac", "at", "sticky", "static")
+BRIDGE_KEYS = (
+    "options",
+    "vms",
+    "hosts",
+    "uplink",
+    "fdb",
+    "vlans",
+    "nics",
+    "hypervisor",
+    "vxlan",
+)
+ENDPOINT_KEYS = ("mac", "port", "mtu", "ip", "vlans", "macvtap", "mode")
+FDB_KEYS = ("mac", "at", "sticky", "static", "vlan")
 
 
 def option_value(node: Node, name: str, kind: Kind) -> OptionValue:
@@ -103,6 +113,9 @@ def _endpoint_from(name_node: Node, found: dict[str, Node], what: str) -> Endpoi
         if "port" in found
         else (),
         where=where(name_node),
+        vlans=problems.attempt(lambda: read_vlans.members(found["vlans"], f"{name} vlans"), None)
+        if "vlans" in found
+        else None,
         **read_overlay.macvtap_fields(found, name, what),
     )
 
@@ -140,6 +153,7 @@ def fdb_entry(node: Node, names: Names, what: str) -> FdbEntrySpec:
         sticky=fields.boolean(found["sticky"], "sticky") if "sticky" in found else False,
         static=fields.boolean(found["static"], "static") if "static" in found else True,
         where=where(node),
+        vlan=read_vlans.vid(found["vlan"], f"{what} vlan") if "vlan" in found else None,
     )
 
 
@@ -191,7 +205,11 @@ def topology(node: Node, names: Names) -> tuple[BridgeSpec, ...]:
             hosts=_endpoints(found["hosts"], "host") if "hosts" in found else (),
             uplink=_uplink(found["uplink"]) if "uplink" in found else None,
             where=where(key),
+            vlans=read_vlans.members(found["vlans"], f"{bridge_name} vlans")
+            if "vlans" in found
+            else None,
         )
+        _check_vlans(bridge, found, value)
         bridge = read_overlay.extend(bridge, found, names, nics)
         for ep in bridge.endpoints():
             assert ep.where is not None
@@ -207,6 +225,35 @@ def topology(node: Node, names: Names) -> tuple[BridgeSpec, ...]:
         replace(bridge, fdb=_bridge_fdb(fdb, names, bridge)) if fdb is not None else bridge
         for bridge, fdb in zip(bridges, fdb_nodes, strict=True)
     )
+
+
+def _check_vlans(bridge: BridgeSpec, found: dict[str, Node], node: Node) -> None:
+    """VLAN settings on a bridge that is not VLAN-aware are refused at their line."""
+    read_vlans.check_bridge_options(bridge, found.get("options", node))
+    if bridge.vlans is not None:
+        read_vlans.check_vlan_aware(bridge, found["vlans"], "vlans")
+    for ep in bridge.endpoints():
+        if ep.vlans is not None:
+            assert ep.where is not None
+            read_vlans.check_vlan_aware(bridge, _vlans_node(found, ep.name) or node, "vlans")
+
+
+def _vlans_node(found: dict[str, Node], name: str) -> Node | None:
+    """The ``vlans:`` node of endpoint ``name`` (for the error's line)."""
+    for key in ("vms", "hosts", "uplink"):
+        group = found.get(key)
+        if not isinstance(group, MappingNode):
+            continue
+        pairs: list[tuple[Node, Node]] = group.value
+        for k, v in pairs:
+            if k.value == "vlans" and key == "uplink":
+                return v
+            if k.value == name and isinstance(v, MappingNode):
+                inner: list[tuple[Node, Node]] = v.value
+                for kk, vv in inner:
+                    if kk.value == "vlans":
+                        return vv
+    return None
 
 
 def _declare(names: Names, at: Position, name: str) -> None:

@@ -13,6 +13,7 @@ from typing import Any
 
 from vlab.errors import LabError
 from vlab.frames import Mask
+from vlab.scenario import run_vlans
 from vlab.scenario.api import BridgeLike, EndpointLike, FdbEntryLike, LabLike
 from vlab.scenario.spec import (
     BridgeSpec,
@@ -33,6 +34,11 @@ from vlab.scenario.spec import (
     SetBridge,
     SetPort,
     Step,
+    VlanAdd,
+    VlanDel,
+    VlanGlobal,
+    Vlans,
+    VlanSet,
     Wait,
 )
 from vlab.scenario.wire import build
@@ -64,6 +70,14 @@ def describe(step: Step) -> str:
         return f"wait {step.seconds:g} s"
     if isinstance(step, Converge):
         return "converge"
+    if isinstance(step, VlanAdd):
+        return f"vlan_add {step.member.vids} at {step.at}"
+    if isinstance(step, VlanDel | VlanSet):
+        return f"{'vlan_del' if isinstance(step, VlanDel) else 'vlan_set'} at {step.at}"
+    if isinstance(step, VlanGlobal):
+        return f"vlan_global on {step.bridge}"
+    if isinstance(step, Vlans):
+        return f"vlans of {step.at}"
     return f"neigh {step.ip} on {step.bridge}"
 
 
@@ -150,12 +164,18 @@ def _build_bridge(world: World, spec: BridgeSpec) -> None:
     for ep in spec.endpoints():
         if ep.port:
             bridge.port(world.endpoints[ep.name]).set(**dict(ep.port))
+    if spec.vlans is not None:
+        run_vlans.apply_members(bridge, spec.vlans)
+    for ep in spec.endpoints():
+        if ep.vlans is not None:
+            run_vlans.apply_members(bridge.port(world.endpoints[ep.name]), ep.vlans)
 
 
 def _fdb_add(world: World, bridge: str, entry: FdbEntrySpec) -> None:
     mac = world.mac(entry.mac) if "." in entry.mac else entry.mac
+    vlan: dict[str, int] = {} if entry.vlan is None else {"vlan": entry.vlan}
     world.bridges[bridge].fdb_add(
-        mac, world.endpoints[entry.at], static=entry.static, sticky=entry.sticky
+        mac, world.endpoints[entry.at], static=entry.static, sticky=entry.sticky, **vlan
     )
 
 
@@ -203,7 +223,11 @@ class Player:
         return Mask(data).ignore(*ignore) if ignore else data
 
     def _fdb(self, step: Fdb) -> None:
-        entries = {e.mac.lower(): e for e in self.world.bridges[step.bridge].fdb_entries()}
+        rows = self.world.bridges[step.bridge].fdb_entries()
+        if {e.vlan for e in (*step.contains, *step.lacks)} != {None}:
+            self._fdb_vlans(step, rows)  # entries per VLAN: each against its VLAN's rows
+            return
+        entries = {e.mac.lower(): e for e in rows}
         problems = [p for e in step.contains if (p := self._missing(e, entries, step.bridge))]
         problems += [p for e in step.lacks if (p := self._present(e, entries, step.bridge))]
         if problems:
@@ -214,6 +238,29 @@ class Player:
             raise AssertionError(
                 "; ".join(problems) + f"\nfdb of {step.bridge}:\n" + (listing or "  (empty)")
             )
+
+    def _fdb_vlans(self, step: Fdb, rows: Any) -> None:
+        problems = []
+        for want, present in [(e, True) for e in step.contains] + [(e, False) for e in step.lacks]:
+            table = {
+                e.mac.lower(): e
+                for e in rows
+                if want.vlan is None or getattr(e, "vlan", None) == want.vlan
+            }
+            problem = (
+                self._missing(want, table, step.bridge)
+                if present
+                else self._present(want, table, step.bridge)
+            )
+            if problem:
+                problems.append(problem + (f" in VLAN {want.vlan}" if want.vlan else ""))
+        if problems:
+            listing = "\n".join(
+                f"  {e.mac} -> {e.port} vlan {getattr(e, 'vlan', None)} "
+                f"({'/'.join(sorted(kinds_of(e)))})"
+                for e in rows
+            )
+            raise AssertionError("; ".join(problems) + f"\nfdb of {step.bridge}:\n" + listing)
 
     def _port_name(self, owner: str, bridge: str) -> str:
         if owner in self.world.cables:  # the cable's end on the bridge whose fdb is read
@@ -259,7 +306,8 @@ class Player:
     def _fdbdel(self, step: FdbDel) -> None:
         mac = self.world.mac(step.mac) if "." in step.mac else step.mac
         bridge = self.world.bridges[self.world.bridge_of[step.at]]
-        bridge.fdb_del(mac, self.world.endpoints[step.at])
+        vlan: dict[str, int] = {} if step.vlan is None else {"vlan": step.vlan}
+        bridge.fdb_del(mac, self.world.endpoints[step.at], **vlan)
 
     def _fdbflush(self, step: FdbFlush) -> None:
         self.world.bridges[step.bridge].fdb_flush()
@@ -285,6 +333,28 @@ class Player:
         # The kernel's timers (ageing, STP, IGMP) run on real time: lab time is wall time here,
         # which is why scenarios use short ageing and query intervals.
         time.sleep(step.seconds)
+
+    def _vlan_target(self, at: str) -> Any:
+        """A port's VLAN calls, or the bridge's own for a bridge name."""
+        if at in self.world.bridges:
+            return self.world.bridges[at]
+        bridge = self.world.bridges[self.world.bridge_of[at]]
+        return bridge.port(self.world.endpoints[at])
+
+    def _vlanadd(self, step: VlanAdd) -> None:
+        run_vlans.vlan_add(self._vlan_target(step.at), step)
+
+    def _vlandel(self, step: VlanDel) -> None:
+        run_vlans.vlan_del(self._vlan_target(step.at), step)
+
+    def _vlanset(self, step: VlanSet) -> None:
+        run_vlans.vlan_set(self._vlan_target(step.at), step)
+
+    def _vlanglobal(self, step: VlanGlobal) -> None:
+        run_vlans.vlan_global(self.world.bridges[step.bridge], step)
+
+    def _vlans(self, step: Vlans) -> None:
+        run_vlans.check(self._vlan_target(step.at), step)
 
     def _neigh(self, step: Neigh) -> None:
         mac = self.world.mac(step.mac) if "." in step.mac else step.mac

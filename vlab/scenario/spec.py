@@ -32,10 +32,13 @@ Options: TypeAlias = tuple[tuple[str, OptionValue], ...]
 
 @dataclass(frozen=True)
 class Vlan:
-    """An 802.1Q tag; the VLAN-unaware bridge must pass it through untouched."""
+    """An 802.1Q tag (or 802.1ad with ``tpid=0x88a8``), optionally over an inner 802.1Q tag
+    ``inner`` (QinQ); the VLAN-unaware bridge passes tags through untouched."""
 
     id: int
     prio: int = 0
+    tpid: int = 0x8100
+    inner: int | None = None
 
 
 @dataclass(frozen=True)
@@ -208,6 +211,22 @@ class EndpointSpec:
     ip: tuple[str, ...] = ()  # a host's addresses ("192.0.2.1/24"); hosts only
     macvtap: str | None = None  # a VM's lower device (a nic, host or uplink of its bridge)
     mode: str | None = None  # the macvtap's mode (bridge, vepa, private, passthru)
+    vlans: tuple[VlanMember, ...] | None = None  # exactly these VLANs (None: the default PVID)
+
+
+@dataclass(frozen=True)
+class VlanMember:
+    """Membership of VLANs ``first``..``last`` (one VLAN when equal) of a port or the bridge."""
+
+    first: int
+    last: int
+    pvid: bool = False
+    untagged: bool = False
+
+    @property
+    def vids(self) -> str:
+        """``"10"`` or ``"10-20"``, as written in a file and passed to ``vlan_add``."""
+        return str(self.first) if self.first == self.last else f"{self.first}-{self.last}"
 
 
 @dataclass(frozen=True)
@@ -219,6 +238,7 @@ class FdbEntrySpec:
     sticky: bool = False
     static: bool = True
     where: Position | None = field(default=None, compare=False, repr=False)
+    vlan: int | None = None  # its VLAN on a VLAN-aware bridge
 
 
 @dataclass(frozen=True)
@@ -259,6 +279,7 @@ class BridgeSpec:
     uplink: EndpointSpec | None = None
     fdb: tuple[FdbEntrySpec, ...] = ()
     where: Position | None = field(default=None, compare=False, repr=False)
+    vlans: tuple[VlanMember, ...] | None = None  # the bridge device's own VLANs ("self")
     nics: tuple[NicSpec, ...] = ()
     hypervisor: str | None = None  # None: the lab's own switch namespace
     vxlan: tuple[VxlanSpec, ...] = ()
@@ -328,6 +349,7 @@ class FdbCheckEntry:
     mac: str
     at: str | None = None
     kind: FdbKind = "any"
+    vlan: int | None = None  # only an entry in this VLAN counts
 
 
 @dataclass(frozen=True)
@@ -358,6 +380,7 @@ class FdbDel:
     at: str
     note: str | None = None
     where: Position | None = field(default=None, compare=False, repr=False)
+    vlan: int | None = None
 
 
 @dataclass(frozen=True)
@@ -430,6 +453,61 @@ class Neigh:
     where: Position | None = field(default=None, compare=False, repr=False)
 
 
+@dataclass(frozen=True)
+class VlanAdd:
+    """Join VLANs (``at``: an endpoint's port, or the bridge itself)."""
+
+    at: str
+    member: VlanMember
+    note: str | None = None
+    where: Position | None = field(default=None, compare=False, repr=False)
+
+
+@dataclass(frozen=True)
+class VlanDel:
+    """Leave VLANs ``first``..``last``."""
+
+    at: str
+    first: int
+    last: int
+    note: str | None = None
+    where: Position | None = field(default=None, compare=False, repr=False)
+
+
+@dataclass(frozen=True)
+class VlanSet:
+    """The per-VLAN STP state of VLANs ``first``..``last`` on ``at``."""
+
+    at: str
+    first: int
+    last: int
+    state: str
+    note: str | None = None
+    where: Position | None = field(default=None, compare=False, repr=False)
+
+
+@dataclass(frozen=True)
+class VlanGlobal:
+    """Per-VLAN multicast options of a bridge (``bridge vlan global set``)."""
+
+    bridge: str
+    first: int
+    last: int
+    options: Options
+    note: str | None = None
+    where: Position | None = field(default=None, compare=False, repr=False)
+
+
+@dataclass(frozen=True)
+class Vlans:
+    """``at``'s VLANs, read back from the kernel, are exactly ``members``."""
+
+    at: str
+    members: tuple[VlanMember, ...]
+    note: str | None = None
+    where: Position | None = field(default=None, compare=False, repr=False)
+
+
 Step: TypeAlias = (
     Send
     | Expect
@@ -444,6 +522,11 @@ Step: TypeAlias = (
     | Wait
     | Neigh
     | Converge
+    | VlanAdd
+    | VlanDel
+    | VlanSet
+    | VlanGlobal
+    | Vlans
 )
 
 

@@ -16,7 +16,7 @@ from typing import Any, Literal
 from vlab.errors import LabError
 from vlab.options import BRIDGE_OPTIONS as CORE_BRIDGE_OPTIONS
 from vlab.options import PORT_OPTIONS as CORE_PORT_OPTIONS
-from vlab.options import PORT_STATES, Option, encode_bridge, encode_port
+from vlab.options import PORT_STATES, VLAN_PROTOCOLS, Option, encode_bridge, encode_port
 from vlab.scenario.features import SYMBOLS
 from vlab.scenario.spec import OptionValue
 
@@ -50,6 +50,8 @@ def _kind(option: Option) -> Kind:
     """The scenario-side shape of one of the lab's options (same names, units and ranges)."""
     if option.kind == "state":
         return Kind("choice", choices=tuple(PORT_STATES))
+    if option.kind == "tpid":
+        return Kind("choice", choices=tuple(VLAN_PROTOCOLS))
     if option.kind in ("bool", "mac"):
         return Kind(option.kind)  # type: ignore[arg-type]
     if option.kind == "seconds":

@@ -243,7 +243,9 @@ def build(spec: FrameSpec, resolve: Resolve) -> bytes:
     header = _mac_bytes(dst) + _mac_bytes(src)
     if spec.vlan is not None:
         tci = (spec.vlan.prio << 13) | spec.vlan.id
-        header += struct.pack("!HH", 0x8100, tci)
+        header += struct.pack("!HH", spec.vlan.tpid, tci)
+        if spec.vlan.inner is not None:
+            header += struct.pack("!HH", 0x8100, spec.vlan.inner)
     if ethertype < 0:
         ethertype = len(body)
     return header + struct.pack("!H", ethertype) + body

@@ -46,6 +46,12 @@ from vlab.scenario.spec import (
     Step,
     Stp,
     TextPayload,
+    VlanAdd,
+    VlanDel,
+    VlanGlobal,
+    VlanMember,
+    Vlans,
+    VlanSet,
     Wait,
 )
 
@@ -182,8 +188,17 @@ def frame(spec: FrameSpec) -> Flow:
         ethertype=Hex(spec.ethertype) if spec.ethertype is not None else None,
     )
     if spec.vlan is not None:
+        v = spec.vlan
+        plain = not v.prio and v.tpid == 0x8100 and v.inner is None
         out["vlan"] = (
-            spec.vlan.id if not spec.vlan.prio else Flow(id=spec.vlan.id, prio=spec.vlan.prio)
+            v.id
+            if plain
+            else _drop_none(
+                id=v.id,
+                prio=v.prio or None,
+                tpid=Hex(v.tpid) if v.tpid != 0x8100 else None,
+                inner=v.inner,
+            )
         )
     if spec.payload is not None:
         out["payload"] = _payload(spec.payload)
@@ -217,13 +232,15 @@ def _fdb_entry(entry: FdbEntrySpec) -> Flow:
         at=entry.at,
         sticky=True if entry.sticky else None,
         static=False if not entry.static else None,
+        vlan=entry.vlan,
     )
 
 
 def _check(entry: FdbCheckEntry) -> Any:
-    if entry.at is None and entry.kind == "any":
+    if entry.at is None and entry.kind == "any" and entry.vlan is None:
         return entry.mac
-    return _drop_none(mac=entry.mac, at=entry.at, kind=entry.kind if entry.kind != "any" else None)
+    kind = entry.kind if entry.kind != "any" else None
+    return _drop_none(mac=entry.mac, at=entry.at, kind=kind, vlan=entry.vlan)
 
 
 def step(item: Step) -> dict[str, Any]:
@@ -261,7 +278,7 @@ def step(item: Step) -> dict[str, Any]:
     elif isinstance(item, FdbAdd):
         kind, body = "fdb_add", _fdb_entry(item.entry)
     elif isinstance(item, FdbDel):
-        kind, body = "fdb_del", Flow(mac=item.mac, at=item.at)
+        kind, body = "fdb_del", _drop_none(mac=item.mac, at=item.at, vlan=item.vlan)
     elif isinstance(item, FdbFlush):
         kind, body = "fdb_flush", Flow(bridge=item.bridge)
     elif isinstance(item, (SetBridge, SetPort)):
@@ -277,18 +294,66 @@ def step(item: Step) -> dict[str, Any]:
         kind, body = "wait", item.seconds
     elif isinstance(item, Converge):
         kind, body = "converge", Flow() if item.timeout is None else Flow(timeout=item.timeout)
-    else:
-        assert isinstance(item, Neigh)
+    elif isinstance(item, Neigh):
         kind, body = "neigh", Flow(bridge=item.bridge, ip=item.ip, mac=item.mac)
+    else:
+        kind, body = vlan_step(item)
     out: dict[str, Any] = {kind: _fit(body)}
     if item.note is not None:
         out["note"] = item.note
     return out
 
 
+def _members(members: tuple[VlanMember, ...]) -> FlowList:
+    return FlowList(
+        _drop_none(
+            vid=m.vids if m.first != m.last else m.first,
+            pvid=True if m.pvid else None,
+            untagged=True if m.untagged else None,
+        )
+        if m.pvid or m.untagged
+        else (m.vids if m.first != m.last else m.first)
+        for m in members
+    )
+
+
+def vlan_step(item: Step) -> tuple[str, Any]:
+    """The VLAN steps as ``(kind, body)``."""
+    if isinstance(item, VlanAdd):
+        body = Flow(at=item.at)
+        m = item.member
+        body.update(
+            _drop_none(
+                vid=m.vids if m.first != m.last else m.first,
+                pvid=True if m.pvid else None,
+                untagged=True if m.untagged else None,
+            )
+        )
+        return "vlan_add", body
+    if isinstance(item, VlanDel):
+        return "vlan_del", Flow(at=item.at, vid=_vids(item.first, item.last))
+    if isinstance(item, VlanSet):
+        return "vlan_set", Flow(at=item.at, vid=_vids(item.first, item.last), state=item.state)
+    if isinstance(item, VlanGlobal):
+        body = Flow(bridge=item.bridge, vid=_vids(item.first, item.last))
+        body.update(_options(item.options))
+        return "vlan_global", body
+    assert isinstance(item, Vlans)
+    return "vlans", Flow(at=item.at, are=_members(item.members))
+
+
+def _vids(first: int, last: int) -> Any:
+    return first if first == last else f"{first}-{last}"
+
+
 def _endpoints(endpoints: tuple[EndpointSpec, ...]) -> Any:
     if all(
-        ep.mac is None and ep.mtu is None and not ep.port and not ep.ip and not ep.macvtap
+        ep.mac is None
+        and ep.mtu is None
+        and not ep.port
+        and not ep.ip
+        and ep.vlans is None
+        and not ep.macvtap
         for ep in endpoints
     ):
         return FlowList(ep.name for ep in endpoints)
@@ -297,11 +362,13 @@ def _endpoints(endpoints: tuple[EndpointSpec, ...]) -> Any:
 
 def _endpoint(ep: EndpointSpec) -> Flow:
     ip = (ep.ip[0] if len(ep.ip) == 1 else FlowList(ep.ip)) if ep.ip else None
+    vlans = _members(ep.vlans) if ep.vlans is not None else None
     return _drop_none(
         mac=ep.mac,
         mtu=ep.mtu,
         port=_options(ep.port) if ep.port else None,
         ip=ip,
+        vlans=vlans,
         macvtap=ep.macvtap,
         mode=ep.mode,
     )
@@ -325,6 +392,8 @@ def _bridge(bridge: BridgeSpec) -> dict[str, Any]:
     if bridge.uplink is not None:
         rest = _endpoint(bridge.uplink)
         out["uplink"] = Flow(name=bridge.uplink.name, **rest) if rest else bridge.uplink.name
+    if bridge.vlans is not None:
+        out["vlans"] = _members(bridge.vlans)
     if bridge.fdb:
         out["fdb"] = [_fdb_entry(e) for e in bridge.fdb]
     if bridge.vxlan:
