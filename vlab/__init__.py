@@ -17,9 +17,13 @@ if TYPE_CHECKING:
     from vlab.endpoints import VM, Endpoint, Host, Uplink
     from vlab.errors import LabError, Unsupported
     from vlab.frames import Mask
+    from vlab.hypervisor import Hypervisor
     from vlab.lab import Lab, Where
+    from vlab.macvtap import MacvtapVM
+    from vlab.nics import BondedHost
     from vlab.stats import LinkStats
     from vlab.unbridged import Interface
+    from vlab.vxlan import UnderlayWatch, Vxlan
 
 try:
     __version__ = version("vlab")
@@ -43,6 +47,11 @@ _HOMES = {
     "Unsupported": "vlab.errors",
     "Uplink": "vlab.endpoints",
     "Where": "vlab.lab",
+    "MacvtapVM": "vlab.macvtap",
+    "Hypervisor": "vlab.hypervisor",
+    "Vxlan": "vlab.vxlan",
+    "UnderlayWatch": "vlab.vxlan",
+    "BondedHost": "vlab.nics",
 }
 
 
@@ -61,19 +70,24 @@ def __dir__() -> list[str]:
 
 __all__ = [
     "VM",
+    "BondedHost",
     "Bridge",
     "Cable",
     "Endpoint",
     "FdbEntry",
     "Host",
+    "Hypervisor",
     "Interface",
     "Lab",
     "LabError",
     "LinkStats",
+    "MacvtapVM",
     "Mask",
     "Port",
+    "UnderlayWatch",
     "Unsupported",
     "Uplink",
+    "Vxlan",
     "Where",
     "__version__",
 ]

@@ -91,6 +91,8 @@ class Port(PortVlans):
     """A bridge port, seen from the bridge: ``br.port(vm).set(learning=False)``; its VLANs
     with ``vlan_add``/``vlan_del``/``vlans`` (see :mod:`vlab.bridge_vlans`)."""
 
+    carrier_from_birth = False  # a port link with no endpoint that keeps operstate UNKNOWN
+
     def __init__(
         self, bridge: Bridge, name: str, index: int, endpoint: Endpoint | None, mac: str
     ) -> None:
@@ -313,6 +315,12 @@ class Bridge(BridgeVlans):
                     f"lab {self.lab.name!r} of bridge {self.name}: use its own lab's bridges"
                 )
             port = self.ports.get(endpoint.port)
+            if port is None and endpoint.bridge is self:
+                raise LabError(
+                    f"{endpoint.kind} {endpoint.name} has no port of its own on {self.name} "
+                    "(a macvtap VM, a bond, an underlay watch): set the options on the port its "
+                    "frames enter through (its NIC's)"
+                )
             if port is None or port.endpoint is not endpoint:
                 if endpoint.bridge is None:
                     raise LabError(

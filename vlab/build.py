@@ -12,6 +12,7 @@ from then on brings its own readiness, carrier, capture and close (see
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any
 
 from vlab import ip as iplib
@@ -168,18 +169,31 @@ class Builder:
     def vm(
         self,
         name: str,
-        bridge: Bridge | str,
+        bridge: Bridge | str | Sequence[Bridge | str] | None = None,
         mac: str | None = None,
         mtu: int | None = None,
         guest: str | None = None,
+        macvtap: object = None,
+        mode: str | None = None,
     ) -> VM:
         """A VM whose vNIC is a tap on ``bridge``; vlab holds the tap fd as QEMU would.
 
         ``guest="qemu"`` boots a real Linux guest on that tap instead of emulating one.
+        ``macvtap=nic, mode="bridge"`` makes the vNIC a macvtap on ``nic`` (a host, an uplink
+        or a bare port) instead: libvirt's ``direct`` attachment (see :mod:`vlab.macvtap`).
+        ``bridge=[br1, br2]`` gives it a NIC on each (``vm.nics``; see :mod:`vlab.nics`).
         """
         switch = self.switch
         switch.fabric.check_name(name, "vm")
-        br = self._own_bridge(bridge)
+        if (bridge is None) == (macvtap is None):
+            raise LabError(f"vm {name}: give either bridge= (a tap) or macvtap= (a lower NIC)")
+        if mode is not None and macvtap is None:
+            raise LabError(f"vm {name}: mode= is a macvtap's; give macvtap= with it")
+        if macvtap is not None or isinstance(bridge, list | tuple):
+            from vlab import nics
+
+            return nics.special_vm(self, name, bridge, mac, mtu, guest, macvtap, mode)
+        br = self._own_bridge(bridge)  # type: ignore[arg-type]
         mtu = endpoint_mtu("vm", name, mtu)
         mac = endpoint_mac("vm", name, mac, "52:54:00")
         tap_mac = "fe" + mac[2:]  # libvirt's rule: never the guest's MAC, never the bridge's
@@ -233,16 +247,20 @@ class Builder:
     def host(
         self,
         name: str,
-        bridge: Bridge | str | None,
+        bridge: Bridge | str | Sequence[Bridge | str] | None = None,
         mac: str | None = None,
         mtu: int | None = None,
         ip: str | list[str] | None = None,
         ipv6: bool | str | list[str] | None = None,
+        bond: Sequence[Bridge | str] | None = None,
+        mode: str | None = None,
     ) -> Host:
         """A namespace cabled to ``bridge`` by a veth; ``host.run(...)`` runs programs in it.
 
         ``ip="192.0.2.1/24"`` (or a list, IPv4 and IPv6) gives eth0 addresses; ``ipv6=True``
         or IPv6 addresses turn IPv6 on in this host alone (see :mod:`vlab.ip`).
+        ``bridge=[br1, br2]`` gives it a NIC on each (``host.nics``); ``bond=[br1, br2],
+        mode="active-backup"`` bonds those NICs (see :mod:`vlab.nics`).
         ``bridge=None``: the veth's other end stays an interface of the switch namespace in no
         bridge, an endpoint of its own, ``host.peer`` (see :mod:`vlab.unbridged`).
         """
@@ -250,7 +268,18 @@ class Builder:
 
         switch = self.switch
         switch.fabric.check_name(name, "host")
-        br = self._own_bridge(bridge) if bridge is not None else None
+        if bond is not None:
+            if bridge is not None:
+                raise LabError(
+                    f"host {name}: give either bridge= (its NICs) or bond= (bonded NICs)"
+                )
+        elif mode is not None:
+            raise LabError(f"host {name}: mode= is a bond's; give bond= with it")
+        if bond is not None or isinstance(bridge, list | tuple):
+            from vlab import nics
+
+            return nics.special_host(self, name, bridge, mac, mtu, ip, ipv6, bond, mode)
+        br = self._own_bridge(bridge) if bridge is not None else None  # type: ignore[arg-type]
         if br is None and unbridged.peer_name(name) in switch.fabric.endpoints:
             raise LabError(f"host name {name!r}: {unbridged.peer_name(name)} is already used")
         mtu = endpoint_mtu("host", name, mtu)

@@ -410,6 +410,8 @@ def _kernel_checks(p: Prober) -> list[Check]:
         ),
         ("links", "macvlan", lambda: p.child_link("macvlan", nla(1, struct.pack("=I", 4))), False),
         ("links", "vxlan", lambda: p.link("vxlan", nla(1, struct.pack("=I", 42))), False),
+        ("links", "macvtap", lambda: p.child_link("macvtap", nla(1, struct.pack("=I", 4))), False),
+        ("links", "bond", lambda: p.link("bond"), False),
         ("links", "ifb", lambda: p.link("ifb"), False),
         ("bridge", "stp", lambda: p.bridge_option(stp=True), False),
         ("bridge", "vlan filtering", p.vlan_filtering, False),

@@ -473,6 +473,21 @@ class VM(Endpoint):
         """A tap's carrier is set on its fd (TUNSETCARRIER), as QEMU's link_down does."""
         taplib.set_carrier(self.tap_fd, up)
 
+    @guarded
+    def add_nic(self, bridge: Bridge | str, mac: str | None = None, mtu: int | None = None) -> VM:
+        """Another NIC of this VM, a tap on ``bridge``: the endpoint ``NAME.nicN`` (a VM on
+        several networks; see :mod:`vlab.nics`)."""
+        from vlab.nics import add_vm_nic
+
+        return add_vm_nic(self, bridge, mac, mtu)
+
+    @property
+    def nics(self) -> list[Endpoint]:
+        """Every NIC of this VM, first NIC (the VM's own endpoint) first."""
+        from vlab.nics import nics_of
+
+        return nics_of(self)
+
     def describe(self) -> str:
         """One line: the guest's MAC, its tap and the tap's own MAC."""
         kind = "qemu guest" if self.guest is not None else "guest"
@@ -572,6 +587,27 @@ class Host(ReceiveFilter, NamespacedEndpoint):
     @property
     def _rtnl(self) -> Rtnl:
         return self.space.rtnl
+
+    @guarded
+    def add_nic(
+        self,
+        bridge: Bridge | str,
+        mac: str | None = None,
+        mtu: int | None = None,
+        ip: str | list[str] | None = None,
+    ) -> Host:
+        """Another NIC of this host, ``ethN`` of its namespace cabled to ``bridge``: the
+        endpoint ``NAME.ethN`` (a host on several networks; see :mod:`vlab.nics`)."""
+        from vlab.nics import add_host_nic
+
+        return add_host_nic(self, bridge, mac, mtu, ip)
+
+    @property
+    def nics(self) -> list[Endpoint]:
+        """Every NIC endpoint of this host's namespace, ``eth0`` first."""
+        from vlab.nics import nics_of
+
+        return nics_of(self)
 
     @guarded
     def add_address(self, address: str) -> None:

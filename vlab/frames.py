@@ -153,23 +153,31 @@ def field_diff(expected: Packet, got: Packet, ignored: Iterable[tuple[str, str]]
     lines = []
     exp_layers, got_layers = _layers(expected), _layers(got)
     for i, exp in enumerate(exp_layers):
-        lname = type(exp).__name__
+        lname = _label(exp_layers, i)
         if i >= len(got_layers):
             lines.append(f"{lname}: expected this layer, the frame ends before it")
             continue
         have = got_layers[i]
         if type(have) is not type(exp):
-            lines.append(f"layer {i + 1}: expected {lname}, got {type(have).__name__}")
+            lines.append(f"layer {i + 1}: expected {lname}, got {_label(got_layers, i)}")
             break
         for f in exp.fields_desc:
-            if (lname, f.name) in skip:
+            if (type(exp).__name__, f.name) in skip:
                 continue
             a, b = exp.getfieldval(f.name), have.getfieldval(f.name)
             if a != b:
                 lines.append(f"{lname}.{f.name}: expected {_value(a)}, got {_value(b)}")
-    for extra in got_layers[len(exp_layers) :]:
-        lines.append(f"unexpected extra layer {type(extra).__name__}")
+    for i in range(len(exp_layers), len(got_layers)):
+        lines.append(f"unexpected extra layer {_label(got_layers, i)}")
     return lines
+
+
+def _label(layers: list[Packet], i: int) -> str:
+    """A layer's name in a diff; inside a tunnel (after a VXLAN header) ``inner Ether`` and
+    so on, so that the outer and the encapsulated frame's fields are told apart."""
+    name = type(layers[i]).__name__
+    inner = any(type(layer).__name__ == "VXLAN" for layer in layers[:i])
+    return f"inner {name}" if inner else name
 
 
 def summary(data: bytes) -> str:

@@ -67,6 +67,8 @@ if TYPE_CHECKING:
     from scapy.layers.l2 import Ether
 
     from vlab.frames import FrameLike
+    from vlab.hypervisor import Hypervisor
+    from vlab.vxlan import Vxlan
 
 _Namespace = Namespace  # the name it had before vlab.switch
 __all__ = [
@@ -176,6 +178,7 @@ class Lab(Builder):
         self.artifact_dir: Path | None = None  # where this lab's failure artifacts went
         self._quiet: quiesce.Quiet | None = None  # the lab when a settle last found it quiet
         self._edges = EdgePoll()
+        self._drain_hooks: list[Callable[[], int]] = []  # queues only a probe can empty
         self._guest_dir: Path | None = None
         self._guest_dir_is_temp = False
         if os.geteuid() != 0:  # a non-root user builds labs as root of a user namespace
@@ -314,7 +317,8 @@ class Lab(Builder):
         if problem is not None:
             raise LabError(f"{what} name {problem}")
         taken = name in self.endpoints or name in self.bridges or name in self.cables
-        if taken or name in ("switch", "upstream"):
+        taken = taken or name in self._spaces  # a hypervisor's or a host's namespace
+        if taken or name in ("switch", "upstream", "underlay"):
             raise LabError(f"{what} name {name!r} is already used in this lab; pick another")
 
     def _bridge(self, bridge: Bridge | str) -> Bridge:
@@ -397,9 +401,22 @@ class Lab(Builder):
 
     # --- observing -------------------------------------------------------------------------
 
+    def add_switch(self, switch: Switch) -> None:
+        """A further switch namespace of this lab (a hypervisor, see vlab.hypervisor): closed,
+        made ready and settled with the lab's own."""
+        self._switches.append(switch)
+        self._topology_changed()
+
+    def add_settle_probe(self, probe: Callable[[], int]) -> None:
+        """A queue no kernel counter shows, emptied by an active probe (macvlan's broadcast
+        queue, see vlab.bcqueue): ``probe()`` runs in every settle round and returns how many
+        frames it moved (more than 0: the round was not quiet)."""
+        self._drain_hooks.append(probe)
+
     def _drain_all(self) -> int:
         got = self._edges.drain(list(self.endpoints.values()))
-        return got + sum(c.pull() for c in self.cables.values())
+        got += sum(c.pull() for c in self.cables.values())
+        return got + sum(hook() for hook in self._drain_hooks)  # e.g. vlab.bcqueue
 
     @guarded
     def settle(self, timeout: float = 10.0) -> None:
@@ -459,6 +476,32 @@ class Lab(Builder):
         noisy = {ep.name: list(ep.pending) for ep in self.endpoints.values() if ep.pending}
         if noisy:
             raise AssertionError(report.not_quiet(self.snapshot(), noisy))
+
+    # --- more hypervisors ------------------------------------------------------------------
+
+    @guarded
+    def hypervisor(self, name: str) -> Hypervisor:
+        """Another hypervisor: a switch namespace of its own with the same building calls
+        (``hv.bridge()``, ``hv.vm()``, ``hv.host()``, ``hv.uplink()``); see vlab.hypervisor."""
+        from vlab.hypervisor import add_hypervisor
+
+        return add_hypervisor(self, name)
+
+    @guarded
+    def vxlan(
+        self,
+        br_a: Bridge | str,
+        br_b: Bridge | str,
+        vni: int,
+        dstport: int = 4789,
+        learning: bool = True,
+        mtu: int | None = None,
+    ) -> Vxlan:
+        """Join ``br_a`` and ``br_b`` (bridges on two hypervisors) through VXLAN ``vni`` over
+        the lab's underlay, with head-end replication to each other; see vlab.vxlan."""
+        from vlab.vxlan import join
+
+        return join(self, self._bridge(br_a), self._bridge(br_b), vni, dstport, learning, mtu)
 
     @guarded
     def where(self, mac: str, vlan: int | None = None) -> Where | None:

@@ -381,7 +381,8 @@ class Switch:
                 ep = port.endpoint
                 if (ep is not None and not ep.carrier) or port.admin_down or port.foreign:
                     continue
-                birth = ep is not None and ep.carrier_from_birth
+                # a link kind without an endpoint (a vxlan port) says so on its port
+                birth = ep.carrier_from_birth if ep is not None else port.carrier_from_birth
                 if not link_ready(self.links, port.index, birth):
                     missing.append(f"{port.name} is not up")
                 elif not (port.state_managed or br.stp) and states.get(port.name) != FORWARDING:

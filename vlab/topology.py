@@ -45,12 +45,18 @@ def describe(lab: Lab) -> str:
     for br in lab.bridges.values():
         if br.switch not in found:
             found[br.switch] = {} if lab.closed else kernel_ports(br.switch)
-        lines.append(f"  bridge {br.name} mac {br.mac}")
+        on = f" on hypervisor {br.switch.name}" if br.switch is not lab.switch else ""
+        lines.append(f"  bridge {br.name} mac {br.mac}{on}")
         for port in br.ports.values():
             lines.append(f"    {port.name:<8} {port.describe()}")
         for name, mac, _index in found[br.switch].get(br.index, []):
             if name not in br.ports:
                 lines.append(f"    {name:<8} a port vlab did not make (mac {mac})")
+    cabled = {id(p.endpoint) for br in lab.bridges.values() for p in br.ports.values()}
+    stacked = [e for e in lab.endpoints.values() if e.bridge is not None and id(e) not in cabled]
+    if stacked:  # a macvtap VM, a bond, an underlay watch: frames enter through another port
+        lines.append("  with no port of their own")
+        lines.extend(f"    {ep.port:<8} {ep.describe()}" for ep in stacked)
     lone = [ep for ep in lab.endpoints.values() if ep.bridge is None]
     if lone:
         lines.append("  in no bridge")

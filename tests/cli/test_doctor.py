@@ -25,6 +25,8 @@ PROBES = {
     "ifb": "ip link add name if type ifb",
     "vlan (802.1Q)": f"{VETH} && ip link add link vb name vl type vlan id 10",
     "macvlan": f"{VETH} && ip link add link vb name mv type macvlan",
+    "macvtap": f"{VETH} && ip link add link vb name mt type macvtap mode bridge",
+    "bond": "ip link add name bo type bond",
     "vlan filtering": "ip link add name br type bridge vlan_filtering 1",
     "802.1ad bridge": "ip link add name br type bridge vlan_filtering 1 vlan_protocol 802.1ad",
     "per-VLAN options": f"{VETH} && ip link add name br type bridge vlan_filtering 1"

@@ -103,3 +103,34 @@ def test_kill_9_leaves_a_stale_state_file_that_is_ignored(
     shown = vlab("show")
     assert shown.returncode == 1 and "no running lab" in shown.stderr
     assert not up.state.exists()  # the stale file is removed by the next look
+
+
+def test_up_show_lists_macvtap_hypervisor_and_underlay(
+    vlab: Runner, start_up: Callable[[Path], Up]
+) -> None:
+    up = start_up(DATA / "overlay_lab.yaml")
+    inodes = _ns_inodes(up)
+    assert len(inodes) == 4  # switch, h1, hv2, underlay
+    shown = vlab("show")
+    assert shown.returncode == 0, shown.stderr
+    rows = {line.split()[0]: line for line in shown.stdout.splitlines() if line[:1].isalnum()}
+    assert "vm/macvtap vepa" in rows["vm1"] and "not a port" in rows["vm1"]
+    assert "forwarding" in rows["vm2"] and "br1" in rows["vm2"]  # a port of hv2's bridge
+    assert "underlay" in rows["ula"] and "underlay" in rows["ulb"]
+    assert "fdb of br1" in shown.stdout
+    fdb = vlab("exec", "hv2", "--", "bridge", "fdb", "show", "dev", "vxlan0")
+    assert fdb.returncode == 0, fdb.stderr
+    assert "00:00:00:00:00:00 dst 198.51.100.1" in fdb.stdout  # hv2's remote: the lab's VTEP
+    code, _out, err = up.stop(signal.SIGINT)
+    assert code == 0, err
+    # the up process or a child of it: namespace numbers are reused at once by other workers
+    held = [p for p in net_ns_holders(inodes) if up.proc.pid in (int(p), _parent(p))]
+    assert held == []
+
+
+def _parent(pid: str) -> int:
+    try:
+        with open(f"/proc/{pid}/stat") as fh:
+            return int(fh.read().rsplit(")", 1)[1].split()[1])
+    except (OSError, ValueError, IndexError):
+        return -1

@@ -33,6 +33,10 @@ PUBLIC = (
     "vlab.reference.vlan",
     "vlab.vlan_strategies",
     "vlab.properties.vlan_machine",
+    "vlab.macvtap",
+    "vlab.hypervisor",
+    "vlab.vxlan",
+    "vlab.nics",
 )
 INHERITED_OK = frozenset(dir(object)) | {"__init__", "__enter__", "__exit__"}
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import glob
 import os
 import socket
@@ -49,6 +50,16 @@ def net_namespaces_held() -> set[str]:
 def released() -> bool:
     """Sockets closed and the pool of switch namespaces emptied: what a closed lab leaves."""
     return nspool.empty() and reaper.drain()
+
+
+def holders(namespaces: set[str]) -> list[str]:
+    """Which fds and threads hold any of ``namespaces`` (for a failure's message)."""
+    out = []
+    for path in glob.glob("/proc/[0-9]*/fd/*") + glob.glob("/proc/[0-9]*/task/*/ns/net"):
+        with contextlib.suppress(OSError):
+            if os.readlink(path) in namespaces:
+                out.append(path)
+    return out
 
 
 def own_fds() -> set[str]:
@@ -121,3 +132,55 @@ def test_many_labs_do_not_grow_fds() -> None:
             build(lab)
     assert released()
     assert len(own_fds()) == fds_before
+
+
+def test_macvtap_and_vxlan_lab_leaves_nothing() -> None:
+    """A lab with macvtap VMs, a second hypervisor and a VXLAN overlay: after close no
+    namespace, link, fd, /dev/tap node or netns name of it is left (the host is unchanged)."""
+    import subprocess
+    import time
+
+    from vlab import hostcheck
+
+    def tap_nodes() -> set[tuple[str, int]]:
+        out = set()
+        for name in os.listdir("/dev"):
+            if name.startswith("tap"):
+                with contextlib.suppress(FileNotFoundError):
+                    out.add((name, os.stat(f"/dev/{name}").st_rdev))
+        return out
+
+    with Lab() as warm:  # process-wide helpers (the CPU barrier's namespace) exist from now on
+        warm.settle()
+    ref = hostcheck.Reference.current()
+    try:
+        before = ref.snapshot()
+        netns_before = subprocess.run(["ip", "netns", "list"], capture_output=True, text=True)
+        fds_before = own_fds()
+        with Lab() as lab:
+            br = lab.bridge("br0")
+            nic = lab.port(br)
+            vms = [lab.vm(f"m{i}", macvtap=nic, mode="bridge") for i in range(2)]
+            hv = lab.hypervisor("hv2")
+            br_b = hv.bridge("br-b")
+            far = hv.vm("far", bridge=br_b)
+            vx = lab.vxlan(br, br_b, vni=42)
+            vx.watch_underlay()
+            f = Ether(src=vms[0].mac, dst="ff:ff:ff:ff:ff:ff", type=0x88B5) / b"x"
+            vms[0].send(f)
+            lab.expect(f, at=[vms[1], far])
+            mine = lab_namespaces(lab)
+            nodes = {rdev for _n, rdev in tap_nodes()} & {os.fstat(v.tap_fd).st_rdev for v in vms}
+            assert len(mine) == 3 and nodes  # switch, hv2, underlay; devtmpfs shows the taps
+        assert released()
+        assert not mine & net_namespaces_held(), holders(mine)  # nothing holds them any more
+        deadline = time.monotonic() + 10  # the kernel destroys them asynchronously (cleanup_net)
+        while time.monotonic() < deadline and nodes & {rdev for _n, rdev in tap_nodes()}:
+            time.sleep(0.05)
+        assert not nodes & {rdev for _n, rdev in tap_nodes()}
+        assert own_fds() == fds_before
+        assert hostcheck.report(before, ref.snapshot(), []) is None
+        netns_after = subprocess.run(["ip", "netns", "list"], capture_output=True, text=True)
+        assert netns_after.stdout == netns_before.stdout
+    finally:
+        ref.close()

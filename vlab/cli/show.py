@@ -89,23 +89,31 @@ def _learnt_at(node: Node, entries: list[Learnt], owner_of_port: dict[str, str])
 
 
 def render(lab: RunningLab, sockets: dict[str, Rtnl]) -> str:
-    switch = sockets["switch"]
-    sw_links = links(switch)
-    by_index = {link.index: name for name, link in sw_links.items()}
-    states = LinkRequests(switch).port_states()
-    table_of = fdb(switch, by_index)
+    # every switch namespace (the lab's, and each hypervisor's) has its bridges' ports and fdb
+    ns_of_bridge = {n.name: n.ns for n in lab.nodes if n.kind == "bridge"}
+    spaces = sorted(set(ns_of_bridge.values()) | {"switch"})
+    sw_links_of = {ns: links(sockets[ns]) for ns in spaces if ns in sockets}
+    states: dict[str, int] = {}
+    table_of: dict[str, list[Learnt]] = {}
+    for ns, ns_links in sw_links_of.items():
+        by_index = {link.index: name for name, link in ns_links.items()}
+        states.update(LinkRequests(sockets[ns]).port_states())
+        table_of.update(fdb(sockets[ns], by_index))
     owner_of_port = {n.port: n.name for n in lab.nodes if n.port}
     owner_of_port.update({n.peer_port: n.name for n in lab.nodes if n.peer_port})
     rows = []
     for n in lab.nodes:
         if n.kind in ("bridge", "cable"):
             continue
+        sw_links = sw_links_of.get(ns_of_bridge.get(n.bridge or "", "switch"), {})
         port = sw_links.get(n.port or "")
         mac = n.mac
         if n.ifname and n.ns in sockets:  # hosts and uplinks: their NIC's MAC as it is now
             own = links(sockets[n.ns]).get(n.ifname)
             mac = own.mac if own else mac
-        if port is None:
+        if port is None and n.ns in sockets and n.port in links(sockets[n.ns]):
+            state = f"no port: {n.port} in {n.ns}"  # a macvtap VM, a bond, an underlay watch
+        elif port is None:
             state = "gone"
         else:
             state = PORT_STATE_NAMES.get(states.get(port.name, -1), "not a port")
@@ -134,7 +142,7 @@ def render(lab: RunningLab, sockets: dict[str, Rtnl]) -> str:
         if n.kind != "bridge":
             continue
         entries = sorted(table_of.get(n.name, []), key=lambda e: (e.port, e.mac))
-        link = sw_links.get(n.name)
+        link = sw_links_of.get(n.ns, {}).get(n.name)
         out += ["", f"fdb of {n.name} (bridge mac {link.mac if link else n.mac}):"]
         if entries:
             rows2 = [(e.mac, e.port, owner_of_port.get(e.port, "-"), e.how) for e in entries]

@@ -43,13 +43,13 @@ def lab_namespaces(lab: Lab) -> dict[str, int]:
 
 def nodes_of(lab: Lab) -> list[state.Node]:
     """What a user can name in this lab, with where each thing lives."""
-    nodes = [state.Node(br.name, "bridge", "switch", br.mac) for br in lab.bridges.values()]
+    nodes = [state.Node(br.name, "bridge", br.switch.name, br.mac) for br in lab.bridges.values()]
     for ep in lab.endpoints.values():
         ns = getattr(ep, "ns", None)
         nodes.append(
             state.Node(
                 name=ep.name,
-                kind=ep.kind,
+                kind=getattr(ep, "show_kind", ep.kind),  # e.g. "vm/macvtap bridge"
                 ns=ns.name if ns is not None else "switch",
                 mac=ep.mac,
                 bridge=ep.bridge.name if ep.bridge is not None else None,
@@ -78,6 +78,8 @@ def nodes_of(lab: Lab) -> list[state.Node]:
 
 def reach(node: state.Node) -> str:
     """How a user gets at a node from another shell."""
+    if node.kind.startswith("vm/macvtap"):
+        return f"its macvtap: vlab exec {node.ns} -- {tools.tcpdump_hint(node.port)}"
     if node.kind == "vm":
         return f"its tap: vlab exec {node.bridge} -- {tools.tcpdump_hint(node.port)}"
     if node.kind == "bridge":

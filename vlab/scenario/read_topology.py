@@ -10,7 +10,7 @@ from yaml.nodes import MappingNode, Node, ScalarNode, SequenceNode
 
 from vlab.errors import LabError
 from vlab.ip import interfaces as ip_interfaces
-from vlab.scenario import fields, problems, read_vlans
+from vlab.scenario import fields, problems, read_overlay, read_vlans
 from vlab.scenario.errors import Position, ScenarioError
 from vlab.scenario.names import Names
 from vlab.scenario.source import where
@@ -19,8 +19,18 @@ from vlab.scenario.vocabulary import BRIDGE_OPTIONS, PORT_OPTIONS, Kind, check_b
 
 MAX_BRIDGES = 8
 MAX_ENDPOINTS = 64
-BRIDGE_KEYS = ("options", "vms", "hosts", "uplink", "fdb", "vlans")
-ENDPOINT_KEYS = ("mac", "port", "mtu", "ip", "vlans")
+BRIDGE_KEYS = (
+    "options",
+    "vms",
+    "hosts",
+    "uplink",
+    "fdb",
+    "vlans",
+    "nics",
+    "hypervisor",
+    "vxlan",
+)
+ENDPOINT_KEYS = ("mac", "port", "mtu", "ip", "vlans", "macvtap", "mode")
 FDB_KEYS = ("mac", "at", "sticky", "static", "vlan")
 
 
@@ -106,6 +116,7 @@ def _endpoint_from(name_node: Node, found: dict[str, Node], what: str) -> Endpoi
         vlans=problems.attempt(lambda: read_vlans.members(found["vlans"], f"{name} vlans"), None)
         if "vlans" in found
         else None,
+        **read_overlay.macvtap_fields(found, name, what),
     )
 
 
@@ -167,6 +178,7 @@ def topology(node: Node, names: Names) -> tuple[BridgeSpec, ...]:
     """Every bridge in order; fills ``names`` with bridge and endpoint names as they appear."""
     bridges: list[BridgeSpec] = []
     fdb_nodes: list[Node | None] = []
+    nics: list[str] = []
     pairs = fields.mapping(node, "topology").value
     if not pairs:
         fields.fail(node, "topology has no bridge", "add one, e.g. `br0: {vms: [vm1, vm2]}`")
@@ -198,6 +210,7 @@ def topology(node: Node, names: Names) -> tuple[BridgeSpec, ...]:
             else None,
         )
         _check_vlans(bridge, found, value)
+        bridge = read_overlay.extend(bridge, found, names, nics)
         for ep in bridge.endpoints():
             assert ep.where is not None
             _declare(names, ep.where, ep.name)
@@ -206,6 +219,7 @@ def topology(node: Node, names: Names) -> tuple[BridgeSpec, ...]:
             fields.fail(value, "too many endpoints", f"at most {MAX_ENDPOINTS} are allowed")
         fdb_nodes.append(found.get("fdb"))
         bridges.append(bridge)
+    read_overlay.check(tuple(bridges))
     # Entries may refer to endpoints of any bridge (``mac: vm3.mac``), so read them last.
     return tuple(
         replace(bridge, fdb=_bridge_fdb(fdb, names, bridge)) if fdb is not None else bridge

@@ -96,6 +96,7 @@ class World:
     endpoints: dict[str, EndpointLike] = field(default_factory=dict)
     bridge_of: dict[str, str] = field(default_factory=dict)
     cables: dict[str, Any] = field(default_factory=dict)
+    hypervisors: dict[str, Any] = field(default_factory=dict)  # by name, built on first use
 
     def mac(self, ref: str) -> str:
         """Resolve ``vm1.mac``, ``vm1.port_mac`` or ``br0.mac`` to the live MAC."""
@@ -122,12 +123,15 @@ def _port_mac(world: World, endpoint: EndpointLike, ref: str) -> str:
 
 def build_topology(scenario: Scenario, lab: LabLike) -> World:
     """Create bridges, endpoints, port options and static entries in file order."""
+    from vlab.scenario.build_overlay import build_links
+
     world = World(lab)
     for spec in scenario.bridges:
         _build_bridge(world, spec)
     for cable in scenario.cables:
         a, b = (world.bridges[n] for n in cable.between)
         world.cables[cable.name] = lab.cable(a, b, name=cable.name, **dict(cable.options))
+    build_links(world, scenario.bridges)
     for spec in scenario.bridges:
         for entry in spec.fdb:
             _fdb_add(world, spec.name, entry)
@@ -136,23 +140,27 @@ def build_topology(scenario: Scenario, lab: LabLike) -> World:
 
 
 def _build_bridge(world: World, spec: BridgeSpec) -> None:
-    bridge = world.lab.bridge(spec.name, **dict(spec.options))
+    from vlab.scenario.build_overlay import build_macvtaps, build_nics, builder
+
+    on = builder(world, spec)  # the lab, or the hypervisor the bridge lives on
+    bridge = on.bridge(spec.name, **dict(spec.options))
     world.bridges[spec.name] = bridge
     for ep in spec.endpoints():
         world.bridge_of[ep.name] = spec.name
+    nics = build_nics(world, spec, bridge)
     for ep in spec.vms:
-        world.endpoints[ep.name] = world.lab.vm(ep.name, bridge=bridge, mac=ep.mac, mtu=ep.mtu)
+        if ep.macvtap is None:
+            world.endpoints[ep.name] = on.vm(ep.name, bridge=bridge, mac=ep.mac, mtu=ep.mtu)
     for ep in spec.hosts:
         if ep.ip:  # only then: stand-in labs need not know about addresses
-            host = world.lab.host(ep.name, bridge=bridge, mac=ep.mac, mtu=ep.mtu, ip=list(ep.ip))
+            host = on.host(ep.name, bridge=bridge, mac=ep.mac, mtu=ep.mtu, ip=list(ep.ip))
         else:
-            host = world.lab.host(ep.name, bridge=bridge, mac=ep.mac, mtu=ep.mtu)
+            host = on.host(ep.name, bridge=bridge, mac=ep.mac, mtu=ep.mtu)
         world.endpoints[ep.name] = host
     if spec.uplink is not None:
-        uplink = world.lab.uplink(
-            bridge, mac=spec.uplink.mac, mtu=spec.uplink.mtu, name=spec.uplink.name
-        )
+        uplink = on.uplink(bridge, mac=spec.uplink.mac, mtu=spec.uplink.mtu, name=spec.uplink.name)
         world.endpoints[spec.uplink.name] = uplink
+    build_macvtaps(world, spec, on, nics)
     for ep in spec.endpoints():
         if ep.port:
             bridge.port(world.endpoints[ep.name]).set(**dict(ep.port))

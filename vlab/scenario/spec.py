@@ -209,6 +209,8 @@ class EndpointSpec:
     mtu: int | None = None  # of the cable/tap; frames up to mtu + 14 (+ 4 tagged) can be sent
     where: Position | None = field(default=None, compare=False, repr=False)
     ip: tuple[str, ...] = ()  # a host's addresses ("192.0.2.1/24"); hosts only
+    macvtap: str | None = None  # a VM's lower device (a nic, host or uplink of its bridge)
+    mode: str | None = None  # the macvtap's mode (bridge, vepa, private, passthru)
     vlans: tuple[VlanMember, ...] | None = None  # exactly these VLANs (None: the default PVID)
 
 
@@ -240,8 +242,35 @@ class FdbEntrySpec:
 
 
 @dataclass(frozen=True)
+class NicSpec:
+    """A bare port of a bridge (``nics:``): the hypervisor NIC macvtap VMs are stacked on."""
+
+    name: str
+    mac: str | None = None
+    port: Options = ()
+    where: Position | None = field(default=None, compare=False, repr=False)
+
+
+@dataclass(frozen=True)
+class VxlanSpec:
+    """A VXLAN link from this bridge to ``peer``, a bridge on another hypervisor.
+
+    ``underlay`` names the two endpoints that watch the underlay (at this bridge's hypervisor,
+    then at the peer's), or is empty.
+    """
+
+    peer: str
+    vni: int
+    dstport: int = 4789
+    learning: bool = True
+    underlay: tuple[str, ...] = ()
+    where: Position | None = field(default=None, compare=False, repr=False)
+
+
+@dataclass(frozen=True)
 class BridgeSpec:
-    """A bridge, its options and what is cabled to it, created in this order: vms, hosts, uplink."""
+    """A bridge, its options and what is cabled to it, created in this order: nics, tap vms,
+    hosts, uplink, macvtap vms (their lower device exists by then)."""
 
     name: str
     options: Options = ()
@@ -251,6 +280,9 @@ class BridgeSpec:
     fdb: tuple[FdbEntrySpec, ...] = ()
     where: Position | None = field(default=None, compare=False, repr=False)
     vlans: tuple[VlanMember, ...] | None = None  # the bridge device's own VLANs ("self")
+    nics: tuple[NicSpec, ...] = ()
+    hypervisor: str | None = None  # None: the lab's own switch namespace
+    vxlan: tuple[VxlanSpec, ...] = ()
 
     def endpoints(self) -> tuple[EndpointSpec, ...]:
         """Every endpoint of this bridge in creation order."""

@@ -348,7 +348,12 @@ def _vids(first: int, last: int) -> Any:
 
 def _endpoints(endpoints: tuple[EndpointSpec, ...]) -> Any:
     if all(
-        ep.mac is None and ep.mtu is None and not ep.port and not ep.ip and ep.vlans is None
+        ep.mac is None
+        and ep.mtu is None
+        and not ep.port
+        and not ep.ip
+        and ep.vlans is None
+        and not ep.macvtap
         for ep in endpoints
     ):
         return FlowList(ep.name for ep in endpoints)
@@ -359,14 +364,27 @@ def _endpoint(ep: EndpointSpec) -> Flow:
     ip = (ep.ip[0] if len(ep.ip) == 1 else FlowList(ep.ip)) if ep.ip else None
     vlans = _members(ep.vlans) if ep.vlans is not None else None
     return _drop_none(
-        mac=ep.mac, mtu=ep.mtu, port=_options(ep.port) if ep.port else None, ip=ip, vlans=vlans
+        mac=ep.mac,
+        mtu=ep.mtu,
+        port=_options(ep.port) if ep.port else None,
+        ip=ip,
+        vlans=vlans,
+        macvtap=ep.macvtap,
+        mode=ep.mode,
     )
 
 
 def _bridge(bridge: BridgeSpec) -> dict[str, Any]:
     out: dict[str, Any] = {}
+    if bridge.hypervisor is not None:
+        out["hypervisor"] = bridge.hypervisor
     if bridge.options:
         out["options"] = _options(bridge.options)
+    if bridge.nics:
+        out["nics"] = {
+            n.name: _drop_none(mac=n.mac, port=_options(n.port) if n.port else None)
+            for n in bridge.nics
+        }
     if bridge.vms:
         out["vms"] = _endpoints(bridge.vms)
     if bridge.hosts:
@@ -378,6 +396,17 @@ def _bridge(bridge: BridgeSpec) -> dict[str, Any]:
         out["vlans"] = _members(bridge.vlans)
     if bridge.fdb:
         out["fdb"] = [_fdb_entry(e) for e in bridge.fdb]
+    if bridge.vxlan:
+        out["vxlan"] = [
+            _drop_none(
+                peer=v.peer,
+                vni=v.vni,
+                dstport=v.dstport if v.dstport != 4789 else None,
+                learning=None if v.learning else False,
+                underlay=FlowList(v.underlay) if v.underlay else None,
+            )
+            for v in bridge.vxlan
+        ]
     return out
 
 
