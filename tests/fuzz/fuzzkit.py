@@ -12,7 +12,7 @@ import os
 
 from hypothesis import settings
 
-from vlab import nspool, profiles
+from vlab import cpubarrier, nspool, profiles
 
 
 def budget(ci_examples: int) -> settings:
@@ -24,8 +24,10 @@ def budget(ci_examples: int) -> settings:
 
 def net_fds() -> int:
     """Namespace fds this process holds: any lab that is still alive holds at least one (the
-    pool of switch namespaces, which keeps closed labs' ones on purpose, is emptied first)."""
+    pool of switch namespaces, which keeps closed labs' ones on purpose, is emptied first; the
+    CPU barrier's marker namespace, one per process for its life, is made first)."""
     nspool.empty()
+    cpubarrier.barrier()
     count = 0
     for fd in os.listdir("/proc/self/fd"):
         with contextlib.suppress(OSError):
