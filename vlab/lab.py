@@ -270,10 +270,17 @@ class Lab(Builder):
             return False
         return nspool.adopt(self._shell, name, mac, data, mtu)
 
-    def host(self, name: str, bridge: Bridge | str | None, *args: Any, **kwargs: Any) -> Host:
+    def host(  # type: ignore[override]
+        self,
+        name: str,
+        bridge: Bridge | str | Sequence[Bridge | str] | None = None,
+        *args: Any,
+        **kwargs: Any,
+    ) -> Host:
         """See :meth:`vlab.build.Builder.host`; a host on no bridge, made before any bridge, must
         not be given the ifindex a reused switch namespace keeps its dormant bridge at."""
-        if bridge is None and self._shell is not None and self._shell.dormant:
+        lone = bridge is None and kwargs.get("bond") is None
+        if lone and self._shell is not None and self._shell.dormant:
             nspool.discard_dormant(self._shell)
         return super().host(name, bridge, *args, **kwargs)
 
