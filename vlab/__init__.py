@@ -7,9 +7,10 @@ scapy and the lab machinery load only when a lab is actually asked for.
 
 from __future__ import annotations
 
-import importlib
 from importlib.metadata import PackageNotFoundError, version
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
+
+from vlab.lazy import exports
 
 if TYPE_CHECKING:
     from vlab.bridge import Bridge, FdbEntry, Port
@@ -55,17 +56,7 @@ _HOMES = {
 }
 
 
-def __getattr__(name: str) -> Any:
-    home = _HOMES.get(name)
-    if home is None:
-        raise AttributeError(f"module 'vlab' has no attribute {name!r}")
-    value = getattr(importlib.import_module(home), name)
-    globals()[name] = value
-    return value
-
-
-def __dir__() -> list[str]:
-    return sorted([*globals(), *_HOMES])
+__getattr__, __dir__ = exports("vlab", _HOMES, globals())
 
 
 __all__ = [

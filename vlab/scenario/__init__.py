@@ -11,8 +11,9 @@ whether a file is a scenario without loading the YAML reader or the runner.
 
 from __future__ import annotations
 
-import importlib
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
+
+from vlab.lazy import exports
 
 if TYPE_CHECKING:
     from vlab.scenario.errors import Position, ScenarioError
@@ -33,17 +34,7 @@ _HOMES = {
 }
 
 
-def __getattr__(name: str) -> Any:
-    home = _HOMES.get(name)
-    if home is None:
-        raise AttributeError(f"module 'vlab.scenario' has no attribute {name!r}")
-    value = getattr(importlib.import_module(home), name)
-    globals()[name] = value
-    return value
-
-
-def __dir__() -> list[str]:
-    return sorted([*globals(), *_HOMES])
+__getattr__, __dir__ = exports("vlab.scenario", _HOMES, globals())
 
 
 __all__ = [
