@@ -61,6 +61,7 @@ from vlab.switch import (
     random_mac,
     unknown_node,
 )
+from vlab.uninterrupted import sigint_deferred
 from vlab.vlan import vid_ranges
 
 if TYPE_CHECKING:
@@ -235,20 +236,22 @@ class Lab(Builder):
             for ep in self.endpoints.values():
                 ep.release()  # no fd number of this lab is used again, whoever reuses it
         finally:
-            # Resumable: whatever an interrupt (Ctrl-C) cut short, a second close() finishes;
-            # the namespaces go in every case, so nothing outlives the lab.
-            try:
-                for switch in self._switches:
-                    switch.close()
-                if self._guest_dir is not None and self._guest_dir_is_temp:
-                    shutil.rmtree(self._guest_dir, ignore_errors=True)
-            finally:
-                while self._spaces:
-                    name, space = self._spaces.popitem()
-                    if name == "switch" and self._shell is not None:
-                        self._release_switch()
-                    else:
-                        space.close()
+            # Resumable: whatever an interrupt (Ctrl-C) cut short above, a second close()
+            # finishes; the fds that hold the namespaces are let go with Ctrl-C held back
+            # (raised once they are closed), so nothing of the lab outlives it in the process.
+            with sigint_deferred():
+                try:
+                    for switch in self._switches:
+                        switch.close()
+                    if self._guest_dir is not None and self._guest_dir_is_temp:
+                        shutil.rmtree(self._guest_dir, ignore_errors=True)
+                finally:
+                    while self._spaces:
+                        name, space = self._spaces.popitem()
+                        if name == "switch" and self._shell is not None:
+                            self._release_switch()
+                        else:
+                            space.close()
 
     def _release_switch(self) -> None:
         """A switch namespace whose only bridge sits at the pool's ifindex goes to the pool."""
