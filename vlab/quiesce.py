@@ -22,7 +22,7 @@ import os
 import select
 import socket
 import time
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
 from vlab import cpubarrier
@@ -35,6 +35,45 @@ SOFTNET = "/proc/net/softnet_stat"
 WORK_CONSERVING = frozenset({"noqueue", "pfifo_fast", "pfifo", "bfifo", "fq_codel", "mq"})
 
 
+def _open_softnet() -> int | None:
+    try:
+        return os.open(SOFTNET, os.O_RDONLY | os.O_CLOEXEC)
+    except OSError:
+        return None
+
+
+#: softnet_stat, opened once at import (before any test counts its fds): every settle round
+#: reads it, and a pread at offset 0 regenerates the file, where open + read + close was three
+#: system calls and most of the ~15 µs a read cost.
+_softnet_fd = _open_softnet()
+
+
+def _softnet_text() -> bytes:
+    global _softnet_fd
+    fd = _softnet_fd
+    if fd is None:
+        fd = os.open(SOFTNET, os.O_RDONLY | os.O_CLOEXEC)
+        try:
+            return _read_all(fd)
+        finally:
+            os.close(fd)
+    try:
+        return _read_all(fd)
+    except OSError:  # closed behind vlab's back: open it again
+        _softnet_fd = _open_softnet()
+        if _softnet_fd is None:
+            raise
+        return _read_all(_softnet_fd)
+
+
+def _read_all(fd: int) -> bytes:
+    data = chunk = os.pread(fd, 1 << 16, 0)
+    while len(chunk) == 1 << 16:  # thousands of CPUs
+        chunk = os.pread(fd, 1 << 16, len(data))
+        data += chunk
+    return data
+
+
 def softnet() -> tuple[int, int]:
     """(frames received by any device on any CPU so far, frames waiting in CPU input backlogs).
 
@@ -42,15 +81,7 @@ def softnet() -> tuple[int, int]:
     every frame any device of the host received, lab or not, so it only moves forward.
     """
     processed = backlog = 0
-    fd = os.open(SOFTNET, os.O_RDONLY | os.O_CLOEXEC)  # no buffered file object: ~5 µs less
-    try:
-        data = chunk = os.read(fd, 1 << 16)
-        while len(chunk) == 1 << 16:  # thousands of CPUs
-            chunk = os.read(fd, 1 << 16)
-            data += chunk
-    finally:
-        os.close(fd)
-    for line in data.split(b"\n"):
+    for line in _softnet_text().split(b"\n"):
         cols = line.split()
         if len(cols) > 11:
             processed += int(cols[0], 16)
@@ -133,8 +164,12 @@ class QdiscWatch:
                 pass
             changed = True
 
-    def busy(self) -> list[str]:
-        if self._heard_of_changes():
+    def busy(self, heard: bool | None = None) -> list[str]:
+        """Every qdisc of the namespace holding frames, dumped only when one could be.
+
+        ``heard``: whether :func:`announced` found this namespace's event socket readable
+        (None: look now)."""
+        if self._heard_of_changes() if heard is None else heard and self._heard_of_changes():
             self.stale = True
         if not (self.stale or self.may_queue):
             return []
@@ -148,14 +183,14 @@ class QdiscWatch:
             if qlen
         ]
 
-    def shaped_busy(self) -> list[str]:
+    def shaped_busy(self, heard: bool | None = None) -> list[str]:
         """:meth:`busy` for a namespace whose counters have not moved: only a shaper (or a
         qdisc not seen yet) can hold a frame then, so the dump is skipped when there is none."""
-        if self._heard_of_changes():
+        if self._heard_of_changes() if heard is None else heard and self._heard_of_changes():
             self.stale = True
         if not (self.stale or self.shapes):
             return []
-        return self.busy()
+        return self.busy(False)
 
     def counters(self) -> bytes:
         """Packet and drop counters of every link in the namespace, as one comparable blob.
@@ -182,13 +217,35 @@ def wait_readable(fds: Sequence[int], timeout: float) -> None:
     poller.poll(max(0.0, timeout) * 1000)
 
 
-def queued(watches: Iterable[QdiscWatch], backlog: int | None = None) -> list[str]:
+_event_polls: dict[tuple[int, ...], select.poll] = {}
+
+
+def announced(watches: Sequence[QdiscWatch]) -> list[bool]:
+    """For each watch, whether the kernel has announced a qdisc change there since it last
+    looked: one ``poll(2)`` for every namespace, where a read of each event socket that finds
+    nothing costs a system call and a Python exception. A lost announcement (ENOBUFS) shows as
+    POLLERR, which poll always reports, so it counts as one too."""
+    fds = tuple(watch.events.fileno() for watch in watches)
+    poller = _event_polls.get(fds)
+    if poller is None:
+        if len(_event_polls) > 64:
+            _event_polls.clear()
+        poller = select.poll()  # poll(2) takes the fd numbers at each call: caching is safe
+        for fd in fds:
+            poller.register(fd, select.POLLIN)
+        _event_polls[fds] = poller
+    ready = {fd for fd, _events in poller.poll(0)}
+    return [fd in ready for fd in fds]
+
+
+def queued(watches: Sequence[QdiscWatch], backlog: int | None = None) -> list[str]:
     """Human-readable list of kernel queues that still hold frames (empty when none).
 
     ``backlog``: the CPU input backlog if the caller has just read softnet_stat (one read of
     it costs tens of microseconds; a settle round needs it once, not twice).
     """
-    busy = [line for watch in watches for line in watch.busy()]
+    heard = announced(watches)
+    busy = [line for watch, news in zip(watches, heard, strict=True) for line in watch.busy(news)]
     if backlog is None:
         backlog = softnet_backlog()
     if backlog:
@@ -261,7 +318,7 @@ def still_quiet(watches: Sequence[QdiscWatch], quiet: Quiet) -> bool:
     as by any read that does not wait.
     """
     processed, backlog = softnet()
-    if backlog or any(w.shaped_busy() for w in watches):
+    if backlog or any(w.shaped_busy(h) for w, h in zip(watches, announced(watches), strict=True)):
         return False
     if processed == quiet.processed:
         return True
