@@ -15,14 +15,18 @@ from scapy.layers.l2 import Ether
 from scapy.packet import NoPayload, Packet
 
 from vlab.errors import LabError
+from vlab.framecache import frame_bytes
 
 FrameLike = Packet | bytes | bytearray | memoryview
 
 
 def to_bytes(frame: FrameLike) -> bytes:
-    """The bytes of a scapy packet or bytes-like frame; anything else is a LabError."""
+    """The bytes of a scapy packet or bytes-like frame; anything else is a LabError.
+
+    A plain Ethernet frame sent again unchanged is not rebuilt (see :mod:`vlab.framecache`).
+    """
     if isinstance(frame, Packet):
-        return bytes(frame)
+        return frame_bytes(frame)
     if isinstance(frame, bytes | bytearray | memoryview):
         return bytes(frame)
     raise LabError(f"a frame must be a scapy packet or bytes, not {type(frame).__name__}")

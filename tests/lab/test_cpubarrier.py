@@ -72,6 +72,20 @@ def test_every_cpu_handles_a_marker_in_every_round(pinned: int) -> None:
 
 
 @needs_two_cpus
+def test_the_sending_cpu_gets_its_marker_last_and_every_cpu_one(pinned: int) -> None:
+    """The order only saves time (the local marker is handled inside its send, while the
+    others wake up); what the barrier proves still needs one marker for every CPU."""
+    assert cpubarrier.barrier(), cpubarrier.unavailable()
+    barrier = cpubarrier._barrier
+    assert barrier is not None
+    assert cpubarrier._current_cpu() == pinned
+    order = barrier._sends()
+    by_socket = dict(zip(barrier.tx, barrier.cpus, strict=True))
+    assert sorted(by_socket[tx] for tx, _frame in order) == sorted(barrier.cpus)
+    assert by_socket[order[-1][0]] == pinned
+
+
+@needs_two_cpus
 def test_markers_all_steered_to_one_cpu_leave_the_others_unvisited(
     pinned: int, monkeypatch: pytest.MonkeyPatch
 ) -> None:
