@@ -78,7 +78,10 @@ def frame_bytes(pkt: Packet) -> bytes:
     snapshot = _snapshot(pkt)
     if snapshot is not None:
         if len(_known) >= KEEP:
-            del _known[next(iter(_known))]
+            try:
+                del _known[next(iter(_known))]
+            except (RuntimeError, KeyError, StopIteration):  # another thread's send meanwhile
+                _known.clear()
         _known[id(pkt)] = (pkt, snapshot, data)  # holding pkt: its id is not reused meanwhile
     return data
 
