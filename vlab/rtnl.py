@@ -8,6 +8,7 @@ costs ~0.5 ms a dump against ~20 µs for reading the few fields needed straight 
 
 from __future__ import annotations
 
+import errno
 import os
 import socket
 import struct
@@ -235,8 +236,8 @@ def _stats_rows(data: bytes, seq: int, out: list[tuple[int, bytes]]) -> bool:
     offset, size = 0, len(data)
     while offset + _HDR.size <= size:
         length, msg_type, _flags, mseq, _pid = _HDR.unpack_from(data, offset)
-        if length < _HDR.size:
-            return True  # a malformed reply: stop rather than spin
+        if length < _HDR.size:  # never from a sane kernel: refuse rather than spin or guess
+            raise OSError(errno.EBADMSG, f"malformed RTM_GETSTATS reply (length {length})")
         if mseq == seq:
             if msg_type == NLMSG_DONE:
                 return True

@@ -59,3 +59,9 @@ def test_softnet_survives_its_fd_being_closed() -> None:
     processed, backlog = quiesce.softnet()
     assert processed >= before[0] and backlog >= 0
     assert quiesce._softnet_fd is not None
+
+
+def test_a_malformed_reply_is_refused_not_cut_short() -> None:
+    broken = _stats(1, 1) + struct.pack("=IHHII", 8, 92, 2, SEQ, 0)  # length below a header
+    with pytest.raises(OSError, match="malformed"):
+        rtnl._stats_rows(broken, SEQ, [])
