@@ -30,11 +30,12 @@ Where it is on: in ``pytest --vlab`` sessions (the plugin calls :func:`configure
 the session's end (:func:`empty`). Elsewhere (scripts, ``vlab up``) a closed lab leaves nothing
 held, as before, unless ``VLAB_REUSE_NAMESPACES=1``. What a reused namespace cannot hide: the
 packet and carrier-change counters of the bridge and of kept links (the kernel cannot zero them;
-vlab compares counters as deltas and reports a kept link's from the moment the lab took it), the ifindex numbers the kernel
-hands to new links (a per-namespace cursor that only moves forward: a reused namespace's taps are
-numbered after the previous lab's; vlab gives veths explicit ifindexes and reads taps' back, so
-it never depends on the numbers), the bridge's TSO size limit until its first port joins, and
-the namespace's inode number. Those are documented, not verified; everything else is.
+vlab compares counters as deltas and reports a kept link's from the moment the lab took it), the
+ifindex numbers the kernel hands to new links (a per-namespace cursor that only moves forward: a
+reused namespace's taps are numbered after the previous lab's; vlab gives veths explicit
+ifindexes and reads taps' back, so it never depends on the numbers), the bridge's TSO size limit
+until its first port joins, and the namespace's inode number. Those are documented, not
+verified; everything else is.
 """
 
 from __future__ import annotations
@@ -72,6 +73,7 @@ SPARE_NAME = nsreset.SPARE_NAME
 SPARE_MAC = nsreset.SPARE_MAC
 BRIDGE_INDEX = 2
 READY_MAX = 16
+TAKE_WAIT = 0.05  # seconds a new lab waits for a reset under way rather than make a namespace
 RESETTERS = 8
 BACKLOG_MAX = 16  # namespaces waiting for a reset; beyond that, resets would only lag further
 
@@ -238,8 +240,12 @@ class Pool:
                 t.start()
                 self.threads.append(t)
 
-    def take(self) -> _Shell | None:
-        with self.lock:
+    def take(self, wait: float = 0.0) -> _Shell | None:
+        """A ready namespace; with ``wait``, one whose reset is under way is waited for up to
+        that long (shorter than making one, and its destruction later costs the suite more)."""
+        with self.idle:
+            if not self.ready and wait > 0 and self.in_flight:
+                self.idle.wait_for(lambda: self.ready or not self.in_flight, wait)
             if not self.ready:
                 return None
             self.stats["taken"] += 1
@@ -430,7 +436,7 @@ def take(quiet: bool) -> _Shell | None:
     """A verified switch namespace with a dormant bridge, or None (then make a fresh one)."""
     if not quiet or not _pool.enabled:
         return None
-    return _pool.take()
+    return _pool.take(TAKE_WAIT)
 
 
 def adopt(shell: _Shell, name: str, mac: str, data: bytes, mtu: int | None) -> bool:

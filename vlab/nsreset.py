@@ -157,9 +157,9 @@ def _check_peer(ref: References, pair: nsspares.Pair, far: Target) -> tuple[list
     if nsspares.link_kinds(far.rtnl).get(pair.far_index) != (pair.ifname, b"veth"):
         return ["its end of the veth is gone"], b""
     nsspares.park_veth_end(far.rtnl, pair.far_index, pair.ifname, near=False)
-    problems = differences(partial(ref.peer), snapshot(far, full=False, spares=[pair.far_index]))
-    counters = dict(far.rtnl.link_counters()).get(pair.far_index, b"")
-    return problems, counters
+    counters: dict[int, bytes] = {}
+    snap = snapshot(far, full=False, spares=[pair.far_index], counters=counters)
+    return differences(partial(ref.peer), snap), counters.get(pair.far_index, b"")
 
 
 def reset(
@@ -227,12 +227,14 @@ def reset(
     )
     rtnl.request(16, body)
     mtu_changed(events)  # the reset's own events
+    counters: dict[int, bytes] = {}
     if req.touched:
         out.problems = differences(ref.switch, snapshot(switch, threads_of=threads_of))
     else:
-        out.problems = differences(partial(ref.switch), snapshot(switch, full=False, spares=spares))
+        snap = snapshot(switch, full=False, spares=spares, counters=counters)
+        out.problems = differences(partial(ref.switch), snap)
     if not out.problems:
-        out.counters = {i: c for i, c in rtnl.link_counters() if i in spares}
+        out.counters = {i: c for i, c in counters.items() if i in spares}
     return out
 
 
