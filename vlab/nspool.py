@@ -73,6 +73,7 @@ SPARE_NAME = nsreset.SPARE_NAME
 SPARE_MAC = nsreset.SPARE_MAC
 BRIDGE_INDEX = 2
 READY_MAX = 16
+WORKERS = 2
 TAKE_WAIT = 0.05  # seconds a new lab waits for a reset under way rather than make a namespace
 RESETTERS = 8
 BACKLOG_MAX = 16  # namespaces waiting for a reset; beyond that, resets would only lag further
@@ -222,7 +223,12 @@ class Pool:
         self.ready: collections.deque[_Shell] = collections.deque()
         self.dirty: queue.SimpleQueue[tuple[_Shell, Any]] = queue.SimpleQueue()
         self.refs: nsreset.References | None = None  # what a fresh namespace looks like
-        self.worker = nsresetd.Worker()
+        # reset workers (vlab.nsresetd): a reset mostly waits for the kernel (an RCU grace
+        # period per port taken out of the bridge), so two overlap where one would queue
+        self.workers = [nsresetd.Worker() for _ in range(WORKERS)]
+        self.free: queue.SimpleQueue[nsresetd.Worker] = queue.SimpleQueue()
+        for worker in self.workers:
+            self.free.put(worker)
         self.threads: list[threading.Thread] = []
         self.idle = threading.Condition(self.lock)
         self.in_flight = 0  # handed over, not yet reused or dropped
@@ -359,7 +365,11 @@ class Pool:
             parked=[(peer.pair, peer.idle.fd) for peer in parked if peer.idle is not None],
         )
         try:
-            result = self.worker.run(self.refs, req, ns.fd, shell.events.fileno())
+            worker = self.free.get()
+            try:
+                result = worker.run(self.refs, req, ns.fd, shell.events.fileno())
+            finally:
+                self.free.put(worker)
             if result is None:  # no worker: the same reset, here
                 result = nsreset.run(self.refs, req, ns.fd, shell.events, os.getpid())
         except BaseException:

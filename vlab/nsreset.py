@@ -182,13 +182,13 @@ def reset(
         fit: list[nsspares.Pair] = []
         for pair, _fd in req.parked:
             try:
-                problems, counters = _check_peer(ref, pair, peers[pair.port])
+                problems, far_counters = _check_peer(ref, pair, peers[pair.port])
             except Exception as exc:  # any surprise: that peer is dropped
-                problems, counters = [f"reset failed: {exc}"], b""
+                problems, far_counters = [f"reset failed: {exc}"], b""
             if problems:
                 out.peer_problems.extend(f"{pair.node}: {p}" for p in problems)
             else:
-                out.far_counters[pair.port] = counters
+                out.far_counters[pair.port] = far_counters
                 fit.append(pair)
         taps = {n: i for n, i in req.taps.items() if kinds.get(i) == (n, b"tun")}
         taps = dict(list(taps.items())[: max(0, req.taps_max)])
