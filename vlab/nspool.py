@@ -71,7 +71,7 @@ __all__ = ["Space", "Spares", "differences", "partial", "snapshot"]
 
 SPARE_NAME = nsreset.SPARE_NAME
 SPARE_MAC = nsreset.SPARE_MAC
-BRIDGE_INDEX = 2
+BRIDGE_INDEX = nsreset.BRIDGE_INDEX
 READY_MAX = 16
 WORKERS = 2
 TAKE_WAIT = 0.05  # seconds a new lab waits for a reset under way rather than make a namespace
