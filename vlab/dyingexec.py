@@ -7,7 +7,7 @@ program), so a launcher goes in front of the program: it sets the signal and exe
 ``setpriv --pdeathsig KILL`` is such a launcher, but it is linked dynamically, so its exec costs
 about what the program's does (~1.2 ms measured here): most of ``host.run("true")``.
 
-This module's launcher is a static executable of 200 bytes, built at first use into a sealed
+This module's launcher is a static executable of under 300 bytes, built at first use into a sealed
 memfd: no file on disk, nothing to clean up and nothing anyone else could replace. Its machine
 code (x86-64, listed in :func:`x86_64_code`) makes three system calls::
 

@@ -126,3 +126,30 @@ def test_many_runs_leave_no_fd_and_no_process(host: Host) -> None:
         if stat.rsplit(")", 1)[1].split()[1] == me:
             children.append(pid)
     assert children == []
+
+
+def _holders(inode: int) -> list[str]:
+    """Every thread or fd of any process that holds the network namespace ``inode``."""
+    found = []
+    for pid in filter(str.isdigit, os.listdir("/proc")):
+        try:
+            for tid in os.listdir(f"/proc/{pid}/task"):
+                if os.stat(f"/proc/{pid}/task/{tid}/ns/net").st_ino == inode:
+                    found.append(f"{pid} thread {tid}")
+            for fd in os.listdir(f"/proc/{pid}/fd"):
+                if os.readlink(f"/proc/{pid}/fd/{fd}") == f"net:[{inode}]":
+                    found.append(f"{pid} fd {fd}")
+        except OSError:
+            continue
+    return found
+
+
+def test_nothing_holds_a_host_namespace_after_its_lab_closed() -> None:
+    with Lab(name="released") as lab:
+        h = lab.host("h1", bridge=lab.bridge("br0"))
+        inode = h.ns.inode
+        h.run("true")
+        prog = h.spawn(["sleep", "60"])
+        assert any(f"{prog.pid} thread" in held for held in _holders(inode))  # the check sees
+    reaper.drain()
+    assert _holders(inode) == []
