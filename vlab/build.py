@@ -23,6 +23,7 @@ from vlab.capture import PacketPort, TapPort
 from vlab.endpoints import VM, FrameIO, Host, NamespacedEndpoint, Uplink
 from vlab.errors import LabError, Unsupported
 from vlab.guard import LabGuard, guarded
+from vlab.nsspares import Pair
 from vlab.options import BRIDGE_OPTIONS, encode_bridge, encode_mtu, normalize_mac, pack_data
 from vlab.rtnl import set_noqueue
 from vlab.switch import random_mac, suppress_os
@@ -31,7 +32,7 @@ from vlab.vlan import check_bridge_options
 if TYPE_CHECKING:
     from vlab.switch import Namespace, Switch
 
-TAP_TXQLEN = 4096  # frames a tap queues for its VM before it drops (tx_dropped)
+TAP_TXQLEN = taplib.TXQLEN  # frames a tap queues for its VM before it drops (tx_dropped)
 
 
 def endpoint_mtu(kind: str, name: str, mtu: object) -> int | None:
@@ -63,6 +64,21 @@ def check_room(br: Bridge, what: str) -> None:
         )
 
 
+Spare = tuple[int, int] | None  # a kept veth's (ifindex, far ifindex)
+
+
+def peer_space(switch: Switch, node: str, port: str, ifname: str) -> tuple[Namespace, Spare]:
+    """The namespace ``node`` for a veth ``port`` whose far end there is ``ifname``: the lab's
+    own if it has one; else one a reused switch namespace kept with that very veth (then also
+    the veth's ``(ifindex, far ifindex)``, see vlab.nsspares); else a new one."""
+    if node not in switch.fabric.spaces and switch.spares is not None:
+        kept = switch.spares.pair(node, port, ifname)
+        if kept is not None:
+            space, index, far_index = kept
+            return space, (index, far_index)
+    return switch.fabric.namespace(node), None
+
+
 def cable_veth(
     switch: Switch,
     cls: type[NamespacedEndpoint],
@@ -73,18 +89,27 @@ def cable_veth(
     ifname: str,
     mac: str,
     mtu: int | None,
+    spare: Spare = None,
 ) -> NamespacedEndpoint:
     """A veth whose one end is ``port`` of ``br`` and whose other end, ``ifname`` with MAC
-    ``mac``, is in ``space``: one netlink request; the endpoint reads a packet socket there."""
-    index = switch.index()
-    far_index = space.index()
+    ``mac``, is in ``space``: one netlink request (or, for a ``spare`` veth an earlier lab
+    left, one per end); the endpoint reads a packet socket there."""
     port_mac = random_mac("fe")
     try:
-        switch.links.add_veth(
-            port, index, port_mac, br.index, ifname, mac, space.ns.fd, far_index, mtu
-        )
+        if spare is None:
+            index = switch.index()
+            far_index = space.index()
+            switch.links.add_veth(
+                port, index, port_mac, br.index, ifname, mac, space.ns.fd, far_index, mtu
+            )
+        else:
+            index, far_index = spare
+            switch.links.set_link(index, mac=port_mac, master=br.index, mtu=mtu)
         switch.on_undo(lambda: switch.links.delete(index))  # takes its peer along
-        space.links.set_link(far_index)
+        if spare is None:
+            space.links.set_link(far_index)
+        else:  # parked with a placeholder MAC and the default MTU
+            space.links.set_link(far_index, mac=mac, mtu=mtu)
     except OSError as exc:
         if exc.errno in limits.FD_ERRNOS:
             raise
@@ -96,6 +121,7 @@ def cable_veth(
     switch.own_socket(pp)
     ep = cls(switch, name, mac, port, br, pp, space, ifname, far_index)
     switch.register(ep, br, index, port_mac)
+    switch.pairs.append(Pair(port, index, space.ns.name, ifname, far_index))
     return ep
 
 
@@ -205,29 +231,37 @@ class Builder:
 
             guests.check_available(name)
         with switch.rollback():
-            port = switch.next_name("vnet")
-            with switch.ns.entered():
-                fd = taplib.open_tap(port)
+            # an emulated VM attaches to the tap of that name an earlier lab's VM left, if the
+            # switch namespace is a reused one (vlab.nsspares): no device made or destroyed
+            port = switch.next_name("vnet", spare=guest is None)
+            spare = switch.spares.tap(port) if guest is None and switch.spares else None
+            if spare is None:
+                with switch.ns.entered():
+                    fd = taplib.open_tap(port)
                 switch.own_tap(fd)
-                # the emulated VM reads a stamping socket on its tap (see TapPort); a guest's
-                # tap is watched by a packet socket instead (see vlab.guests)
-                if guest is None:
-                    try:
+                index = switch.links.index_of(port)
+                switch.space.claim(index)
+                set_noqueue(switch.rtnl, index)  # while down: no qdisc swap to wait on
+            else:
+                index, fd = spare  # parked with noqueue, its fd held all along
+                switch.own_tap(fd)
+            # the emulated VM reads a stamping socket on its tap (see TapPort); a guest's
+            # tap is watched by a packet socket instead (see vlab.guests)
+            if guest is None:
+                try:
+                    with switch.ns.entered():
                         io: FrameIO = TapPort(fd, port, mtu or 1500, txqlen=TAP_TXQLEN)
-                    except OSError as exc:
-                        problem = limits.fd_limit_error(exc, f"vm {name}: cannot watch tap {port}")
-                        raise problem or LabError(
-                            f"vm {name}: cannot watch tap {port}: {exc.strerror}"
-                        ) from None
-                    switch.own_socket(io)
-            if guest is not None:
+                except OSError as exc:
+                    problem = limits.fd_limit_error(exc, f"vm {name}: cannot watch tap {port}")
+                    raise problem or LabError(
+                        f"vm {name}: cannot watch tap {port}: {exc.strerror}"
+                    ) from None
+                switch.own_socket(io)
+            else:
                 from vlab import guests
 
                 io = guests.guest_port(switch, fd, port, mtu or 1500)
-            index = switch.links.index_of(port)
-            switch.space.claim(index)
             try:
-                set_noqueue(switch.rtnl, index)  # while down: no qdisc swap to wait on
                 switch.links.set_link(
                     index, mac=tap_mac, master=br.index, mtu=mtu, txqlen=TAP_TXQLEN
                 )
@@ -235,6 +269,8 @@ class Builder:
                 raise LabError(
                     f"vm {name}: cannot attach {port} to {br.name}: {exc.strerror}"
                 ) from None
+            if guest is None:
+                switch.plain_taps[index] = fd
             vm = VM(switch, name, mac, port, br, io, fd, tap_mac)
             switch.register(vm, br, index, tap_mac)
             if guest == "qemu":
@@ -289,14 +325,15 @@ class Builder:
         if br is not None:
             check_room(br, f"host {name}")
         with switch.rollback():
-            space = switch.fabric.namespace(name)
-            port = switch.next_name("veth")
+            port = switch.next_name("veth", spare=br is not None)
             if br is None:
+                space = switch.fabric.namespace(name)
                 ep: NamespacedEndpoint = unbridged.cable_lone_host(
                     switch, name, port, space, mac, mtu
                 )
             else:
-                ep = cable_veth(switch, Host, name, br, port, space, "eth0", mac, mtu)
+                space, spare = peer_space(switch, name, port, "eth0")
+                ep = cable_veth(switch, Host, name, br, port, space, "eth0", mac, mtu, spare)
             assert isinstance(ep, Host)
             iplib.configure_host(space.ns, space.rtnl, "eth0", ep.ifindex, ips + ips6, want6)
         return ep
@@ -334,9 +371,9 @@ class Builder:
             with switch.rollback():
                 return add_dummy_uplink(switch, br, name, mac, mtu)
         with switch.rollback():
-            space = switch.fabric.namespace(switch.upstream)
-            port = switch.next_name("eth")
-            ep = cable_veth(switch, Uplink, name, br, port, space, port, mac, mtu)
+            port = switch.next_name("eth", spare=True)
+            space, spare = peer_space(switch, switch.upstream, port, port)
+            ep = cable_veth(switch, Uplink, name, br, port, space, port, mac, mtu, spare)
             assert isinstance(ep, Uplink)
         return ep
 

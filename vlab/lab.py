@@ -13,6 +13,7 @@ leave behind.
 
 from __future__ import annotations
 
+import collections
 import contextlib
 import os
 import shutil
@@ -39,6 +40,7 @@ from vlab import (
     validate,
 )
 from vlab import programs as proglib
+from vlab import tap as taplib
 from vlab.bridge import Bridge
 from vlab.build import TAP_TXQLEN, Builder
 from vlab.capture import Record
@@ -198,6 +200,8 @@ class Lab(Builder):
         self.switch = Switch(self, self._fabric, "switch", space)  # the lab's switch namespace
         self.switch.adopt = self._adopt_bridge
         self.switch.before_link = self._expose_switch
+        if self._shell is not None:  # links the previous lab left there (see vlab.nsspares)
+            self.switch.spares = nspool.Spares(self._shell, self._adopt_space)
         self._switches = [self.switch]
 
     # --- lifecycle -------------------------------------------------------------------------
@@ -240,28 +244,57 @@ class Lab(Builder):
             # finishes; the fds that hold the namespaces are let go with Ctrl-C held back
             # (raised once they are closed), so nothing of the lab outlives it in the process.
             with sigint_deferred():
+                shell = self._shell if self._poolable() else None
+                taps: dict[int, int] = {}
                 try:
                     for switch in self._switches:
-                        switch.close()
+                        kept = switch.close(keep_taps=shell is not None and switch is self.switch)
+                        taps.update(kept)
                     if self._guest_dir is not None and self._guest_dir_is_temp:
                         shutil.rmtree(self._guest_dir, ignore_errors=True)
                 finally:
-                    while self._spaces:
-                        name, space = self._spaces.popitem()
-                        if name == "switch" and self._shell is not None:
-                            self._release_switch()
-                        else:
-                            space.close()
+                    self._release_spaces(taps)
 
-    def _release_switch(self) -> None:
-        """A switch namespace whose only bridge sits at the pool's ifindex goes to the pool."""
-        shell, self._shell = self._shell, None
-        assert shell is not None
+    def _poolable(self) -> bool:
+        """Whether the switch namespace can go to the pool: its only bridge at the pool's
+        ifindex, no chatter let in, and the pool on."""
         bridges = list(self.bridges.values())
-        if self.quiet and len(bridges) == 1 and bridges[0].index == nspool.BRIDGE_INDEX:
-            nspool.give(shell, lambda ns=None: Namespace("switch", True, ns))
-        else:
-            shell.close()
+        single = len(bridges) == 1 and bridges[0].index == nspool.BRIDGE_INDEX
+        return self._shell is not None and self.quiet and single and nspool.enabled()
+
+    def _release_spaces(self, taps: dict[int, int]) -> None:
+        """Close the lab's namespaces; a poolable switch namespace goes to the pool instead,
+        with its emulated VMs' taps (``{ifindex: fd}``) and the peer namespaces that hold
+        nothing but the far end of one veth from it (see vlab.nsspares)."""
+        poolable = self._poolable()
+        shell, self._shell = self._shell, None
+        peers = []
+        if poolable:
+            cabled = collections.Counter(p.node for sw in self._switches for p in sw.pairs)
+            switches = {sw.name for sw in self._switches}
+            for pair in self.switch.pairs:
+                space = self._spaces.get(pair.node)
+                fit = space is not None and not space.ns.touched and pair.node not in switches
+                if fit and cabled[pair.node] == 1:
+                    peers.append((self._spaces.pop(pair.node), pair))
+        try:
+            while self._spaces:
+                name, space = self._spaces.popitem()
+                if name != "switch" or shell is None:
+                    space.close()
+        finally:
+            if shell is not None and poolable:
+                factory = lambda name, ns=None: Namespace(name, True, ns)  # noqa: E731
+                nspool.give(shell, factory, peers, taps)
+            else:
+                for fd in taps.values():
+                    taplib.release_tap(fd)
+                if shell is not None:
+                    shell.close()
+
+    def _adopt_space(self, node: str, space: Any) -> None:
+        """A namespace the pool kept with a spare veth becomes the lab's namespace ``node``."""
+        self._spaces[node] = space
 
     def _adopt_bridge(self, name: str, index: int, mac: str, data: bytes, mtu: int | None) -> bool:
         """The first bridge of a reused switch namespace is its dormant bridge, made anew."""
@@ -288,15 +321,20 @@ class Lab(Builder):
         return super().host(name, bridge, *args, **kwargs)
 
     def _expose_switch(self) -> None:
-        """Before a test looks into the switch namespace, a dormant bridge must be gone."""
+        """Before a test looks into the switch namespace, a dormant bridge and spare links
+        must be gone: a fresh namespace has neither."""
         self.switch.ns.touched = True  # whatever the test does there, the pool checks it all
-        if self._shell is not None and self._shell.dormant:
-            nspool.discard_dormant(self._shell)
+        if self._shell is not None:
+            nspool.Spares(self._shell, self._adopt_space).discard()
+            if self._shell.dormant:
+                nspool.discard_dormant(self._shell)
 
     def namespaces(self) -> dict[str, NetNS]:
         """The lab's namespaces by name (``switch``, ``upstream``, one per host), for tools
         that enter them (``vlab up``/``exec``) — their fds stay owned by the lab."""
         self._expose_switch()
+        for space in self._spaces.values():
+            space.ns.touched = True  # entered by someone else: a pool checks all of it
         return {name: space.ns for name, space in self._spaces.items()}
 
     @guarded

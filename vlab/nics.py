@@ -54,7 +54,7 @@ def nics_of(ep: Endpoint) -> list[Endpoint]:
     """Every NIC endpoint of the machine ``ep`` belongs to, first NIC first."""
     endpoints = ep.switch.fabric.endpoints.values()
     if isinstance(ep, Host):
-        return [e for e in endpoints if isinstance(e, Host) and e.ns is ep.ns]
+        return [e for e in endpoints if isinstance(e, Host) and e.space.ns is ep.space.ns]
     root = getattr(ep, "machine", ep.name)
     return [e for e in endpoints if getattr(e, "machine", e.name) == root]
 

@@ -38,326 +38,52 @@ from __future__ import annotations
 
 import collections
 import contextlib
-import errno
+import ctypes
 import os
 import queue
+import resource
 import socket
 import struct
 import threading
-from collections.abc import Iterable
-from typing import Any, Protocol
+from collections.abc import Callable, Iterable
+from typing import Any
 
-from vlab import reaper
+from vlab import nsreset, nsresetd, nsspares, reaper
+from vlab import tap as taplib
 from vlab.netns import NetNS
+from vlab.nssnapshot import Space, differences, partial, snapshot
 from vlab.rtnl import (
     IFINFO,
     IFLA_INFO_DATA,
     IFLA_INFO_KIND,
     IFLA_LINKINFO,
-    IFLA_MTU,
     NLA_F_NESTED,
-    LinkRequests,
-    Rtnl,
-    attrs,
     ifinfo,
     link_attrs,
     nla,
 )
 
-SPARE_NAME = "vlab-spare"
-SPARE_MAC = "02:00:00:5e:00:53"
+__all__ = ["Space", "Spares", "differences", "partial", "snapshot"]
+
+SPARE_NAME = nsreset.SPARE_NAME
+SPARE_MAC = nsreset.SPARE_MAC
 BRIDGE_INDEX = 2
-PORT_GROUP = 0x7653  # links in this group are deleted in one request when a lab is reset
 READY_MAX = 16
 RESETTERS = 8
 BACKLOG_MAX = 16  # namespaces waiting for a reset; beyond that, resets would only lag further
 
 RTM_DELLINK = 17
-RTM_GETADDR = 22
-RTM_GETROUTE = 26
-RTM_GETNEIGH = 30
-RTM_GETRULE = 34
-RTM_GETQDISC = 38
-RTM_GETMDB = 86
-RTM_GETNEXTHOP = 106
-IFLA_GROUP = 27
 RTNLGRP_LINK = 1
 
-# top-level link attributes that change by themselves or are read elsewhere (AF_SPEC: sysctls):
-# stats, stats64, af_spec, carrier counts, and IFLA_TSO_MAX_SIZE (read-only; a bridge that once
-# had ports keeps the no-port value 524280 where a new one says 65536, until a port joins and the
-# kernel recomputes it from the ports)
-_VOLATILE_LINK = {7, 23, 26, 35, 47, 48, 59, IFLA_LINKINFO}
-# bridge attributes that tick or are padding: hello/tcn/topology-change/gc timers, pad
-_VOLATILE_BRIDGE = {16, 17, 18, 19, 40}
-# read-only bridge attributes (ids, root, flags, timers, querier state, learnt count)
-_READ_ONLY_BRIDGE = {10, 11, 12, 13, 14, 15, 16, 17, 18, 19, 40, 47, 48}
-_SOCKET_TABLES = (
-    "packet",
-    "raw",
-    "raw6",
-    "udp",
-    "udp6",
-    "tcp",
-    "tcp6",
-    "udplite",
-    "udplite6",
-    "icmp",
-    "icmp6",
-    "unix",
-    "netlink",
-)
-_XTABLES = ("ip_tables_names", "ip6_tables_names", "arp_tables_names")
+# --- what the pool holds ---------------------------------------------------------------------
 
 
-class Space(Protocol):
-    """What the pool needs of a lab namespace (vlab.lab._Namespace)."""
-
-    ns: NetNS
-    rtnl: Rtnl
-    links: LinkRequests
-    next_index: int
-
-    def close(self) -> None: ...
-
-
-# --- snapshots ------------------------------------------------------------------------------
-
-
-def _strip(body: bytes, head: int, volatile: Iterable[int]) -> bytes:
-    """A message body without the attributes in ``volatile`` (top level only)."""
-    skip = set(volatile)
-    out = body[:head]
-    offset = head
-    while offset + 4 <= len(body):
-        length, kind = struct.unpack_from("=HH", body, offset)
-        if length < 4:
-            break
-        if kind & 0x3FFF not in skip:
-            out += body[offset : offset + ((length + 3) & ~3)]
-        offset += (length + 3) & ~3
-    return out
-
-
-def _links(rtnl: Rtnl) -> list[object]:
-    out: list[object] = []
-    for body in rtnl.dump(18, IFINFO.pack(0, 0, 0, 0, 0)):
-        top = attrs(body, IFINFO.size)
-        info = attrs(top.get(IFLA_LINKINFO, b""))
-        data = attrs(info.get(IFLA_INFO_DATA, b""))
-        spec = attrs(top.get(26, b""))
-        inet6 = attrs(spec.get(10, b""))  # AF_INET6: only the address generation mode, token
-        out.append(
-            (
-                _strip(body, IFINFO.size, _VOLATILE_LINK),
-                info.get(IFLA_INFO_KIND, b""),
-                sorted((k, v) for k, v in data.items() if k not in _VOLATILE_BRIDGE),
-                inet6.get(8, b""),
-                inet6.get(7, b""),
-            )
-        )
-    return sorted(out, key=repr)
-
-
-def _vlans(rtnl: Rtnl) -> list[tuple[int, bytes]]:
-    """Every link's VLAN list (``bridge vlan show``: AF_BRIDGE with RTEXT_FILTER_BRVLAN).
-
-    A plain link dump leaves them out: a VLAN added to the bridge device itself would otherwise
-    go unseen by the check.
-    """
-    body = IFINFO.pack(7, 0, 0, 0, 0) + nla(29, struct.pack("=I", 1 << 1))  # IFLA_EXT_MASK
-    out = []
-    for msg in rtnl.dump(18, body):
-        index = struct.unpack_from("=i", msg, 4)[0]
-        out.append((index, attrs(msg, IFINFO.size).get(26, b"")))  # IFLA_AF_SPEC
-    return sorted(out)
-
-
-def _dump(rtnl: Rtnl, msg_type: int, head: bytes, volatile: Iterable[int]) -> list[bytes]:
-    try:
-        bodies = rtnl.dump(msg_type, head)
-    except OSError as exc:
-        return [f"unavailable: {exc.strerror}".encode()]
-    return sorted(_strip(b, len(head), volatile) for b in bodies)
-
-
-def _read(path: str) -> bytes:
-    try:
-        fd = os.open(path, os.O_RDONLY | os.O_CLOEXEC)
-    except OSError as exc:
-        return f"unreadable: {exc.errno}".encode()
-    try:
-        return os.read(fd, 4096)
-    except OSError as exc:
-        return f"unreadable: {exc.errno}".encode()
-    finally:
-        os.close(fd)
-
-
-def _sysctls() -> dict[str, bytes]:
-    """Every net sysctl of the calling thread's namespace, by path."""
-    out: dict[str, bytes] = {}
-    for root, _dirs, files in os.walk("/proc/sys/net"):
-        for name in files:
-            path = f"{root}/{name}"
-            out[path] = _read(path)
-    return out
-
-
-def _nft_tables() -> object:
-    """How many nftables tables exist in the calling thread's namespace (any family)."""
-    try:
-        sock = socket.socket(socket.AF_NETLINK, socket.SOCK_RAW | socket.SOCK_CLOEXEC, 12)
-    except OSError as exc:
-        return f"unavailable: {exc.strerror}"
-    with sock:
-        body = struct.pack("=BBH", 0, 0, 0)  # nfgenmsg: AF_UNSPEC, version 0, res_id
-        msg_type = (10 << 8) | 1  # NFNL_SUBSYS_NFTABLES, NFT_MSG_GETTABLE
-        sock.send(struct.pack("=IHHII", 16 + len(body), msg_type, 0x301, 1, 0) + body)
-        tables = 0
-        while True:
-            data = sock.recv(1 << 16)
-            offset = 0
-            while offset + 16 <= len(data):
-                length, kind, _f, _s, _p = struct.unpack_from("=IHHII", data, offset)
-                if kind == 3:  # NLMSG_DONE
-                    return tables
-                if kind == 2:  # NLMSG_ERROR
-                    (err,) = struct.unpack_from("=i", data, offset + 16)
-                    return f"error {err}" if err else tables
-                tables += 1
-                offset += (length + 3) & ~3
-
-
-def _processes(inode: int) -> list[str]:
-    """Processes (and this process's threads other than the caller) inside the namespace."""
-    found = []
-    me = threading.get_native_id()
-    for pid in os.listdir("/proc"):
-        if not pid.isdigit():
-            continue
-        with contextlib.suppress(OSError):
-            if os.stat(f"/proc/{pid}/ns/net").st_ino == inode and int(pid) != os.getpid():
-                found.append(pid)
-    for tid in os.listdir("/proc/self/task"):
-        with contextlib.suppress(OSError):
-            if int(tid) != me and os.stat(f"/proc/self/task/{tid}/ns/net").st_ino == inode:
-                found.append(f"thread {tid}")
-    return sorted(found)
-
-
-# What only a program or a sysctl write can change: checked in full when the namespace was
-# touched (NetNS.touched), skipped otherwise. TCP's tables are walked across the whole machine
-# (~2 ms each), and vlab opens no TCP socket in a switch namespace.
-FULL_ONLY = ("xtables", "sysctls", "nftables", "processes")
-_FULL_ONLY_SOCKETS = ("tcp", "tcp6")
-
-
-def snapshot(space: Space, full: bool = True) -> dict[str, object]:
-    """Everything of a switch namespace a test could tell apart, as comparable values.
-
-    ``full=False`` leaves out :data:`FULL_ONLY` (and TCP's socket tables): what changes only
-    through a sysctl write, a program or a socket of the test's own, each of which marks the
-    namespace touched. It costs about a millisecond where the full snapshot costs ~15.
-    """
-    rtnl = space.rtnl
-    snap: dict[str, object] = {}
-    with space.ns.entered():
-        tables = (
-            _SOCKET_TABLES
-            if full
-            else tuple(t for t in _SOCKET_TABLES if t not in _FULL_ONLY_SOCKETS)
-        )
-        snap["sockets"] = {
-            name: len(_read(f"/proc/thread-self/net/{name}").splitlines()) for name in tables
-        }
-        if full:
-            snap["xtables"] = {name: _read(f"/proc/thread-self/net/{name}") for name in _XTABLES}
-            snap["sysctls"] = _sysctls()
-            snap["nftables"] = _nft_tables()
-    snap["links"] = _links(rtnl)
-    snap["vlans"] = _vlans(rtnl)
-    snap["addresses"] = _dump(rtnl, RTM_GETADDR, struct.pack("=BBBBI", 0, 0, 0, 0, 0), {6})
-    snap["routes"] = _dump(
-        rtnl, RTM_GETROUTE, struct.pack("=BBBBBBBBI", 0, 0, 0, 0, 0, 0, 0, 0, 0), {12}
-    )
-    snap["rules"] = _dump(
-        rtnl, RTM_GETRULE, struct.pack("=BBBBBBBBI", 0, 0, 0, 0, 0, 0, 0, 0, 0), ()
-    )
-    neigh = struct.pack("=BxxxiHBB", 0, 0, 0, 0, 0)
-    snap["neighbours"] = _dump(rtnl, RTM_GETNEIGH, neigh, {3, 4})
-    snap["fdb"] = _dump(rtnl, RTM_GETNEIGH, struct.pack("=BxxxiHBB", 7, 0, 0, 0, 0), {3, 4})
-    snap["mdb"] = _dump(rtnl, RTM_GETMDB, struct.pack("=BxxxI", 7, 0), ())
-    snap["nexthops"] = _dump(rtnl, RTM_GETNEXTHOP, struct.pack("=BBBBI", 0, 0, 0, 0, 0), ())
-    qdisc = struct.pack("=BxxxiIII", 0, 0, 0, 0, 0)
-    snap["qdiscs"] = _dump(rtnl, RTM_GETQDISC, qdisc, {3, 4, 7})  # stats, xstats, stats2
-    if full:
-        snap["processes"] = _processes(space.ns.inode)
-    return snap
-
-
-def partial(reference: dict[str, object]) -> dict[str, object]:
-    """The part of a full snapshot that a ``full=False`` snapshot has."""
-    out = {k: v for k, v in reference.items() if k not in FULL_ONLY}
-    sockets = reference.get("sockets")
-    if isinstance(sockets, dict):
-        out["sockets"] = {k: v for k, v in sockets.items() if k not in _FULL_ONLY_SOCKETS}
-    return out
-
-
-def differences(a: dict[str, object], b: dict[str, object]) -> list[str]:
-    """Names of the sections (and sysctls) in which two snapshots differ."""
-    out: list[str] = []
-    for key in sorted(set(a) | set(b)):
-        x, y = a.get(key), b.get(key)
-        if x == y:
-            continue
-        if key == "sysctls" and isinstance(x, dict) and isinstance(y, dict):
-            out.extend(f"sysctl {p}" for p in sorted(set(x) | set(y)) if x.get(p) != y.get(p))
-        else:
-            out.append(key)
-    return out
-
-
-# --- the pool ---------------------------------------------------------------------------------
-
-
-class _Shell:
-    """A pooled switch namespace and what the pool knows of it."""
+class _Held:
+    """A namespace the pool holds between two labs."""
 
     def __init__(self, space: Space) -> None:
         self.space = space
-        self.events = _link_events(space.ns)
-        self.dormant = False  # holds the reset bridge, not yet a lab's
-        self.spare: NetNS | None = None  # the namespace between its lab's close and a reset
-
-    def mtu_changed(self) -> bool:
-        """Did the bridge ever have another MTU than 1500 since the last call (or were events lost)?
-
-        Changing a bridge's MTU sets a flag (MTU set by user: it stops following its ports)
-        that no dump shows; any MTU other than the default seen in a link event means doubt.
-        """
-        changed = False
-        default = struct.pack("=I", 1500)
-        while True:
-            try:
-                data = self.events.recv(1 << 16)
-            except BlockingIOError:
-                return changed
-            except OSError:
-                return True  # ENOBUFS: events were lost
-            offset = 0
-            while offset + 16 <= len(data):
-                length, kind = struct.unpack_from("=IH", data, offset)
-                body = data[offset + 16 : offset + length]
-                offset += (length + 3) & ~3
-                if kind != 16 or len(body) < IFINFO.size:  # RTM_NEWLINK
-                    continue
-                if struct.unpack_from("=i", body, 4)[0] != BRIDGE_INDEX:
-                    continue
-                mtu = attrs(body, IFINFO.size).get(IFLA_MTU)
-                if mtu is not None and mtu != default:
-                    changed = True
+        self.idle: NetNS | None = None  # the namespace between its lab's close and a reset
 
     def detach(self) -> None:
         """At the lab's close: its sockets and namespace fd are closed now, a duplicate fd keeps
@@ -365,28 +91,100 @@ class _Shell:
         port, a bridge, a host's ``ns``) then fails on a closed socket or fd, and never reaches
         the namespace again, whoever reuses it."""
         old = self.space
-        self.spare = NetNS(old.ns.name, os.dup(old.ns.fd))
-        self.spare.touched = old.ns.touched
+        self.idle = NetNS(old.ns.name, os.dup(old.ns.fd))
+        self.idle.touched = old.ns.touched
         old.close()
 
     def renew(self, factory: Any) -> None:
         """Fresh sockets in the detached namespace, for the next lab (in the resetter)."""
-        ns, self.spare = self.spare, None
+        ns, self.idle = self.idle, None
         if ns is None:
             return
         try:
-            self.space = factory(ns)
+            self.space = factory(ns.name, ns)
         except BaseException:
             ns.close()
             raise
 
     def close(self) -> None:
-        self.events.close()
-        if self.spare is not None:
-            self.spare.close()
-            self.spare = None
+        if self.idle is not None:
+            self.idle.close()
+            self.idle = None
         else:
             self.space.close()
+
+
+class _Peer(_Held):
+    """A peer namespace (the upstream, a host's) kept with the one veth pair cabled to it."""
+
+    def __init__(self, space: Space, pair: nsspares.Pair) -> None:
+        super().__init__(space)
+        self.pair = pair
+        self.counters: bytes | None = None  # what the far end had counted so far
+
+
+class _Shell(_Held):
+    """A pooled switch namespace and what the pool knows of it."""
+
+    def __init__(self, space: Space) -> None:
+        super().__init__(space)
+        self.events = _link_events(space.ns)
+        self.dormant = False  # holds the reset bridge, not yet a lab's
+        # spare taps by name, as (ifindex, fd): down, in no bridge, their fd held all along (so
+        # that the carrier never drops and the tap stays as a fresh one is, operstate UNKNOWN)
+        self.taps: dict[str, tuple[int, int]] = {}
+        self.pairs: dict[str, _Peer] = {}  # spare veth pairs by port name, with their peer
+        self.counters: dict[int, bytes] = {}  # what each spare link had counted so far
+        self.keep: dict[int, int] = {}  # the closed lab's taps fit for reuse, {ifindex: fd}
+        self.parked: list[_Peer] = []  # the closed lab's peers fit for reuse, to be checked
+
+    def spare_indexes(self) -> list[int]:
+        """The switch-side ifindexes of every spare link."""
+        taps = [index for index, _fd in self.taps.values()]
+        return [*taps, *(peer.pair.index for peer in self.pairs.values())]
+
+    def drop_peers(self) -> None:
+        for peer in [*self.pairs.values(), *self.parked]:
+            peer.close()
+        self.pairs.clear()
+        self.parked.clear()
+
+    def drop_taps(self) -> None:
+        """Let go of every tap fd held (made persistent first: no unregister to wait for;
+        the taps go with their namespace, or with a delete)."""
+        fds = [fd for _index, fd in self.taps.values()] + list(self.keep.values())
+        self.taps, self.keep = {}, {}
+        for fd in fds:
+            taplib.release_tap(fd)
+
+    def close(self) -> None:
+        self.events.close()
+        try:
+            self.drop_taps()
+            self.drop_peers()
+        finally:
+            super().close()
+
+
+# Classic BPF for the link-event socket: keep RTM_NEWLINK messages about the bridge (ifindex
+# BRIDGE_INDEX) and drop the rest in the kernel, so a reset reads a handful of events rather
+# than one per link change of the whole lab. Loads are big-endian: 16 is 0x1000, 2 is 0x02000000.
+_BRIDGE_EVENTS = (
+    (0x28, 0, 0, 4),  # ldh [4]: nlmsg_type
+    (0x15, 0, 3, 0x1000),  # jeq RTM_NEWLINK, next, drop
+    (0x20, 0, 0, 20),  # ld [20]: ifi_index
+    (0x15, 0, 1, BRIDGE_INDEX << 24),  # jeq BRIDGE_INDEX, keep, drop
+    (0x06, 0, 0, 0xFFFFFFFF),  # keep
+    (0x06, 0, 0, 0),  # drop
+)
+SO_ATTACH_FILTER = 26
+
+
+def _bridge_events_only(sock: socket.socket) -> None:
+    code = b"".join(struct.pack("=HBBI", *insn) for insn in _BRIDGE_EVENTS)
+    buf = ctypes.create_string_buffer(code)
+    prog = struct.pack("@HP", len(_BRIDGE_EVENTS), ctypes.addressof(buf))
+    sock.setsockopt(socket.SOL_SOCKET, SO_ATTACH_FILTER, prog)
 
 
 def _link_events(ns: NetNS) -> socket.socket:
@@ -396,11 +194,19 @@ def _link_events(ns: NetNS) -> socket.socket:
         )
     try:
         sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 1 << 20)
+        with contextlib.suppress(OSError):  # without the filter, every event is read instead
+            _bridge_events_only(sock)
         sock.bind((0, 1 << (RTNLGRP_LINK - 1)))
     except BaseException:
         sock.close()
         raise
     return sock
+
+
+def tap_fd_budget() -> int:
+    """How many tap fds the pool may hold in all: a quarter of the fd limit, at most 256."""
+    soft, _hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    return min(256, soft // 4)
 
 
 class Pool:
@@ -410,8 +216,8 @@ class Pool:
         self.lock = threading.Lock()
         self.ready: collections.deque[_Shell] = collections.deque()
         self.dirty: queue.SimpleQueue[tuple[_Shell, Any]] = queue.SimpleQueue()
-        self.reference: dict[str, object] | None = None
-        self.reference_data: dict[int, bytes] = {}
+        self.refs: nsreset.References | None = None  # what a fresh namespace looks like
+        self.worker = nsresetd.Worker()
         self.threads: list[threading.Thread] = []
         self.idle = threading.Condition(self.lock)
         self.in_flight = 0  # handed over, not yet reused or dropped
@@ -476,7 +282,6 @@ class Pool:
 
     def _recycle(self, shell: _Shell, factory: Any) -> None:
         try:
-            shell.renew(factory)
             problems = self._reset(shell, factory)
         except Exception as exc:  # any surprise: the namespace is dropped, never reused
             problems = [f"reset failed: {exc}"]
@@ -493,79 +298,94 @@ class Pool:
         if not keep:
             shell.close()
 
-    def _make_reference(self, factory: Any) -> None:
-        """Snapshot of a fresh namespace with a fresh dormant bridge (taken once)."""
-        space = factory()
+    def _make_reference(self, factory: Any) -> nsreset.References:
+        """Snapshots of a fresh switch namespace with a fresh dormant bridge and one spare link
+        of each kind, and of a fresh peer namespace with its end of the spare pair (once),
+        taken the way a reset takes them: the lab's sockets closed, the resetter's open."""
+        space = factory("switch")
         shell = _Shell(space)
+        far: _Held | None = None
+        targets: list[nsreset.Target] = []
         try:
             space.links.add_bridge(SPARE_NAME, BRIDGE_INDEX, SPARE_MAC)
             space.links.set_link(BRIDGE_INDEX, up=False)
-            self.reference_data = space.rtnl.bridge_data(BRIDGE_INDEX)
-            shell.mtu_changed()
-            self.reference = snapshot(space)
-        except BaseException:
+            space.next_index = BRIDGE_INDEX + 1
+            tap, fd = nsspares.reference_tap(space, "vlab-tref", BRIDGE_INDEX)
+            shell.taps["vlab-tref"] = (tap, fd)
+            space.reserved = {tap}  # the kernel chose its ifindex
+            far = _Held(factory("upstream"))
+            pair = nsspares.reference_pair(space, far.space, "vlab-vref", "vlab-vref", BRIDGE_INDEX)
+            data = space.rtnl.bridge_data(BRIDGE_INDEX)
+            shell.detach()
+            far.detach()
+            assert shell.idle is not None and far.idle is not None
+            targets = [nsreset.Target(shell.idle), nsreset.Target(far.idle)]
+            return nsreset.References(
+                switch=snapshot(targets[0], spares=[tap, pair.index]),
+                peer=snapshot(targets[1], spares=[pair.far_index]),
+                bridge_data=data,
+            )
+        finally:
+            for target in targets:
+                target.close()
             shell.close()
-            raise
-        shell.dormant = True
-        with self.lock:
-            self.ready.append(shell)
+            if far is not None:
+                far.close()
 
     def _reset(self, shell: _Shell, factory: Any) -> list[str]:
-        if self.reference is None:
-            self._make_reference(factory)
-        assert self.reference is not None
-        space = shell.space
-        rtnl = space.rtnl
-        links = space.links
-        ports = [i for i, _o, _q in links.link_states().values() if i not in (1, BRIDGE_INDEX)]
-        grouped = 0
-        for index in ports:
-            try:
-                rtnl.request(
-                    16,
-                    IFINFO.pack(0, 0, index, 0, 0) + nla(IFLA_GROUP, struct.pack("=I", PORT_GROUP)),
-                )
-                grouped += 1
-            except OSError as exc:
-                # a veth goes with its peer: the kernel may be deleting it with the far namespace
-                if exc.errno != errno.ENODEV:
-                    raise
-        if grouped:
-            try:
-                rtnl.request(
-                    RTM_DELLINK,
-                    IFINFO.pack(0, 0, 0, 0, 0) + nla(IFLA_GROUP, struct.pack("=I", PORT_GROUP)),
-                )
-            except OSError as exc:
-                if exc.errno != errno.ENODEV:  # the group emptied itself meanwhile
-                    raise
-        if shell.mtu_changed():
-            return ["the bridge's MTU changed during the lab"]
-        current = rtnl.bridge_data(BRIDGE_INDEX)
-        data = b"".join(
-            nla(kind, value)
-            for kind, value in sorted(self.reference_data.items())
-            if kind not in _READ_ONLY_BRIDGE and current.get(kind) != value
+        """Reset ``shell`` (in the worker if there is one), then keep what the reset kept."""
+        if self.refs is None:
+            self.refs = self._make_reference(factory)
+        ns = shell.idle
+        assert ns is not None
+        parked, shell.parked = shell.parked, []
+        with self.lock:  # the tap fds the other pooled namespaces hold
+            held = sum(len(other.taps) for other in self.ready)
+        req = nsreset.Request(
+            touched=ns.touched,
+            taps_max=min(nsspares.TAPS_MAX, max(0, tap_fd_budget() - held)),
+            taps={name: index for name, (index, _fd) in shell.taps.items()},
+            keep=dict(shell.keep),
+            pairs=[peer.pair for peer in shell.pairs.values()],
+            parked=[(peer.pair, peer.idle.fd) for peer in parked if peer.idle is not None],
         )
-        data += nla(21, b"")  # IFLA_BR_FDB_FLUSH
-        info = nla(IFLA_INFO_KIND, b"bridge\0") + nla(IFLA_INFO_DATA | NLA_F_NESTED, data)
-        body = (
-            ifinfo(BRIDGE_INDEX, up=False)
-            + link_attrs(SPARE_NAME, SPARE_MAC)
-            + nla(IFLA_LINKINFO | NLA_F_NESTED, info)
-        )
-        rtnl.request(16, body)
-        shell.mtu_changed()
-        touched = space.ns.touched
-        if touched:
+        try:
+            result = self.worker.run(self.refs, req, ns.fd, shell.events.fileno())
+            if result is None:  # no worker: the same reset, here
+                result = nsreset.run(self.refs, req, ns.fd, shell.events, os.getpid())
+        except BaseException:
+            for peer in parked:
+                peer.close()
+            raise
+        # what stays: taps with their fds, pairs with their peers; the rest is let go
+        fds = {index: fd for index, fd in shell.keep.items()}
+        fds.update({index: fd for index, fd in shell.taps.values()})
+        shell.keep = {}
+        shell.taps = {name: (index, fds.pop(index)) for name, index in result.taps.items()}
+        for fd in fds.values():  # their taps were deleted by the reset
+            taplib.release_tap(fd)
+        peers = {peer.pair.port: peer for peer in [*shell.pairs.values(), *parked]}
+        shell.pairs = {port: peers.pop(port) for port in result.pairs}
+        for peer in peers.values():
+            peer.close()
+        if result.peer_problems:
+            self.stats["peers discarded"] = self.stats.get("peers discarded", 0) + 1
+            self.last_discard = result.peer_problems
+        if result.problems:
+            return result.problems
+        shell.counters = dict(result.counters)
+        for port in result.peers:
+            peer = shell.pairs[port]
+            peer.renew(factory)
+            peer.counters = result.far_counters.get(port)
+            peer.space.reserved = {peer.pair.far_index}
+        if ns.touched:
             self.stats["full checks"] = self.stats.get("full checks", 0) + 1
-            problems = differences(self.reference, snapshot(space))
-        else:
-            problems = differences(partial(self.reference), snapshot(space, full=False))
-        if not problems:
-            space.ns.touched = False
-        space.next_index = BRIDGE_INDEX
-        return problems
+        ns.touched = False
+        shell.renew(factory)
+        shell.space.next_index = BRIDGE_INDEX
+        shell.space.reserved = set(shell.spare_indexes())
+        return []
 
 
 _pool = Pool()
@@ -641,15 +461,103 @@ def discard_dormant(shell: _Shell) -> None:
     shell.space.rtnl.request(RTM_DELLINK, IFINFO.pack(0, 0, BRIDGE_INDEX, 0, 0))
 
 
-def give(shell: _Shell, factory: Any) -> None:
-    """Hand a closed lab's switch namespace over to be reset, verified and reused (or dropped).
+class Spares:
+    """A lab's way to the spare links of its reused switch namespace (see vlab.nsspares).
 
-    ``factory(ns=None)`` makes a switch namespace object: a fresh one, or one with fresh
+    ``adopt_space(node, space)`` makes a peer namespace the pool kept the lab's namespace
+    ``node``, when the lab takes the veth pair that goes with it.
+    """
+
+    def __init__(self, shell: _Shell, adopt_space: Callable[[str, Space], None]) -> None:
+        self.shell = shell
+        self.adopt_space = adopt_space
+
+    def tap(self, name: str) -> tuple[int, int] | None:
+        """The spare tap called ``name`` as ``(ifindex, fd)``, or None."""
+        shell = self.shell
+        spare = shell.taps.pop(name, None)
+        if spare is not None:
+            _count_from(shell.space, spare[0], shell.counters.pop(spare[0], None))
+        return spare
+
+    def pair(self, node: str, port: str, ifname: str) -> tuple[Space, int, int] | None:
+        """The spare veth ``port`` whose far end is ``ifname`` in the kept namespace ``node``,
+        as ``(that namespace, ifindex, far ifindex)``; or None (a spare called ``port`` that
+        goes elsewhere is deleted, so that the lab can make its own)."""
+        shell = self.shell
+        peer = shell.pairs.get(port)
+        if peer is None:
+            return None
+        pair = peer.pair
+        if (pair.node, pair.ifname) != (node, ifname):
+            self.drop(port)
+            return None
+        del shell.pairs[port]
+        _count_from(shell.space, pair.index, shell.counters.pop(pair.index, None))
+        _count_from(peer.space, pair.far_index, peer.counters)
+        self.adopt_space(node, peer.space)
+        return peer.space, pair.index, pair.far_index
+
+    def drop(self, name: str) -> None:
+        """A link called ``name`` is about to be made afresh: a spare of that name goes first."""
+        shell = self.shell
+        tap = shell.taps.pop(name, None)
+        peer = shell.pairs.pop(name, None)
+        doomed = [t[0] for t in (tap,) if t is not None]
+        doomed += [peer.pair.index] if peer is not None else []
+        try:
+            if tap is not None:
+                taplib.release_tap(tap[1])
+            if doomed:
+                nsspares.delete_links(shell.space.rtnl, doomed)
+        finally:
+            if peer is not None:
+                peer.close()
+
+    def discard(self) -> None:
+        """Delete every spare nobody took: before a test looks into the switch namespace,
+        where a fresh one would have none."""
+        shell = self.shell
+        doomed, peers = shell.spare_indexes(), list(shell.pairs.values())
+        shell.drop_taps()
+        shell.pairs = {}
+        shell.counters.clear()
+        try:
+            if doomed:
+                nsspares.delete_links(shell.space.rtnl, doomed)
+        finally:
+            for peer in peers:
+                peer.close()
+
+
+def _count_from(space: Space, index: int, counters: bytes | None) -> None:
+    if counters is not None:
+        space.counter_base[index] = counters
+
+
+def give(
+    shell: _Shell,
+    factory: Any,
+    peers: Iterable[tuple[Space, nsspares.Pair]] = (),
+    taps: dict[int, int] | None = None,
+) -> None:
+    """Hand a closed lab's switch namespace over to be reset, verified and reused (or dropped),
+    with the peer namespaces whose one veth pair may stay as a spare, and the fds of the taps
+    that may stay (``{ifindex: fd}``; the pool owns them from here on).
+
+    ``factory(name, ns=None)`` makes a lab namespace object: a fresh one, or one with fresh
     sockets in ``ns``.
     """
+    held = [_Peer(space, pair) for space, pair in peers]
+    shell.keep = dict(taps or {})
     if not _pool.enabled:
+        for peer in held:
+            peer.close()
         shell.close()
         return
+    for peer in held:
+        peer.detach()
+    shell.parked = held
     shell.detach()
     _pool.give(shell, factory)
 

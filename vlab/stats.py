@@ -55,9 +55,15 @@ class LinkStats:
 
 
 def read(space: Namespace, index: int, what: str) -> LinkStats:
+    """A link's counters since the lab got it: a link reused from an earlier lab (see
+    vlab.nspool) counts from where it was handed over, as a new one counts from zero."""
     raw = link_stats64(space.rtnl, index)
     if raw is None or len(raw) < _STATS64.size:
         raise LabError(f"{what}: the kernel has no counters for it (is the link gone?)")
+    base = space.counter_base.get(index)
+    if base is not None and len(base) >= _STATS64.size:
+        now, then = _STATS64.unpack_from(raw), _STATS64.unpack_from(base)
+        raw = _STATS64.pack(*(a - b for a, b in zip(now, then, strict=True)))
     return LinkStats.decode(raw)
 
 

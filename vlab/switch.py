@@ -26,6 +26,7 @@ from vlab import programs, quiesce, spawn, tools, validate
 from vlab import tap as taplib
 from vlab.errors import LabError
 from vlab.netns import NetNS
+from vlab.nsspares import Pair
 from vlab.reaper import reap
 from vlab.rtnl import LinkRequests, Rtnl, qdisc_events
 
@@ -110,9 +111,14 @@ class Namespace:
             raise
         self.links = LinkRequests(self.rtnl)
         self.next_index = 2  # 1 is lo
+        self.reserved: set[int] = set()  # ifindexes of links kept for reuse (vlab.nspool)
+        # counters a reused link brought along, subtracted from what vlab reports (vlab.stats)
+        self.counter_base: dict[int, bytes] = {}
 
     def index(self) -> int:
         """The next free ifindex: links are created with their index, in one request each."""
+        while self.next_index in self.reserved:
+            self.next_index += 1
         self.next_index += 1
         return self.next_index - 1
 
@@ -125,6 +131,23 @@ class Namespace:
         self.watch.close()
         self.rtnl.close()
         self.ns.close()
+
+
+class SpareLinks(Protocol):
+    """Links an earlier lab left in a reused switch namespace (vlab.nspool.Spares)."""
+
+    def tap(self, name: str) -> tuple[int, int] | None:
+        """The spare tap ``name``, taken, as ``(ifindex, fd)``; or None."""
+        ...
+
+    def pair(self, node: str, port: str, ifname: str) -> tuple[Any, int, int] | None:
+        """The spare veth ``port`` to ``ifname`` in namespace ``node``, taken, as
+        ``(that namespace, ifindex, far ifindex)``; or None (a mismatching one is deleted)."""
+        ...
+
+    def drop(self, name: str) -> None:
+        """Delete the spare link ``name`` if there is one."""
+        ...
 
 
 class Fabric(Protocol):
@@ -214,6 +237,11 @@ class Switch:
         # ... and its dormant bridge holds the first ifindex: a link made before any bridge
         # has it deleted first (set by the lab, run once)
         self.before_link: Callable[[], None] | None = None
+        # links an earlier lab left in a reused switch namespace (see vlab.nsspares)
+        self.spares: SpareLinks | None = None
+        # taps only vlab's fd ever held, {ifindex: fd}: fit for reuse (see vlab.nsspares)
+        self.plain_taps: dict[int, int] = {}
+        self.pairs: list[Pair] = []  # veths cabled to peer namespaces: fit for reuse too
 
     # --- the namespace ---------------------------------------------------------------------
 
@@ -250,11 +278,18 @@ class Switch:
         self.before_link = None
         return self.space.index()
 
-    def next_name(self, prefix: str) -> str:
-        """The next port name with ``prefix`` (``vnet0``, ``veth3``...), unique in this switch."""
+    def next_name(self, prefix: str, spare: bool = False) -> str:
+        """The next port name with ``prefix`` (``vnet0``, ``veth3``...), unique in this switch.
+
+        A spare link of that name (see :attr:`spares`) is deleted first, unless ``spare``: the
+        caller then takes it (``spares.tap``/``spares.pair``), or they delete it.
+        """
         n = self.counters.setdefault(prefix, 0)
         self.counters[prefix] = n + 1
-        return f"{prefix}{n}"
+        name = f"{prefix}{n}"
+        if self.spares is not None and not spare:
+            self.spares.drop(name)
+        return name
 
     # --- what the switch closes ------------------------------------------------------------
 
@@ -402,12 +437,14 @@ class Switch:
         check = validate.flag(check, "run(check)")
         timeout = validate.timeout(timeout, "run")
         argv = tools.resolve(argv)  # ip, bridge, tc: in /usr/sbin, off a normal user's PATH
+        ns.touched = True  # a program can change anything there: a pool checks all of it
         # every program dies with this process, SIGKILL included (see vlab.programs.dying)
         return spawn.run(ns, argv, check=check, timeout=timeout, wrap=programs.dying)
 
     def spawn(self, node: str, ns: NetNS, argv: list[str]) -> programs.Program:
         """Start a background program in ``ns``; it is killed when the lab closes."""
         argv = validate.argv(programs.as_list(argv, node), node)
+        ns.touched = True  # a program can change anything there: a pool checks all of it
         return programs.start(self, node, ns, argv)
 
     # --- closing ---------------------------------------------------------------------------
@@ -416,19 +453,26 @@ class Switch:
         """First at close: no program survives the namespaces it runs in."""
         programs.stop_all(self)
 
-    def close(self) -> None:
+    def close(self, keep_taps: bool = False) -> dict[int, int]:
         """Close guests and taps now; then packet sockets, off the critical path.
 
-        Resumable: whatever an interrupt cut short, a second call finishes.
+        ``keep_taps``: the fds of :attr:`plain_taps` are not closed but returned, for the pool
+        to keep the taps as they are (see vlab.nsspares). Resumable: whatever an interrupt cut
+        short, a second call finishes.
         """
+        kept = {i: fd for i, fd in self.plain_taps.items() if fd in self.taps} if keep_taps else {}
+        self.plain_taps = {}
         try:
             while self.guests:
                 self.guests.pop().close()
             while self.taps:
-                taplib.release_tap(self.taps.pop())
+                fd = self.taps.pop()
+                if fd not in kept.values():
+                    taplib.release_tap(fd)
         finally:
             reap([s.sock for s in self.sockets])
             self.sockets.clear()
+        return kept
 
     def __repr__(self) -> str:
         return f"<Switch {self.name} of lab {self.lab.name}>"

@@ -22,6 +22,7 @@ TUNSETPERSIST = 0x400454CB
 TUNSETCARRIER = 0x400454E2
 IFF_TAP = 0x0002
 IFF_NO_PI = 0x1000
+TXQLEN = 4096  # frames a tap queues for its VM before it drops (tx_dropped)
 
 
 def open_tap(name: str) -> int:

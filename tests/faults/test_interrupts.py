@@ -81,6 +81,7 @@ def test_interrupt_during_teardown_still_releases_every_namespace(
     monkeypatch: pytest.MonkeyPatch, after: int
 ) -> None:
     fds = net_fds()
+    monkeypatch.setattr(nspool.pool(), "enabled", False)  # taps released, not kept in the pool
     lab = small_lab()
     assert net_fds() > fds
     monkeypatch.setattr(

@@ -1,0 +1,260 @@
+"""Putting a closed lab's switch namespace back as a fresh one is, and proving it (vlab.nspool).
+
+One reset: the closed lab's taps and veth pairs that may stay are parked (vlab.nsspares),
+every other link but ``lo`` and the bridge is deleted in one request, the bridge is put back to
+a fresh default bridge (name, MAC, every option, down, fdb flushed), and then the namespace, and
+each peer namespace that stays with a pair, is compared with the snapshot of a freshly made one
+(vlab.nssnapshot). Any difference, any error, any doubt and the namespace is dropped.
+
+It is plain data in, plain data out (:class:`Request`, :class:`Result`), over namespaces given
+as fds, so that it can run in vlab's reset worker (vlab.nsresetd), a process of its own: most of
+a reset is Python parsing netlink dumps, and in the lab's process it would hold the interpreter
+lock while the next lab is being built. Where the worker cannot run, the lab's process runs the
+same function itself.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import errno
+import socket
+import struct
+import time
+from dataclasses import dataclass, field
+
+from vlab import nsspares
+from vlab.netns import NetNS
+from vlab.nssnapshot import READ_ONLY_BRIDGE, differences, partial, snapshot
+from vlab.rtnl import (
+    IFINFO,
+    IFLA_INFO_DATA,
+    IFLA_INFO_KIND,
+    IFLA_LINKINFO,
+    IFLA_MTU,
+    NLA_F_NESTED,
+    LinkRequests,
+    Rtnl,
+    attrs,
+    ifinfo,
+    link_attrs,
+    nla,
+)
+
+BRIDGE_INDEX = 2  # where a pooled namespace keeps its bridge
+SPARE_NAME = "vlab-spare"
+SPARE_MAC = "02:00:00:5e:00:53"
+IFLA_BR_FDB_FLUSH = 21
+RTM_GETMDB = 86
+MDBA_MDB = 1  # the nest of a bridge's groups: empty when it has none
+MDB_DUMP = struct.pack("=BxxxI", 7, 0)  # struct br_port_msg: AF_BRIDGE, any bridge
+MDB_EXPIRY = 0.05  # seconds a group whose last port left may take to go (a timer, next jiffy)
+
+
+@dataclass(frozen=True)
+class References:
+    """What a fresh namespace looks like: the switch namespace (with a dormant bridge and one
+    spare link of each kind), a peer namespace (with a spare pair's far end), and the fresh
+    bridge's options."""
+
+    switch: dict[str, object]
+    peer: dict[str, object]
+    bridge_data: dict[int, bytes]
+
+
+@dataclass
+class Request:
+    """One reset. ``keep``: the closed lab's taps fit for reuse, ``{ifindex: fd}``; ``taps``:
+    spare taps from before, ``{name: ifindex}``; ``pairs``: spare pairs from before (their peer
+    namespaces were checked then); ``parked``: the closed lab's pairs whose peer namespaces came
+    along, each with that namespace's fd."""
+
+    touched: bool
+    taps_max: int = nsspares.TAPS_MAX  # what the pool can still hold fds for
+    taps: dict[str, int] = field(default_factory=dict)
+    keep: dict[int, int] = field(default_factory=dict)
+    pairs: list[nsspares.Pair] = field(default_factory=list)
+    parked: list[tuple[nsspares.Pair, int]] = field(default_factory=list)
+
+
+@dataclass
+class Result:
+    """What stays: ``problems`` (the namespace is dropped if any), the spare taps and pairs
+    kept (``pairs``: ports), the parked peers found fit (``peers``: ports), and every spare
+    link's counters so far (``counters`` by switch-side ifindex, ``far_counters`` by port)."""
+
+    problems: list[str] = field(default_factory=list)
+    taps: dict[str, int] = field(default_factory=dict)
+    pairs: list[str] = field(default_factory=list)
+    peers: list[str] = field(default_factory=list)
+    counters: dict[int, bytes] = field(default_factory=dict)
+    far_counters: dict[str, bytes] = field(default_factory=dict)
+    peer_problems: list[str] = field(default_factory=list)
+
+
+class Target:
+    """A namespace to reset or check, with a netlink socket of the resetter's own inside."""
+
+    def __init__(self, ns: NetNS) -> None:
+        self.ns = ns
+        with ns.entered():
+            self.rtnl = Rtnl()
+        self.links = LinkRequests(self.rtnl)
+        self.next_index = 2
+        self.reserved: set[int] = set()
+        self.counter_base: dict[int, bytes] = {}
+
+    def index(self) -> int:
+        self.next_index += 1
+        return self.next_index - 1
+
+    def close(self) -> None:
+        self.rtnl.close()
+
+
+def mtu_changed(events: socket.socket) -> bool:
+    """Did the bridge ever have another MTU than 1500 since the last call (or were events lost)?
+
+    Changing a bridge's MTU sets a flag (MTU set by user: it stops following its ports) that no
+    dump shows; any MTU other than the default seen in a link event means doubt.
+    """
+    changed = False
+    default = struct.pack("=I", 1500)
+    while True:
+        try:
+            data = events.recv(1 << 16, socket.MSG_DONTWAIT)
+        except BlockingIOError:
+            return changed
+        except OSError:
+            return True  # ENOBUFS: events were lost
+        offset = 0
+        while offset + 16 <= len(data):
+            length, kind = struct.unpack_from("=IH", data, offset)
+            body = data[offset + 16 : offset + length]
+            offset += (length + 3) & ~3
+            if kind != 16 or len(body) < IFINFO.size:  # RTM_NEWLINK
+                continue
+            if struct.unpack_from("=i", body, 4)[0] != BRIDGE_INDEX:
+                continue
+            mtu = attrs(body, IFINFO.size).get(IFLA_MTU)
+            if mtu is not None and mtu != default:
+                changed = True
+
+
+def _await_mdb_expiry(rtnl: Rtnl) -> None:
+    """Give the multicast groups whose last port just left the moment the kernel takes to
+    delete them: a timer set to fire at once, which does nothing if the bridge is down by then,
+    so the bridge stays up until they are gone (a group the bridge itself joined stays, and the
+    check that follows sees it)."""
+    deadline = time.monotonic() + MDB_EXPIRY
+    while any(attrs(body, 8).get(MDBA_MDB) for body in rtnl.dump(RTM_GETMDB, MDB_DUMP)):
+        if time.monotonic() > deadline:
+            return
+        time.sleep(0.002)
+
+
+def _check_peer(ref: References, pair: nsspares.Pair, far: Target) -> tuple[list[str], bytes]:
+    """A parked peer namespace put back (its end of the pair parked) and checked."""
+    if nsspares.link_kinds(far.rtnl).get(pair.far_index) != (pair.ifname, b"veth"):
+        return ["its end of the veth is gone"], b""
+    nsspares.park_veth_end(far.rtnl, pair.far_index, pair.ifname, near=False)
+    problems = differences(partial(ref.peer), snapshot(far, full=False, spares=[pair.far_index]))
+    counters = dict(far.rtnl.link_counters()).get(pair.far_index, b"")
+    return problems, counters
+
+
+def reset(
+    ref: References,
+    req: Request,
+    switch: Target,
+    events: socket.socket,
+    peers: dict[str, Target],
+    threads_of: int,
+) -> Result:
+    """Reset the switch namespace ``switch`` (``events``: its link events since it was made)
+    and the parked peers (``peers`` by port); see the module doc. ``threads_of``: the lab's
+    process, none of whose threads may still be inside."""
+    out = Result()
+    rtnl = switch.rtnl
+    kinds = nsspares.link_kinds(rtnl)
+    kept: dict[str, nsspares.Pair] = {}
+    if not req.touched:
+        # the peers first: a pair stays only if its far namespace is as a fresh one is
+        fit: list[nsspares.Pair] = []
+        for pair, _fd in req.parked:
+            try:
+                problems, counters = _check_peer(ref, pair, peers[pair.port])
+            except Exception as exc:  # any surprise: that peer is dropped
+                problems, counters = [f"reset failed: {exc}"], b""
+            if problems:
+                out.peer_problems.extend(f"{pair.node}: {p}" for p in problems)
+            else:
+                out.far_counters[pair.port] = counters
+                fit.append(pair)
+        taps = {n: i for n, i in req.taps.items() if kinds.get(i) == (n, b"tun")}
+        taps = dict(list(taps.items())[: max(0, req.taps_max)])
+        for index, fd in sorted(req.keep.items()):
+            name, kind = kinds.get(index, ("", b""))
+            if kind == b"tun" and name not in taps and len(taps) < req.taps_max:
+                nsspares.park_tap(rtnl, index, name, fd)  # and what its VM left unread dropped
+                taps[name] = index
+        for pair in [*req.pairs, *fit]:
+            fits = kinds.get(pair.index) == (pair.port, b"veth") and pair.port not in kept
+            if fits and len(kept) < nsspares.PAIRS_MAX:
+                if pair in fit:
+                    nsspares.park_veth_end(rtnl, pair.index, pair.port, near=True)
+                kept[pair.port] = pair
+        out.taps = taps
+        out.pairs = list(kept)
+        out.peers = [p.port for p in fit if p.port in kept]
+    spares = [*out.taps.values(), *(p.index for p in kept.values())]
+    nsspares.delete_links(rtnl, [i for i in kinds if i not in (1, BRIDGE_INDEX, *spares)])
+    _await_mdb_expiry(rtnl)
+    if mtu_changed(events):
+        out.problems = ["the bridge's MTU changed during the lab"]
+        return out
+    current = rtnl.bridge_data(BRIDGE_INDEX)
+    data = b"".join(
+        nla(kind, value)
+        for kind, value in sorted(ref.bridge_data.items())
+        if kind not in READ_ONLY_BRIDGE and current.get(kind) != value
+    )
+    data += nla(IFLA_BR_FDB_FLUSH, b"")
+    info = nla(IFLA_INFO_KIND, b"bridge\0") + nla(IFLA_INFO_DATA | NLA_F_NESTED, data)
+    body = (
+        ifinfo(BRIDGE_INDEX, up=False)
+        + link_attrs(SPARE_NAME, SPARE_MAC)
+        + nla(IFLA_LINKINFO | NLA_F_NESTED, info)
+    )
+    rtnl.request(16, body)
+    mtu_changed(events)  # the reset's own events
+    if req.touched:
+        out.problems = differences(ref.switch, snapshot(switch, threads_of=threads_of))
+    else:
+        out.problems = differences(partial(ref.switch), snapshot(switch, full=False, spares=spares))
+    if not out.problems:
+        out.counters = {i: c for i, c in rtnl.link_counters() if i in spares}
+    return out
+
+
+def run(
+    ref: References, req: Request, ns_fd: int, events: socket.socket, threads_of: int
+) -> Result:
+    """:func:`reset` over namespaces given as fds (the caller keeps its fds)."""
+    targets: list[Target] = []
+    try:
+        switch = Target(NetNS("switch", ns_fd))
+        targets.append(switch)
+        peers = {}
+        for pair, fd in req.parked:
+            peer = Target(NetNS(pair.node, fd))
+            targets.append(peer)
+            peers[pair.port] = peer
+        return reset(ref, req, switch, events, peers, threads_of)
+    except OSError as exc:
+        if exc.errno == errno.EMFILE:
+            raise
+        return Result(problems=[f"reset failed: {exc}"])
+    finally:
+        for target in targets:
+            with contextlib.suppress(OSError):
+                target.close()

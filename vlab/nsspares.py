@@ -1,0 +1,172 @@
+"""Links a pooled namespace keeps for the next lab: spare taps and spare veth pairs.
+
+Creating a link and destroying it is most of what a small lab costs once its namespaces are
+reused (vlab.nspool): a tap costs ~0.15 ms to create and its unregister, when it goes, waits for
+RCU under rtnl; a veth into another namespace ~0.8 ms, and that namespace ~1 ms more, plus the
+kernel's cleanup after it. So when a lab closes, the links only vlab ever handled stay where they
+are, *with the names they had*: a VM's tap ``vnet0``, an uplink's veth ``eth0`` with its far end
+``eth0`` in the ``upstream`` namespace (which stays too). They are put back in one known state —
+down, in no bridge, a fixed MAC, default MTU — and checked against a reference spare made fresh
+in that state (vlab.nssnapshot). A lab of the same shape (the usual case in a suite: port names
+are counters) then attaches to ``vnet0`` instead of creating it, and brings ``eth0`` up instead
+of cabling a veth: one request each. Renaming a spare would cost more than creating a link
+(~0.2 ms: sysfs renames), so a spare is only ever taken by the name it has.
+
+Only links nothing but vlab touched are kept: the taps of emulated VMs (a QEMU guest's tap fd
+was another program's), and veths whose far namespace held that one link and was never handed
+to a test or a program. Until a lab takes them, spares are invisible to it: a test that looks
+into the switch namespace (``lab.run("switch", ...)``, ``lab.namespaces()``) has them deleted
+first, in one request. What a reused link cannot hide is the same as for the bridge: the kernel's
+counters and ifindex; vlab reports a reused link's counters from the moment the lab took it
+(:mod:`vlab.stats`), and never depends on ifindex numbers.
+"""
+
+from __future__ import annotations
+
+import errno
+import os
+import struct
+from collections.abc import Iterable
+from dataclasses import dataclass
+
+from vlab import tap as taplib
+from vlab.nssnapshot import Space
+from vlab.rtnl import (
+    IFINFO,
+    IFLA_INFO_KIND,
+    IFLA_LINKINFO,
+    Rtnl,
+    attrs,
+    ifinfo,
+    link_attrs,
+    nla,
+    set_noqueue,
+)
+
+TAP_MAC = "02:00:00:5e:00:54"  # every spare tap's MAC (they are down and in no bridge)
+VETH_MAC = "02:00:00:5e:00:55"  # every spare veth end's
+TAPS_MAX = 64  # spare taps a pooled namespace keeps
+PAIRS_MAX = 16  # spare veth pairs (each with its far namespace) a pooled namespace keeps
+PORT_GROUP = 0x7653  # links in this group are deleted in one request
+RTM_NEWLINK = 16
+RTM_DELLINK = 17
+IFLA_GROUP = 27
+VETH_DEFAULT_TXQLEN = 1000
+
+
+@dataclass(frozen=True)
+class Pair:
+    """A veth a lab cabled from its switch namespace (``index``, named ``port``) to a peer
+    namespace (``node``: the upstream, a host), where its far end is ``ifname``/``far_index``."""
+
+    port: str
+    index: int
+    node: str
+    ifname: str
+    far_index: int
+
+
+def link_kinds(rtnl: Rtnl) -> dict[int, tuple[str, bytes]]:
+    """``{ifindex: (name, link kind)}`` of every link in the namespace (kind b"" for lo)."""
+    out = {}
+    for body in rtnl.dump(18, IFINFO.pack(0, 0, 0, 0, 0)):
+        top = attrs(body, IFINFO.size)
+        info = attrs(top.get(IFLA_LINKINFO, b""))
+        name = top.get(3, b"").rstrip(b"\0").decode(errors="replace")
+        out[struct.unpack_from("=i", body, 4)[0]] = (
+            name,
+            info.get(IFLA_INFO_KIND, b"").rstrip(b"\0"),
+        )
+    return out
+
+
+def delete_links(rtnl: Rtnl, indexes: Iterable[int]) -> None:
+    """Delete links in one request: grouped first, then the group deleted, so the kernel
+    unregisters them together (one RCU wait for all, not one each)."""
+    grouped = 0
+    for index in indexes:
+        try:
+            rtnl.request(
+                RTM_NEWLINK,
+                IFINFO.pack(0, 0, index, 0, 0) + nla(IFLA_GROUP, struct.pack("=I", PORT_GROUP)),
+            )
+            grouped += 1
+        except OSError as exc:
+            # a veth goes with its peer: the kernel may be deleting it with the far namespace
+            if exc.errno != errno.ENODEV:
+                raise
+    if grouped:
+        try:
+            rtnl.request(
+                RTM_DELLINK,
+                IFINFO.pack(0, 0, 0, 0, 0) + nla(IFLA_GROUP, struct.pack("=I", PORT_GROUP)),
+            )
+        except OSError as exc:
+            if exc.errno != errno.ENODEV:  # the group emptied itself meanwhile
+                raise
+
+
+def park_tap(rtnl: Rtnl, index: int, name: str, fd: int | None = None) -> int:
+    """A closed lab's tap back to the spare state: down, out of the bridge, its queue emptied
+    (``fd``: the fd the pool keeps on it) and made anew. Returns how many frames were dropped.
+
+    The queue is a ring whose consumer frees slots in batches: after a VM read part of a batch,
+    a few slots stay taken, and a tap reused as it is would hold up to 15 frames fewer than a
+    fresh one before it drops (4088 instead of 4096). Changing the queue length makes the kernel
+    build the ring again; changing it back leaves a ring like a new tap's.
+    """
+    rtnl.request(
+        RTM_NEWLINK,
+        ifinfo(index, up=False) + link_attrs(name, TAP_MAC, 1500, 0, taplib.TXQLEN - 1),
+    )
+    dropped = drain_tap(fd) if fd is not None else 0
+    rtnl.request(RTM_NEWLINK, IFINFO.pack(0, 0, index, 0, 0) + link_attrs(txqlen=taplib.TXQLEN))
+    return dropped
+
+
+def park_veth_end(rtnl: Rtnl, index: int, name: str, near: bool) -> None:
+    """One end of a closed lab's veth back to the spare state: the near end out of its bridge."""
+    master = 0 if near else None
+    rtnl.request(
+        RTM_NEWLINK,
+        ifinfo(index, up=False) + link_attrs(name, VETH_MAC, 1500, master, VETH_DEFAULT_TXQLEN),
+    )
+
+
+def drain_tap(fd: int) -> int:
+    """Read and drop what a tap queued for its VM (a parked tap is down: nothing more comes)."""
+    dropped = 0
+    while True:
+        try:
+            os.read(fd, 65536)
+        except (BlockingIOError, OSError):
+            return dropped
+        dropped += 1
+
+
+def reference_tap(space: Space, name: str, master: int) -> tuple[int, int]:
+    """A tap made the way a VM's is (in bridge ``master``), then parked: the state every spare
+    tap must be in. Returns ``(ifindex, fd)``."""
+    with space.ns.entered():
+        fd = taplib.open_tap(name)
+    try:
+        index = space.links.index_of(name)
+        set_noqueue(space.rtnl, index)
+        space.links.set_link(index, mtu=1500, txqlen=taplib.TXQLEN, master=master)
+        park_tap(space.rtnl, index, name, fd)
+    except BaseException:
+        taplib.release_tap(fd)
+        raise
+    return index, fd
+
+
+def reference_pair(space: Space, far: Space, port: str, ifname: str, master: int) -> Pair:
+    """A veth made the way an uplink's is (near end in bridge ``master``), then parked at both
+    ends: the state every spare pair must be in."""
+    index = space.index()
+    far_index = far.index()
+    space.links.add_veth(port, index, VETH_MAC, master, ifname, VETH_MAC, far.ns.fd, far_index)
+    far.links.set_link(far_index)
+    park_veth_end(space.rtnl, index, port, near=True)
+    park_veth_end(far.rtnl, far_index, ifname, near=False)
+    return Pair(port, index, far.ns.name, ifname, far_index)
