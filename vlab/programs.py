@@ -14,8 +14,9 @@ Two ways a program can outlive its lab, and what stops each:
   --keep-in-foreground``, ``dhclient -d``).
 
 How a process is started inside namespace X is not this module's business: :class:`Launcher`
-is that small function, so another way of spawning (a thread that has entered the namespace,
-keeping vfork) plugs in without changing anything here.
+is that small function. Labs use :func:`vlab.spawn.background` (vlab's spawning thread, which
+has entered the namespace, with vfork); :func:`launch`, which forks the caller, is the plain
+fallback.
 """
 
 from __future__ import annotations

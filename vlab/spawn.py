@@ -12,6 +12,10 @@ a signal handler running in the main thread nor an interrupt can open a socket i
 accident. Between requests the thread is back in the namespace it started in: a thread parked
 in a lab namespace would keep that namespace alive after the lab closed (and the host check
 would rightly call it a leaked ``setns``).
+
+Background programs (``host.spawn``) start here too (:func:`background`): the death signal
+vlab's launcher gives every program (:mod:`vlab.dyingexec`) is tied to the thread that forked
+it, and this one lives as long as the process.
 """
 
 from __future__ import annotations
@@ -22,18 +26,21 @@ import subprocess
 import threading
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from typing import IO, Any, TypeVar
 
 from vlab import limits
 from vlab.errors import LabError
 from vlab.netns import NetNS, setns
 
+_P = TypeVar("_P", bound="subprocess.Popen[Any]")
+
 
 @dataclass
 class _Request:
     fd: int
-    argv: list[str]
+    start: Callable[[], subprocess.Popen[Any]]
     done: threading.Event = field(default_factory=threading.Event)
-    proc: subprocess.Popen[str] | None = None
+    proc: subprocess.Popen[Any] | None = None
     error: BaseException | None = None
 
 
@@ -54,9 +61,7 @@ def _serve(home: int) -> None:
         try:
             setns(req.fd)
             try:
-                req.proc = subprocess.Popen(
-                    req.argv, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True
-                )
+                req.proc = req.start()
             finally:
                 try:
                     setns(home)
@@ -85,12 +90,12 @@ def _ensure_thread() -> None:
             _thread.start()
 
 
-def popen(ns: NetNS, argv: list[str]) -> subprocess.Popen[str]:
-    """Start ``argv`` inside ``ns`` with stdout and stderr piped (text)."""
+def _started(ns: NetNS, argv: list[str], start: Callable[[], _P]) -> _P:
+    """``start()`` run by the spawning thread while it is inside ``ns``."""
     if ns.fd < 0:
         raise LabError(f"cannot run {argv[0]!r} in {ns.name}: its lab is closed")
     _ensure_thread()
-    req = _Request(ns.fd, argv)
+    req = _Request(ns.fd, start)
     _requests.put(req)
     if not req.done.wait(ANSWER_TIMEOUT):
         raise LabError(
@@ -100,7 +105,38 @@ def popen(ns: NetNS, argv: list[str]) -> subprocess.Popen[str]:
     if req.error is not None:
         raise req.error
     assert req.proc is not None
-    return req.proc
+    return req.proc  # type: ignore[return-value]
+
+
+def popen(ns: NetNS, argv: list[str]) -> subprocess.Popen[str]:
+    """Start ``argv`` inside ``ns`` with stdout and stderr piped (text)."""
+    return _started(
+        ns,
+        argv,
+        lambda: subprocess.Popen(argv, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True),
+    )
+
+
+def background(ns: NetNS, argv: list[str], out: IO[bytes]) -> subprocess.Popen[bytes]:
+    """Start a background program (a :data:`vlab.programs.Launcher`): stdout and stderr to
+    ``out``, stdin from /dev/null, a session of its own (a Ctrl-C meant for pytest is not also
+    the program's).
+
+    Started by the spawning thread with vfork, not forked from the caller with
+    ``preexec_fn``: ~10 ms less, and the death signal is tied to a thread that lives as long as
+    the process, not to the caller's (a program started from a short-lived thread outlives it).
+    """
+    return _started(
+        ns,
+        argv,
+        lambda: subprocess.Popen(
+            argv,
+            stdin=subprocess.DEVNULL,
+            stdout=out,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+        ),
+    )
 
 
 def run(

@@ -7,6 +7,7 @@ import signal
 import subprocess
 import sys
 import textwrap
+import threading
 import time
 import uuid
 from pathlib import Path
@@ -54,6 +55,29 @@ def test_spawn_errors(lab: Lab) -> None:
         host.spawn("sleep 1")  # type: ignore[arg-type]
     with pytest.raises(LabError, match="unknown node"):
         lab.spawn("nowhere", ["true"])
+
+
+def test_a_program_spawned_from_a_thread_outlives_that_thread(lab: Lab) -> None:
+    """Its death signal belongs to vlab's spawning thread, not to the caller's; started the old
+    way (forked from the caller's thread) the same program dies when that thread ends."""
+    host = lab.host("h", bridge=lab.bridge("br0"))
+    got: list[programs.Program] = []
+
+    def start(launcher: programs.Launcher | None) -> programs.Program:
+        if launcher is None:
+            return host.spawn(["sleep", "60"])
+        return programs.start(lab.switch, "h", host.ns, ["sleep", "60"], launcher=launcher)
+
+    for launcher in (None, programs.launch):
+        thread = threading.Thread(target=lambda: got.append(start(launcher)))  # noqa: B023
+        thread.start()
+        thread.join()
+    spawned, forked = got
+    deadline = time.monotonic() + 5
+    while forked.poll() is None and time.monotonic() < deadline:
+        time.sleep(0.01)
+    assert forked.poll() == -signal.SIGKILL  # the check sees a program killed with its thread
+    assert spawned.poll() is None
 
 
 CHILD = textwrap.dedent(
