@@ -152,7 +152,9 @@ def _proven(path: str) -> bool:
     try:
         ok = subprocess.run([path, str(os.getpid()), true, "true"], capture_output=True)
         orphan = subprocess.run([path, "0", true, "true"], capture_output=True)
-    except OSError:
+    except OSError as exc:
+        if exc.errno in limits.FD_ERRNOS:  # proves nothing about the launcher
+            raise
         return False
     return ok.returncode == 0 and orphan.returncode == 127
 
@@ -169,7 +171,12 @@ def _build() -> int | None:
         if exc.errno in limits.FD_ERRNOS:
             raise
         return None
-    if _proven(f"/proc/{os.getpid()}/fd/{fd}"):
+    try:
+        proven = _proven(f"/proc/{os.getpid()}/fd/{fd}")
+    except BaseException:
+        os.close(fd)
+        raise
+    if proven:
         return fd
     os.close(fd)
     return None
