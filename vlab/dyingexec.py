@@ -11,18 +11,21 @@ This module's launcher is a static executable of under 300 bytes, built at first
 memfd: no file on disk, nothing to clean up and nothing anyone else could replace. Its machine
 code (x86-64, listed in :func:`x86_64_code`) makes three system calls::
 
-    launcher PPID PATH ARGV0 ARGS...
+    launcher PPID NSFD PATH ARGV0 ARGS...
 
     prctl(PR_SET_PDEATHSIG, SIGKILL)
     getppid() == PPID, or exit 127: the parent died between the fork and the prctl, so the
         signal would never come
+    unless NSFD is "-": setns(NSFD, CLONE_NEWNET), close(NSFD)
     execve(PATH, [ARGV0, ARGS...], environ); on failure a line on stderr and exit 127
 
-and costs ~0.07 ms. It is executed by its path in procfs (``/proc/<vlab's pid>/fd/<n>``), so the
-fd needs no passing to the child and stays close-on-exec. It is used only once proven on this
-machine (run once with the right parent pid and once with a wrong one, before the first real
-use); anywhere else (another architecture, memfd exec forbidden by ``vm.memfd_noexec`` or a
-security module) :func:`launcher` says None and vlab falls back to setpriv.
+and costs ~0.07 ms. Entering the namespace itself, it lets ``run`` spawn from the caller's
+thread with vfork: no thread of vlab changes namespace and no other thread is woken. It is
+executed by its path in procfs (``/proc/<vlab's pid>/fd/<n>``), so its own fd needs no passing
+to the child and stays close-on-exec. It is used only once proven on this machine (run once
+with the right parent pid and once with a wrong one, before the first real use); anywhere else
+(another architecture, memfd exec forbidden by ``vm.memfd_noexec`` or a security module)
+:func:`launcher` says None and vlab falls back to setpriv.
 """
 
 from __future__ import annotations
@@ -39,7 +42,7 @@ import threading
 from vlab import limits
 
 MFD_EXEC = 0x0010  # kernels >= 6.3 want executability asked for (vm.memfd_noexec)
-EXEC_FAILED = b"vlab launcher: execve failed\n"
+EXEC_FAILED = b"vlab launcher: setns or execve failed\n"
 _BASE = 0x400000
 _HEADERS = 64 + 56  # ELF header and one program header
 
@@ -50,45 +53,52 @@ _state: dict[str, int | None] = {}  # "fd": the read-only memfd, or None when un
 def x86_64_code() -> bytes:
     """The launcher's machine code for x86-64, assembled by hand (the listing is beside)."""
     out = bytearray()
-    fixups: list[tuple[int, str]] = []
+    fixups: list[tuple[int, str, str]] = []  # (where, label, kind: rel8, rel32, rip)
     labels: dict[str, int] = {}
 
     def emit(hex_bytes: str) -> None:
         out.extend(bytes.fromhex(hex_bytes))
 
     def jump(opcode: str, label: str) -> None:
-        fixups.append((len(out), label))
+        fixups.append((len(out), label, "rel8"))
         emit(opcode + "00")
 
     emit("bf01000000")  # mov edi, 1             PR_SET_PDEATHSIG
     emit("be09000000")  # mov esi, 9             SIGKILL
     emit("b89d000000")  # mov eax, 157           prctl
     emit("0f05")  # syscall
-    emit("488b742410")  # mov rsi, [rsp+16]      argv[1]: the parent's pid, in decimal
-    emit("31db")  # xor ebx, ebx
-    labels["digit"] = len(out)
-    emit("0fb606")  # movzx eax, byte [rsi]
-    emit("84c0")  # test al, al
-    jump("74", "parsed")  # jz parsed
-    emit("83e830")  # sub eax, '0'
-    emit("486bdb0a")  # imul rbx, rbx, 10
-    emit("4801c3")  # add rbx, rax
-    emit("48ffc6")  # inc rsi
-    jump("eb", "digit")  # jmp digit
-    labels["parsed"] = len(out)
+    emit("488b742410")  # mov rsi, [rsp+16]      argv[1]: the parent's pid
+    fixups.append((len(out), "number", "rel32"))
+    emit("e800000000")  # call number            rbx = its value
     emit("b86e000000")  # mov eax, 110           getppid
     emit("0f05")  # syscall
     emit("4839d8")  # cmp rax, rbx
     jump("75", "orphan")  # jne orphan
-    emit("488b7c2418")  # mov rdi, [rsp+24]      argv[2]: the program's path
-    emit("488d742420")  # lea rsi, [rsp+32]      &argv[3]: its argv
+    emit("488b742418")  # mov rsi, [rsp+24]      argv[2]: a namespace fd, or "-"
+    emit("803e2d")  # cmp byte [rsi], '-'
+    jump("74", "exec")  # je exec
+    fixups.append((len(out), "number", "rel32"))
+    emit("e800000000")  # call number            rbx = the fd
+    emit("89df")  # mov edi, ebx
+    emit("be00000040")  # mov esi, 0x40000000    CLONE_NEWNET
+    emit("b834010000")  # mov eax, 308           setns
+    emit("0f05")  # syscall
+    emit("4885c0")  # test rax, rax
+    jump("75", "failed")  # jnz failed
+    emit("89df")  # mov edi, ebx
+    emit("b803000000")  # mov eax, 3             close: the program does not get it
+    emit("0f05")  # syscall
+    labels["exec"] = len(out)
+    emit("488b7c2420")  # mov rdi, [rsp+32]      argv[3]: the program's path
+    emit("488d742428")  # lea rsi, [rsp+40]      &argv[4]: its argv
     emit("488b0c24")  # mov rcx, [rsp]           argc
     emit("488d54cc10")  # lea rdx, [rsp+rcx*8+16] envp
     emit("b83b000000")  # mov eax, 59            execve
     emit("0f05")  # syscall
+    labels["failed"] = len(out)
     emit("b801000000")  # mov eax, 1             write
     emit("bf02000000")  # mov edi, 2             stderr
-    fixups.append((len(out), "message"))
+    fixups.append((len(out), "message", "rip"))
     emit("488d3500000000")  # lea rsi, [rip+message]
     emit(f"ba{len(EXEC_FAILED):02x}000000")  # mov edx, len(message)
     emit("0f05")  # syscall
@@ -96,11 +106,26 @@ def x86_64_code() -> bytes:
     emit("bf7f000000")  # mov edi, 127
     emit("b8e7000000")  # mov eax, 231           exit_group
     emit("0f05")  # syscall
+    labels["number"] = len(out)  # rbx = the decimal number at rsi
+    emit("31db")  # xor ebx, ebx
+    labels["digit"] = len(out)
+    emit("0fb606")  # movzx eax, byte [rsi]
+    emit("84c0")  # test al, al
+    jump("74", "done")  # jz done
+    emit("83e830")  # sub eax, '0'
+    emit("486bdb0a")  # imul rbx, rbx, 10
+    emit("4801c3")  # add rbx, rax
+    emit("48ffc6")  # inc rsi
+    jump("eb", "digit")  # jmp digit
+    labels["done"] = len(out)
+    emit("c3")  # ret
     labels["message"] = len(out)
     out.extend(EXEC_FAILED)
-    for at, label in fixups:
-        if label == "message":  # rip-relative: from the end of the 7-byte lea
+    for at, label, kind in fixups:
+        if kind == "rip":  # lea rsi, [rip+x]: from the end of its 7 bytes
             struct.pack_into("<i", out, at + 3, labels[label] - (at + 7))
+        elif kind == "rel32":  # call: from the end of its 5 bytes
+            struct.pack_into("<i", out, at + 1, labels[label] - (at + 5))
         else:
             rel = labels[label] - (at + 2)
             assert -128 <= rel < 128
@@ -150,8 +175,8 @@ def _proven(path: str) -> bool:
     if true is None:
         return False
     try:
-        ok = subprocess.run([path, str(os.getpid()), true, "true"], capture_output=True)
-        orphan = subprocess.run([path, "0", true, "true"], capture_output=True)
+        ok = subprocess.run([path, str(os.getpid()), "-", true, "true"], capture_output=True)
+        orphan = subprocess.run([path, "0", "-", true, "true"], capture_output=True)
     except OSError as exc:
         if exc.errno in limits.FD_ERRNOS:  # proves nothing about the launcher
             raise
@@ -197,9 +222,12 @@ def held_fds() -> set[int]:
     return set() if fd is None else {fd}
 
 
-def argv(path: str, program: list[str]) -> list[str] | None:
-    """``program`` (found at ``path``) behind the launcher, or None without one."""
+def argv(path: str, program: list[str], ns_fd: int | None = None) -> list[str] | None:
+    """``program`` (found at ``path``) behind the launcher, or None without one; with
+    ``ns_fd`` (to be passed to the child) the launcher enters that network namespace first and
+    closes the fd, so the caller's thread spawns it with vfork without changing namespace."""
     where = launcher()
     if where is None:
         return None
-    return [where, str(os.getpid()), path, *program]
+    ns = "-" if ns_fd is None else str(ns_fd)
+    return [where, str(os.getpid()), ns, path, *program]

@@ -13,22 +13,28 @@ accident. Between requests the thread is back in the namespace it started in: a 
 in a lab namespace would keep that namespace alive after the lab closed (and the host check
 would rightly call it a leaked ``setns``).
 
-Background programs (``host.spawn``) start here too (:func:`background`): the death signal
-vlab's launcher gives every program (:mod:`vlab.dyingexec`) is tied to the thread that forked
-it, and this one lives as long as the process.
+Where vlab's own death-signal launcher runs (:mod:`vlab.dyingexec`), :func:`run` needs no
+thread at all: the caller's thread spawns the launcher with vfork, passing it the namespace fd,
+and the launcher enters the namespace before it execs the program (no thread of vlab changes
+namespace, and no other thread has to be woken: that hop cost more than the spawn on a loaded
+machine). Background programs (``host.spawn``) still start from the spawning thread
+(:func:`background`): a program's death signal is tied to the thread that forked it, and this
+one lives as long as the process.
 """
 
 from __future__ import annotations
 
 import os
 import queue
+import shutil
 import subprocess
 import threading
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import IO, Any, TypeVar
 
-from vlab import limits
+from vlab import dyingexec, limits
+from vlab.communicate import communicate
 from vlab.errors import LabError
 from vlab.netns import NetNS, setns
 
@@ -139,6 +145,26 @@ def background(ns: NetNS, argv: list[str], out: IO[bytes]) -> subprocess.Popen[b
     )
 
 
+def _start(
+    ns: NetNS, argv: list[str], wrap: Callable[[list[str]], list[str]] | None
+) -> subprocess.Popen[str]:
+    """With a death signal asked for (``wrap``) and vlab's launcher at hand, the caller's thread
+    spawns it (vfork) and the launcher enters ``ns``; otherwise the spawning thread does, with
+    ``wrap`` in front of the program."""
+    if wrap is not None:
+        if ns.fd < 0:
+            raise LabError(f"cannot run {argv[0]!r} in {ns.name}: its lab is closed")
+        path = shutil.which(argv[0])
+        if path is None:
+            raise FileNotFoundError(2, "No such file or directory", argv[0])
+        direct = dyingexec.argv(path, argv, ns.fd)
+        if direct is not None:
+            return subprocess.Popen(
+                direct, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, pass_fds=(ns.fd,)
+            )
+    return popen(ns, wrap(argv) if wrap is not None else argv)
+
+
 def run(
     ns: NetNS,
     argv: list[str],
@@ -148,13 +174,14 @@ def run(
 ) -> subprocess.CompletedProcess[str]:
     """``subprocess.run`` in ``ns``: output captured as text, every failure a ``LabError``.
 
-    ``wrap`` puts a launcher in front of the program (vlab's death-signal wrapper); errors
-    and the result still name the program as the caller gave it.
+    ``wrap`` asks for the death signal: vlab's launcher (:mod:`vlab.dyingexec`) where it runs,
+    else ``wrap`` put in front of the program (vlab's setpriv wrapper). Errors and the result
+    still name the program as the caller gave it.
     """
     if not argv:
         raise LabError(f"nothing to run in {ns.name}: give a program and its arguments")
     try:
-        proc = popen(ns, wrap(argv) if wrap is not None else argv)
+        proc = _start(ns, argv, wrap)
     except FileNotFoundError:
         raise LabError(f"cannot run {argv[0]!r} in {ns.name}: not installed") from None
     except OSError as exc:
@@ -162,10 +189,10 @@ def run(
         raise problem or LabError(f"cannot run {argv[0]!r} in {ns.name}: {exc.strerror}") from None
     with proc:
         try:
-            stdout, stderr = proc.communicate(timeout=timeout)
+            stdout, stderr = communicate(proc, timeout)
         except subprocess.TimeoutExpired:
             proc.kill()
-            proc.communicate()
+            proc.wait()
             raise LabError(
                 f"{' '.join(argv)} in {ns.name} did not finish within {timeout:g} s"
             ) from None

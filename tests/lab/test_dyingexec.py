@@ -71,17 +71,43 @@ def test_a_foreign_parent_is_refused_before_the_program_runs(tmp_path: Path) -> 
     touch = shutil.which("touch")
     assert touch is not None
     marker = tmp_path / "ran"
-    refused = subprocess.run([path, "1", touch, "touch", str(marker)], capture_output=True)
+    refused = subprocess.run([path, "1", "-", touch, "touch", str(marker)], capture_output=True)
     assert refused.returncode == 127 and not marker.exists()
-    ran = subprocess.run([path, str(os.getpid()), touch, "touch", str(marker)])
+    ran = subprocess.run([path, str(os.getpid()), "-", touch, "touch", str(marker)])
     assert ran.returncode == 0 and marker.exists()
 
 
 def test_an_exec_failure_says_so_on_stderr() -> None:
     path = launcher()
-    argv = [path, str(os.getpid()), "/nonexistent/program", "x"]
+    argv = [path, str(os.getpid()), "-", "/nonexistent/program", "x"]
     failed = subprocess.run(argv, capture_output=True)
     assert (failed.returncode, failed.stderr) == (127, dyingexec.EXEC_FAILED)
+
+
+def test_the_launcher_enters_the_namespace_and_closes_its_fd(host: Host, tmp_path: Path) -> None:
+    path = launcher()
+    fd = host.ns.fd
+    show = ["sh", "-c", "readlink /proc/self/ns/net; ls /proc/$$/fd"]  # the shell's own fds
+    sh = shutil.which("sh")
+    assert sh is not None
+    entered = subprocess.run(
+        [path, str(os.getpid()), str(fd), sh, *show], pass_fds=(fd,), capture_output=True
+    )
+    lines = entered.stdout.decode().split()
+    assert lines[0] == f"net:[{host.ns.inode}]"
+    assert str(fd) not in lines[1:]
+    bare = subprocess.run(show, pass_fds=(fd,), capture_output=True).stdout.decode().split()
+    assert bare[0] != lines[0] and str(fd) in bare[1:]  # the check sees an fd kept, and home
+    not_a_namespace = os.open(tmp_path, os.O_RDONLY)
+    try:
+        failed = subprocess.run(
+            [path, str(os.getpid()), str(not_a_namespace), sh, "sh", "-c", "echo ran"],
+            pass_fds=(not_a_namespace,),
+            capture_output=True,
+        )
+    finally:
+        os.close(not_a_namespace)
+    assert (failed.returncode, failed.stdout, failed.stderr) == (127, b"", dyingexec.EXEC_FAILED)
 
 
 def test_the_launcher_is_one_sealed_memfd() -> None:

@@ -14,7 +14,7 @@ from pathlib import Path
 
 import pytest
 
-from vlab import Lab, LabError, dyingexec, programs
+from vlab import Lab, LabError, deathsig, dyingexec, programs
 
 pytestmark = pytest.mark.vlab
 
@@ -58,26 +58,30 @@ def test_spawn_errors(lab: Lab) -> None:
 
 
 def test_a_program_spawned_from_a_thread_outlives_that_thread(lab: Lab) -> None:
-    """Its death signal belongs to vlab's spawning thread, not to the caller's; started the old
-    way (forked from the caller's thread) the same program dies when that thread ends."""
+    """Its death signal belongs to vlab's spawning thread, not to the caller's. The control: a
+    program whose death signal is tied to the short-lived thread itself (set before its exec,
+    as QEMU's is) dies when that thread ends, so the check sees such a death."""
     host = lab.host("h", bridge=lab.bridge("br0"))
-    got: list[programs.Program] = []
-
-    def start(launcher: programs.Launcher | None) -> programs.Program:
-        if launcher is None:
-            return host.spawn(["sleep", "60"])
-        return programs.start(lab.switch, "h", host.ns, ["sleep", "60"], launcher=launcher)
-
-    for launcher in (None, programs.launch):
-        thread = threading.Thread(target=lambda: got.append(start(launcher)))  # noqa: B023
+    spawned: list[programs.Program] = []
+    tied: list[subprocess.Popen[bytes]] = []
+    for work in (
+        lambda: spawned.append(host.spawn(["sleep", "60"])),
+        lambda: tied.append(
+            subprocess.Popen(["sleep", "60"], preexec_fn=deathsig.child_setup(os.getpid()))
+        ),
+    ):
+        thread = threading.Thread(target=work)
         thread.start()
         thread.join()
-    spawned, forked = got
-    deadline = time.monotonic() + 5
-    while forked.poll() is None and time.monotonic() < deadline:
-        time.sleep(0.01)
-    assert forked.poll() == -signal.SIGKILL  # the check sees a program killed with its thread
-    assert spawned.poll() is None
+    try:
+        deadline = time.monotonic() + 5
+        while tied[0].poll() is None and time.monotonic() < deadline:
+            time.sleep(0.01)
+        assert tied[0].poll() == -signal.SIGKILL
+        assert spawned[0].poll() is None
+    finally:
+        tied[0].kill()
+        tied[0].wait()
 
 
 CHILD = textwrap.dedent(
@@ -85,7 +89,9 @@ CHILD = textwrap.dedent(
     import sys, time
     from vlab import Lab, programs
     if sys.argv[2] == "unprotected":  # the behaviour flipped: no death signal
+        from vlab import dyingexec
         programs.dying = lambda argv: argv
+        dyingexec.argv = lambda *args: None
     if sys.argv[2] == "no-prctl":  # vlab's launcher without its prctl (a syscall made a nop)
         from vlab import dyingexec
         real = dyingexec.x86_64_code
