@@ -5,33 +5,37 @@ from ``br_dev_uninit``), and the kernel does it for every dropped namespace in a
 suite, the next lab's build waits behind that lock (p99 over 100 ms on a machine where a lab
 builds in 5 ms). No order of teardown avoids the barrier; not destroying the bridge does.
 
-So a closed lab's switch namespace is not dropped but handed here. Off the critical path, a
-resetter thread deletes every link but ``lo`` and the bridge in one batched request (ports are
-cheap to destroy: no barrier under rtnl), puts the bridge back to a fresh default bridge (name,
-MAC, every option, down, flushed), and then *verifies* the namespace against the snapshot of a
-freshly made one: links and their attributes, bridge options, addresses, routes, rules,
+So a closed lab's switch namespace is not dropped but handed here. Off the critical path, the
+reset worker (a process of its own: vlab.nsresetd; the reset itself: vlab.nsreset) parks the
+links that may stay for the next lab (vlab.nsspares: emulated VMs' taps, veths to a peer
+namespace with that namespace), deletes every other link but ``lo`` and the bridge in one
+batched request, puts the bridge back to a fresh default bridge (name, MAC, every option, down,
+flushed), and then *verifies* the namespace against the snapshot of a freshly made one
+(vlab.nssnapshot): links and their attributes, bridge options, addresses, routes, rules,
 neighbours, fdb, mdb, nexthops, qdiscs, nftables and xtables tables, every net sysctl, the
 sockets open in it and the processes inside it. Any difference, any error, any doubt (a bridge
 MTU change seen during the lab, which sets a flag the kernel does not report) and the namespace is
 dropped as before. A namespace nothing outside vlab's bookkeeping touched (no sysctl written,
 never handed to the test or a program: ``NetNS.touched`` stays False) gets the same check
-without the sections only a sysctl write or a program can change (sysctls, nftables, xtables,
-processes, TCP's machine-wide socket tables): ~1 ms instead of ~15, so that resets keep up with
-a suite on a small machine. The next lab takes a verified namespace and *adopts* its dormant
-bridge for its first ``lab.bridge()`` with one request carrying the same attributes a creation
-would; a lab that looks into its switch namespace before it has a bridge gets the dormant
-bridge deleted first.
+without the sections only a sysctl write or a program can change (sysctls, rules, nexthops,
+nftables, xtables, processes, TCP's machine-wide socket tables): ~1 ms instead of ~15, so that
+resets keep up with a suite on a small machine. The next lab takes a verified namespace and
+*adopts* its dormant bridge for its first ``lab.bridge()`` with one request carrying the same
+attributes a creation would, and the kept links it asks for by name (:class:`Spares`); a lab
+that looks into its switch namespace before it has a bridge gets the dormant bridge deleted
+first, and one that looks into it at all gets the kept links nobody took deleted first.
 
 Where it is on: in ``pytest --vlab`` sessions (the plugin calls :func:`configure`; off with
 ``VLAB_REUSE_NAMESPACES=0`` or the ini option ``vlab_reuse_namespaces = false``), and emptied at
 the session's end (:func:`empty`). Elsewhere (scripts, ``vlab up``) a closed lab leaves nothing
 held, as before, unless ``VLAB_REUSE_NAMESPACES=1``. What a reused namespace cannot hide: the
-bridge's packet and carrier-change counters (the kernel
-cannot zero them; vlab itself only compares counters as deltas), the ifindex numbers the kernel
-hands to new links (a per-namespace cursor that only moves forward: a reused namespace's taps are
-numbered after the previous lab's; vlab gives veths explicit ifindexes and reads taps' back, so
-it never depends on the numbers), the bridge's TSO size limit until its first port joins, and
-the namespace's inode number. Those are documented, not verified; everything else is.
+packet and carrier-change counters of the bridge and of kept links (the kernel cannot zero them;
+vlab compares counters as deltas and reports a kept link's from the moment the lab took it), the
+ifindex numbers the kernel hands to new links (a per-namespace cursor that only moves forward: a
+reused namespace's taps are numbered after the previous lab's; vlab gives veths explicit
+ifindexes and reads taps' back, so it never depends on the numbers), the bridge's TSO size limit
+until its first port joins, and the namespace's inode number. Those are documented, not
+verified; everything else is.
 """
 
 from __future__ import annotations
@@ -67,8 +71,10 @@ __all__ = ["Space", "Spares", "differences", "partial", "snapshot"]
 
 SPARE_NAME = nsreset.SPARE_NAME
 SPARE_MAC = nsreset.SPARE_MAC
-BRIDGE_INDEX = 2
+BRIDGE_INDEX = nsreset.BRIDGE_INDEX
 READY_MAX = 16
+WORKERS = 2
+TAKE_WAIT = 0.05  # seconds a new lab waits for a reset under way rather than make a namespace
 RESETTERS = 8
 BACKLOG_MAX = 16  # namespaces waiting for a reset; beyond that, resets would only lag further
 
@@ -217,7 +223,12 @@ class Pool:
         self.ready: collections.deque[_Shell] = collections.deque()
         self.dirty: queue.SimpleQueue[tuple[_Shell, Any]] = queue.SimpleQueue()
         self.refs: nsreset.References | None = None  # what a fresh namespace looks like
-        self.worker = nsresetd.Worker()
+        # reset workers (vlab.nsresetd): a reset mostly waits for the kernel (an RCU grace
+        # period per port taken out of the bridge), so two overlap where one would queue
+        self.workers = [nsresetd.Worker() for _ in range(WORKERS)]
+        self.free: queue.SimpleQueue[nsresetd.Worker] = queue.SimpleQueue()
+        for worker in self.workers:
+            self.free.put(worker)
         self.threads: list[threading.Thread] = []
         self.idle = threading.Condition(self.lock)
         self.in_flight = 0  # handed over, not yet reused or dropped
@@ -235,8 +246,12 @@ class Pool:
                 t.start()
                 self.threads.append(t)
 
-    def take(self) -> _Shell | None:
-        with self.lock:
+    def take(self, wait: float = 0.0) -> _Shell | None:
+        """A ready namespace; with ``wait``, one whose reset is under way is waited for up to
+        that long (shorter than making one, and its destruction later costs the suite more)."""
+        with self.idle:
+            if not self.ready and wait > 0 and self.in_flight:
+                self.idle.wait_for(lambda: self.ready or not self.in_flight, wait)
             if not self.ready:
                 return None
             self.stats["taken"] += 1
@@ -350,7 +365,11 @@ class Pool:
             parked=[(peer.pair, peer.idle.fd) for peer in parked if peer.idle is not None],
         )
         try:
-            result = self.worker.run(self.refs, req, ns.fd, shell.events.fileno())
+            worker = self.free.get()
+            try:
+                result = worker.run(self.refs, req, ns.fd, shell.events.fileno())
+            finally:
+                self.free.put(worker)
             if result is None:  # no worker: the same reset, here
                 result = nsreset.run(self.refs, req, ns.fd, shell.events, os.getpid())
         except BaseException:
@@ -427,7 +446,7 @@ def take(quiet: bool) -> _Shell | None:
     """A verified switch namespace with a dormant bridge, or None (then make a fresh one)."""
     if not quiet or not _pool.enabled:
         return None
-    return _pool.take()
+    return _pool.take(TAKE_WAIT)
 
 
 def adopt(shell: _Shell, name: str, mac: str, data: bytes, mtu: int | None) -> bool:

@@ -157,9 +157,9 @@ def _check_peer(ref: References, pair: nsspares.Pair, far: Target) -> tuple[list
     if nsspares.link_kinds(far.rtnl).get(pair.far_index) != (pair.ifname, b"veth"):
         return ["its end of the veth is gone"], b""
     nsspares.park_veth_end(far.rtnl, pair.far_index, pair.ifname, near=False)
-    problems = differences(partial(ref.peer), snapshot(far, full=False, spares=[pair.far_index]))
-    counters = dict(far.rtnl.link_counters()).get(pair.far_index, b"")
-    return problems, counters
+    counters: dict[int, bytes] = {}
+    snap = snapshot(far, full=False, spares=[pair.far_index], counters=counters)
+    return differences(partial(ref.peer), snap), counters.get(pair.far_index, b"")
 
 
 def reset(
@@ -182,13 +182,13 @@ def reset(
         fit: list[nsspares.Pair] = []
         for pair, _fd in req.parked:
             try:
-                problems, counters = _check_peer(ref, pair, peers[pair.port])
+                problems, far_counters = _check_peer(ref, pair, peers[pair.port])
             except Exception as exc:  # any surprise: that peer is dropped
-                problems, counters = [f"reset failed: {exc}"], b""
+                problems, far_counters = [f"reset failed: {exc}"], b""
             if problems:
                 out.peer_problems.extend(f"{pair.node}: {p}" for p in problems)
             else:
-                out.far_counters[pair.port] = counters
+                out.far_counters[pair.port] = far_counters
                 fit.append(pair)
         taps = {n: i for n, i in req.taps.items() if kinds.get(i) == (n, b"tun")}
         taps = dict(list(taps.items())[: max(0, req.taps_max)])
@@ -227,12 +227,14 @@ def reset(
     )
     rtnl.request(16, body)
     mtu_changed(events)  # the reset's own events
+    counters: dict[int, bytes] = {}
     if req.touched:
         out.problems = differences(ref.switch, snapshot(switch, threads_of=threads_of))
     else:
-        out.problems = differences(partial(ref.switch), snapshot(switch, full=False, spares=spares))
+        snap = snapshot(switch, full=False, spares=spares, counters=counters)
+        out.problems = differences(partial(ref.switch), snap)
     if not out.problems:
-        out.counters = {i: c for i, c in rtnl.link_counters() if i in spares}
+        out.counters = {i: c for i, c in counters.items() if i in spares}
     return out
 
 

@@ -41,6 +41,7 @@ RTM_GETQDISC = 38
 RTM_GETMDB = 86
 RTM_GETNEXTHOP = 106
 IFLA_LINK = 5
+IFLA_STATS64 = 23
 IFLA_LINK_NETNSID = 37
 
 # top-level link attributes that change by themselves or are read elsewhere (AF_SPEC: sysctls):
@@ -128,13 +129,18 @@ def _anonymous(body: bytes) -> bytes:
     return body[:4] + b"\0\0\0\0" + body[8:]
 
 
-def _links(rtnl: Rtnl, spares: Iterable[int] = ()) -> tuple[list[object], dict[int, object]]:
-    """The links, and apart from them the spare links, nameless and numberless."""
+def _links(
+    rtnl: Rtnl, spares: Iterable[int] = (), counters: dict[int, bytes] | None = None
+) -> tuple[list[object], dict[int, object]]:
+    """The links, and apart from them the spare links, nameless and numberless; ``counters``
+    gets each link's ``rtnl_link_stats64`` from the same dump."""
     keep = set(spares)
     out: list[object] = []
     spare: dict[int, object] = {}
     for body in rtnl.dump(18, IFINFO.pack(0, 0, 0, 0, 0)):
         index = struct.unpack_from("=i", body, 4)[0]
+        if counters is not None:
+            counters[index] = attrs(body, IFINFO.size).get(IFLA_STATS64, b"")[:64]
         if index in keep:
             spare[index] = _link_entry(_anonymous(body), VOLATILE_LINK | _SPARE_IDENTITY)
         else:
@@ -271,7 +277,11 @@ _FULL_ONLY_SOCKETS = ("tcp", "tcp6")
 
 
 def snapshot(
-    space: Space, full: bool = True, spares: Iterable[int] = (), threads_of: int | None = None
+    space: Space,
+    full: bool = True,
+    spares: Iterable[int] = (),
+    threads_of: int | None = None,
+    counters: dict[int, bytes] | None = None,
 ) -> dict[str, object]:
     """Everything of a switch namespace a test could tell apart, as comparable values.
 
@@ -296,7 +306,7 @@ def snapshot(
             snap["xtables"] = {name: _read(f"/proc/thread-self/net/{name}") for name in _XTABLES}
             snap["sysctls"] = _sysctls(_names(rtnl, spares))
             snap["nftables"] = _nft_tables()
-    snap["links"], spare_links = _links(rtnl, spares)
+    snap["links"], spare_links = _links(rtnl, spares, counters)
     per_spare: dict[int, list[object]] = {i: [entry] for i, entry in spare_links.items()}
     snap["vlans"] = _vlans(rtnl)
     snap["addresses"] = _dump(rtnl, RTM_GETADDR, struct.pack("=BBBBI", 0, 0, 0, 0, 0), {6})

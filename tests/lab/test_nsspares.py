@@ -218,8 +218,9 @@ def test_a_spare_of_the_same_name_going_elsewhere_makes_way(pool: nspool.Pool) -
 
 
 def test_resets_in_process_when_there_is_no_worker(pool: nspool.Pool) -> None:
-    failed = pool.worker.failed
-    pool.worker.failed = True
+    failed = [worker.failed for worker in pool.workers]
+    for worker in pool.workers:
+        worker.failed = True
     try:
         with Lab() as first:
             build(first)
@@ -229,7 +230,8 @@ def test_resets_in_process_when_there_is_no_worker(pool: nspool.Pool) -> None:
             build(second)
             assert ifindexes(second) == kept
     finally:
-        pool.worker.failed = failed
+        for worker, was in zip(pool.workers, failed, strict=True):
+            worker.failed = was
 
 
 CHILD = textwrap.dedent(
@@ -240,7 +242,7 @@ CHILD = textwrap.dedent(
     with Lab() as lab:
         lab.vm("vm0", bridge=lab.bridge("br0"))
     nspool.pool().drain()
-    print(nspool.pool().worker.proc.pid, flush=True)
+    print(next(w.proc.pid for w in nspool.pool().workers if w.proc), flush=True)
     time.sleep(60)
     """
 )
