@@ -34,7 +34,9 @@ def _exited(proc: subprocess.Popen[str], deadline: float) -> bool:
             proc.wait(max(0.0, deadline - time.monotonic()))
         return proc.returncode is not None
     try:
-        return bool(select.select([pidfd], [], [], max(0.0, deadline - time.monotonic()))[0])
+        poller = select.poll()  # not select(): fds above 1023 are fine (tests/lab/test_high_fds.py)
+        poller.register(pidfd, select.POLLIN)
+        return bool(poller.poll(max(0.0, deadline - time.monotonic()) * 1e3))
     finally:
         os.close(pidfd)
 
@@ -46,17 +48,21 @@ def communicate(proc: subprocess.Popen[str], timeout: float) -> tuple[str, str]:
     deadline = time.monotonic() + timeout
     out, err = proc.stdout.fileno(), proc.stderr.fileno()
     chunks: dict[int, list[bytes]] = {out: [], err: []}
+    poller = select.poll()
+    for fd in chunks:
+        poller.register(fd, select.POLLIN)
     reading = {out, err}
     while reading:
         left = deadline - time.monotonic()
         if left <= 0:
             raise subprocess.TimeoutExpired(proc.args, timeout)
-        for fd in select.select(list(reading), [], [], left)[0]:
+        for fd, _ in poller.poll(left * 1e3):
             data = os.read(fd, 65536)
             if data:
                 chunks[fd].append(data)
             else:
                 reading.discard(fd)
+                poller.unregister(fd)
     if not _exited(proc, deadline):
         raise subprocess.TimeoutExpired(proc.args, timeout)
     proc.wait()
