@@ -9,13 +9,15 @@ about what the program's does (~1.2 ms measured here): most of ``host.run("true"
 
 This module's launcher is a static executable of under 300 bytes, built at first use into a sealed
 memfd: no file on disk, nothing to clean up and nothing anyone else could replace. Its machine
-code (x86-64, listed in :func:`x86_64_code`) makes three system calls::
+code (x86-64, listed in :func:`x86_64_code`) does this::
 
     launcher PPID NSFD PATH ARGV0 ARGS...
 
     prctl(PR_SET_PDEATHSIG, SIGKILL)
     getppid() == PPID, or exit 127: the parent died between the fork and the prctl, so the
-        signal would never come
+        signal would never come (this sees a parent process die, not a parent thread: the
+        launcher is started only by threads that outlive it, the caller of ``run``, which
+        waits for the program, and vlab's spawning thread)
     unless NSFD is "-": setns(NSFD, CLONE_NEWNET), close(NSFD)
     execve(PATH, [ARGV0, ARGS...], environ); on failure a line on stderr and exit 127
 
