@@ -5,15 +5,18 @@ Two ways a program can outlive its lab, and what stops each:
 * the lab is closed (end of test): :func:`stop_all` kills every program still running, then
   the namespaces go;
 * the test process itself dies (SIGKILL, OOM, a crash): nothing in Python runs, so the kernel
-  must do it. Every program vlab starts is run under ``setpriv --pdeathsig KILL``: the kernel
-  sends it SIGKILL when the thread that started it exits. The death signal is tied to that
-  *thread*: start programs from a thread that outlives them (the test's own thread, or a
-  dedicated spawning thread). A program that daemonizes (forks and lets its parent exit) loses
-  the signal: run daemons in the foreground (``dnsmasq --keep-in-foreground``, ``dhclient -d``).
+  must do it. Every program vlab starts is run under a launcher that sets its
+  ``PR_SET_PDEATHSIG`` (:mod:`vlab.dyingexec`; ``setpriv --pdeathsig KILL`` where that one
+  cannot run): the kernel sends it SIGKILL when the thread that started it exits. The death
+  signal is tied to that *thread*: start programs from a thread that outlives them (the test's
+  own thread, or a dedicated spawning thread). A program that daemonizes (forks and lets its
+  parent exit) loses the signal: run daemons in the foreground (``dnsmasq
+  --keep-in-foreground``, ``dhclient -d``).
 
 How a process is started inside namespace X is not this module's business: :class:`Launcher`
-is that small function, so another way of spawning (a thread that has entered the namespace,
-keeping vfork) plugs in without changing anything here.
+is that small function. Labs use :func:`vlab.spawn.background` (vlab's spawning thread, which
+has entered the namespace, with vfork); :func:`launch`, which forks the caller, is the plain
+fallback.
 """
 
 from __future__ import annotations
@@ -28,6 +31,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import IO, TYPE_CHECKING
 
+from vlab import dyingexec, limits
 from vlab.errors import LabError
 from vlab.netns import setns
 
@@ -46,10 +50,15 @@ def dying(argv: list[str]) -> list[str]:
     """``argv`` run so that it is SIGKILLed when the thread starting it dies.
 
     FileNotFoundError (as a direct exec would raise) when the program is not installed: the
-    wrapper would otherwise turn that into an exit status.
+    wrapper would otherwise turn that into an exit status. The launcher is vlab's own
+    (:mod:`vlab.dyingexec`, no second dynamic exec) where it works, ``setpriv`` elsewhere.
     """
-    if shutil.which(argv[0]) is None:
+    path = shutil.which(argv[0])
+    if path is None:
         raise FileNotFoundError(2, "No such file or directory", argv[0])
+    launched = dyingexec.argv(path, argv)
+    if launched is not None:
+        return launched
     setpriv = shutil.which("setpriv")
     if setpriv is None:
         raise LabError("setpriv (util-linux) is needed so that lab programs die with the lab")
@@ -151,7 +160,8 @@ def start(
     except FileNotFoundError:
         raise LabError(f"cannot run {argv[0]!r} in {node}: not installed") from None
     except OSError as exc:
-        raise LabError(f"cannot run {argv[0]!r} in {node}: {exc.strerror}") from None
+        what = f"cannot run {argv[0]!r} in {node}"
+        raise limits.fd_limit_error(exc, what) or LabError(f"{what}: {exc.strerror}") from None
     program = Program(node, argv, proc, log)
     switch.programs.append(program)
     return program

@@ -445,7 +445,7 @@ class Switch:
         """Start a background program in ``ns``; it is killed when the lab closes."""
         argv = validate.argv(programs.as_list(argv, node), node)
         ns.touched = True  # a program can change anything there: a pool checks all of it
-        return programs.start(self, node, ns, argv)
+        return programs.start(self, node, ns, argv, launcher=spawn.background)
 
     # --- closing ---------------------------------------------------------------------------
 

@@ -21,8 +21,8 @@ from test_rootless import as_nobody, nobody_dir, venv  # noqa: F401 (fixtures)
 pytestmark = pytest.mark.vlab
 
 SCRIPT = """
-import shutil
-from vlab import Lab
+import shutil, sys
+from vlab import Lab, dyingexec
 
 print("bridge on PATH:", shutil.which("bridge"))
 with Lab() as lab:
@@ -30,6 +30,10 @@ with Lab() as lab:
     h1 = lab.host("h1", bridge=br)
     print(lab.run("switch", "bridge", "link").stdout)
     print(h1.run("ip", "-br", "link", "show", "eth0").stdout)
+    get = "import ctypes; v = ctypes.c_int(); ctypes.CDLL(None).prctl(2, ctypes.byref(v)); "
+    get += "print(v.value)"
+    print("death signal:", h1.run(sys.executable, "-c", get).stdout.strip())
+    print("own launcher:", dyingexec.launcher() is not None)
 """
 THREADS_FIRST = """
 import threading, time
@@ -90,6 +94,9 @@ def test_a_script_builds_labs_and_finds_sbin_tools(venv: Path, nobody_dir: Path)
     assert "bridge on PATH: None" in done.stdout
     assert "veth0" in done.stdout and "master br0" in done.stdout  # bridge, from /usr/sbin
     assert "eth0@" in done.stdout  # ip, in the host's namespace
+    assert "death signal: 9" in done.stdout  # SIGKILL, set in a rootless lab too
+    if os.uname().machine == "x86_64":
+        assert "own launcher: True" in done.stdout
 
 
 def test_threads_before_the_first_lab_are_a_clear_error(venv: Path, nobody_dir: Path) -> None:  # noqa: F811

@@ -21,7 +21,7 @@ from typing import Any
 import pytest
 from scapy.layers.l2 import Ether
 
-from vlab import Lab, LabError, nspool, reaper
+from vlab import Lab, LabError, dyingexec, nspool, reaper
 from vlab.bridge import Bridge
 from vlab.errors import Unsupported
 
@@ -153,3 +153,19 @@ def test_run_under_a_tight_fd_limit(lab: Lab) -> None:
     with fd_limit(free_numbers(1)[0]), pytest.raises(LabError, match="RLIMIT_NOFILE"):
         lab.run("switch", "true")
     assert lab.run("switch", "true").returncode == 0
+
+
+def test_the_first_run_builds_the_launcher_under_every_fd_limit(
+    lab: Lab, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The launcher's memfd and its proof runs are the first fds a process's first run opens:
+    out of fds there is the same LabError, and not a reason to give the launcher up for good."""
+    had = dyingexec.launcher() is not None
+    monkeypatch.setattr(dyingexec, "_state", {})  # as in a process that never ran a program
+    try:
+        failures, done = exhaust(lambda: lab.run("switch", "true"))
+        assert failures and done.returncode == 0
+        assert (dyingexec.launcher() is not None) == had
+    finally:
+        for fd in dyingexec.held_fds():
+            os.close(fd)  # this test's launcher; the process's own comes back with _state

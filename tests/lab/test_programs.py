@@ -7,13 +7,14 @@ import signal
 import subprocess
 import sys
 import textwrap
+import threading
 import time
 import uuid
 from pathlib import Path
 
 import pytest
 
-from vlab import Lab, LabError, programs
+from vlab import Lab, LabError, deathsig, dyingexec, programs
 
 pytestmark = pytest.mark.vlab
 
@@ -56,12 +57,46 @@ def test_spawn_errors(lab: Lab) -> None:
         lab.spawn("nowhere", ["true"])
 
 
+def test_a_program_spawned_from_a_thread_outlives_that_thread(lab: Lab) -> None:
+    """Its death signal belongs to vlab's spawning thread, not to the caller's. The control: a
+    program whose death signal is tied to the short-lived thread itself (set before its exec,
+    as QEMU's is) dies when that thread ends, so the check sees such a death."""
+    host = lab.host("h", bridge=lab.bridge("br0"))
+    spawned: list[programs.Program] = []
+    tied: list[subprocess.Popen[bytes]] = []
+    for work in (
+        lambda: spawned.append(host.spawn(["sleep", "60"])),
+        lambda: tied.append(
+            subprocess.Popen(["sleep", "60"], preexec_fn=deathsig.child_setup(os.getpid()))
+        ),
+    ):
+        thread = threading.Thread(target=work)
+        thread.start()
+        thread.join()
+    try:
+        deadline = time.monotonic() + 5
+        while tied[0].poll() is None and time.monotonic() < deadline:
+            time.sleep(0.01)
+        assert tied[0].poll() == -signal.SIGKILL
+        assert spawned[0].poll() is None
+    finally:
+        tied[0].kill()
+        tied[0].wait()
+
+
 CHILD = textwrap.dedent(
     """
     import sys, time
     from vlab import Lab, programs
     if sys.argv[2] == "unprotected":  # the behaviour flipped: no death signal
+        from vlab import dyingexec
         programs.dying = lambda argv: argv
+        dyingexec.argv = lambda *args: None
+    if sys.argv[2] == "no-prctl":  # vlab's launcher without its prctl (a syscall made a nop)
+        from vlab import dyingexec
+        real = dyingexec.x86_64_code
+        prctl = bytes.fromhex("b89d0000000f05")  # mov eax, 157; syscall
+        dyingexec.x86_64_code = lambda: real().replace(prctl, prctl[:5] + bytes.fromhex("9090"), 1)
     lab = Lab()
     host = lab.host("h", bridge=lab.bridge("br0"))
     host.spawn(["sleep", sys.argv[1]])
@@ -71,10 +106,12 @@ CHILD = textwrap.dedent(
 )
 
 
-@pytest.mark.parametrize("mode", ["protected", "unprotected"])
+@pytest.mark.parametrize("mode", ["protected", "unprotected", "no-prctl"])
 def test_programs_die_when_the_test_process_is_killed(mode: str) -> None:
-    """A SIGKILLed test leaves no spawned or run() program behind; the flipped case (no death
-    signal) shows the check would see survivors."""
+    """A SIGKILLed test leaves no spawned or run() program behind; the flipped cases (no
+    launcher at all, vlab's launcher without its prctl) show the check would see survivors."""
+    if mode == "no-prctl" and dyingexec.launcher() is None:
+        pytest.skip("vlab's launcher is not built for this machine: setpriv is used")
     tag = f"1000.{uuid.uuid4().int % 10**9}"
     child = subprocess.Popen(
         [sys.executable, "-c", CHILD, tag, mode], stdout=subprocess.PIPE, text=True

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import subprocess
 import threading
 import time
 
@@ -91,3 +92,28 @@ def test_a_closed_lab_refuses_to_run() -> None:
     lab.close()
     with pytest.raises(LabError):
         h.run("true")
+
+
+def test_a_program_that_closes_its_output_still_times_out(lab: Lab) -> None:
+    """The output is at EOF long before the program ends: the wait for its exit keeps the
+    deadline (and the ordinary case still returns at once)."""
+    h = lab.host("h1", bridge=lab.bridge("br0"))
+    start = time.monotonic()
+    with pytest.raises(LabError, match=r"did not finish within 0\.3 s"):
+        h.run("sh", "-c", "exec >&- 2>&-; exec sleep 30", timeout=0.3)
+    assert time.monotonic() - start < 5
+    start = time.monotonic()
+    assert h.run("sh", "-c", "exec >&- 2>&-; sleep 0.2", timeout=10).returncode == 0
+    assert 0.2 <= time.monotonic() - start < 5
+
+
+def test_output_is_text_as_subprocess_makes_it(lab: Lab) -> None:
+    h = lab.host("h1", bridge=lab.bridge("br0"))
+    done = h.run("printf", "a\\r\\nb\\rc\\n\\303\\251")
+    assert done.stdout == "a\nb\nc\n\u00e9"
+    assert (
+        done.stdout
+        == subprocess.run(
+            ["printf", "a\\r\\nb\\rc\\n\\303\\251"], capture_output=True, text=True
+        ).stdout
+    )
