@@ -285,7 +285,8 @@ class Lab(Builder):
         finally:
             if shell is not None and poolable:
                 factory = lambda name, ns=None: Namespace(name, True, ns)  # noqa: E731
-                nspool.give(shell, factory, peers, taps)
+                closing = [batch for sw in self._switches for batch in sw.closing]
+                nspool.give(shell, factory, peers, taps, closing)
             else:
                 for fd in taps.values():
                     taplib.release_tap(fd)

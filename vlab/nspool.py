@@ -49,6 +49,7 @@ import resource
 import socket
 import struct
 import threading
+import weakref
 from collections.abc import Callable, Iterable
 from typing import Any
 
@@ -74,6 +75,7 @@ SPARE_MAC = nsreset.SPARE_MAC
 BRIDGE_INDEX = nsreset.BRIDGE_INDEX
 READY_MAX = 16
 WORKERS = 2
+CIRCULATION = 6  # namespaces in use or being reset before a new lab waits rather than make one
 TAKE_WAIT = 0.05  # seconds a new lab waits for a reset under way rather than make a namespace
 RESETTERS = 8
 BACKLOG_MAX = 16  # namespaces waiting for a reset; beyond that, resets would only lag further
@@ -135,6 +137,9 @@ class _Shell(_Held):
     def __init__(self, space: Space) -> None:
         super().__init__(space)
         self.events = _link_events(space.ns)
+        self.closed = False
+        with _pool.lock:
+            _pool.live.add(self)
         self.dormant = False  # holds the reset bridge, not yet a lab's
         # spare taps by name, as (ifindex, fd): down, in no bridge, their fd held all along (so
         # that the carrier never drops and the tap stays as a fresh one is, operstate UNKNOWN)
@@ -143,6 +148,8 @@ class _Shell(_Held):
         self.counters: dict[int, bytes] = {}  # what each spare link had counted so far
         self.keep: dict[int, int] = {}  # the closed lab's taps fit for reuse, {ifindex: fd}
         self.parked: list[_Peer] = []  # the closed lab's peers fit for reuse, to be checked
+        # the closed lab's packet sockets being closed (None: not known, wait for every socket)
+        self.closing: list[reaper.Batch] | None = None
 
     def spare_indexes(self) -> list[int]:
         """The switch-side ifindexes of every spare link."""
@@ -164,6 +171,7 @@ class _Shell(_Held):
             taplib.release_tap(fd)
 
     def close(self) -> None:
+        self.closed = True
         self.events.close()
         try:
             self.drop_taps()
@@ -223,6 +231,7 @@ class Pool:
         self.ready: collections.deque[_Shell] = collections.deque()
         self.dirty: queue.SimpleQueue[tuple[_Shell, Any]] = queue.SimpleQueue()
         self.refs: nsreset.References | None = None  # what a fresh namespace looks like
+        self.live: weakref.WeakSet[_Shell] = weakref.WeakSet()  # namespaces the pool may get
         # reset workers (vlab.nsresetd): a reset mostly waits for the kernel (an RCU grace
         # period per port taken out of the bridge), so two overlap where one would queue
         self.workers = [nsresetd.Worker() for _ in range(WORKERS)]
@@ -247,10 +256,14 @@ class Pool:
                 self.threads.append(t)
 
     def take(self, wait: float = 0.0) -> _Shell | None:
-        """A ready namespace; with ``wait``, one whose reset is under way is waited for up to
-        that long (shorter than making one, and its destruction later costs the suite more)."""
+        """A ready namespace, or None (make one). With ``wait``, once :data:`CIRCULATION`
+        namespaces are in use or being reset, one whose reset is under way is waited for up to
+        that long instead: enough of them cover the time from a lab's close to the end of its
+        reset (an RCU grace period for its packet sockets, then the reset), and more would only
+        be destroyed later, at the suite's expense."""
         with self.idle:
-            if not self.ready and wait > 0 and self.in_flight:
+            busy = sum(1 for shell in self.live if not shell.closed) >= CIRCULATION
+            if not self.ready and wait > 0 and self.in_flight and busy:
                 self.idle.wait_for(lambda: self.ready or not self.in_flight, wait)
             if not self.ready:
                 return None
@@ -290,7 +303,11 @@ class Pool:
             try:
                 # the lab's packet sockets (endpoints, tap watchers) were handed to the reaper
                 # before the namespace came here: an open one would fail the verification
-                reaper.drain()
+                if shell.closing is None:
+                    reaper.drain()
+                else:
+                    for batch in shell.closing:
+                        batch.wait()
                 self._recycle(shell, factory)
             finally:
                 self._done()
@@ -559,6 +576,7 @@ def give(
     factory: Any,
     peers: Iterable[tuple[Space, nsspares.Pair]] = (),
     taps: dict[int, int] | None = None,
+    closing: Iterable[reaper.Batch] | None = None,
 ) -> None:
     """Hand a closed lab's switch namespace over to be reset, verified and reused (or dropped),
     with the peer namespaces whose one veth pair may stay as a spare, and the fds of the taps
@@ -569,6 +587,7 @@ def give(
     """
     held = [_Peer(space, pair) for space, pair in peers]
     shell.keep = dict(taps or {})
+    shell.closing = list(closing) if closing is not None else None
     if not _pool.enabled:
         for peer in held:
             peer.close()

@@ -20,7 +20,27 @@ from collections.abc import Iterable
 
 THREADS = 8  # closes waiting together; beyond a lab's sockets more would only sit idle
 
-_queue: queue.SimpleQueue[socket.socket] = queue.SimpleQueue()
+class Batch:
+    """Sockets handed over together: :meth:`wait` returns once every one of them is closed
+    (a pooled namespace is reset as soon as its own lab's sockets are gone, not everyone's)."""
+
+    def __init__(self, count: int) -> None:
+        self.left = count
+        self.done = threading.Event()
+        if count == 0:
+            self.done.set()
+
+    def closed_one(self) -> None:
+        with _lock:
+            self.left -= 1
+            if self.left == 0:
+                self.done.set()
+
+    def wait(self, timeout: float = 5.0) -> bool:
+        return self.done.wait(timeout)
+
+
+_queue: queue.SimpleQueue[tuple[socket.socket, Batch]] = queue.SimpleQueue()
 _threads: list[threading.Thread] = []
 _lock = threading.Lock()
 _idle = threading.Condition(_lock)
@@ -30,9 +50,10 @@ _pending = 0  # handed over and not closed yet
 def _run() -> None:
     global _pending
     while True:
-        item = _queue.get()
+        item, batch = _queue.get()
         with contextlib.suppress(OSError):
             item.close()
+        batch.closed_one()
         with _idle:
             _pending -= 1
             if _pending == 0:
@@ -48,14 +69,17 @@ def _ensure_threads() -> None:
             _threads.append(thread)
 
 
-def reap(sockets: Iterable[socket.socket]) -> None:
-    """Hand sockets over to be closed in the background."""
+def reap(sockets: Iterable[socket.socket]) -> Batch:
+    """Hand sockets over to be closed in the background; the batch tells when they are."""
     global _pending
     _ensure_threads()
-    for sock in sockets:
+    items = list(sockets)
+    batch = Batch(len(items))
+    for sock in items:
         with _lock:
             _pending += 1
-        _queue.put(sock)
+        _queue.put((sock, batch))
+    return batch
 
 
 def drain(timeout: float = 5.0) -> bool:

@@ -27,7 +27,7 @@ from vlab import tap as taplib
 from vlab.errors import LabError
 from vlab.netns import NetNS
 from vlab.nsspares import Pair
-from vlab.reaper import reap
+from vlab.reaper import Batch, reap
 from vlab.rtnl import LinkRequests, Rtnl, qdisc_events
 
 if TYPE_CHECKING:
@@ -228,6 +228,7 @@ class Switch:
         self.noise: list[Callable[[bytes], bool]] = []  # frames the bridges emit by themselves
         self.programs: list[programs.Program] = []  # background programs: die with the lab
         self.sockets: list[Any] = []  # packet-socket ports, reaped at close
+        self.closing: list[Batch] = []  # ... and the reaper's word on when they are closed
         self.taps: list[int] = []
         self.guests: list[Any] = []
         self.undo: list[Callable[[], None]] = []  # steps undoing the build call in progress
@@ -470,7 +471,7 @@ class Switch:
                 if fd not in kept.values():
                     taplib.release_tap(fd)
         finally:
-            reap([s.sock for s in self.sockets])
+            self.closing.append(reap([s.sock for s in self.sockets]))
             self.sockets.clear()
         return kept
 
