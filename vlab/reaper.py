@@ -20,6 +20,7 @@ from collections.abc import Iterable
 
 THREADS = 8  # closes waiting together; beyond a lab's sockets more would only sit idle
 
+
 class Batch:
     """Sockets handed over together: :meth:`wait` returns once every one of them is closed
     (a pooled namespace is reset as soon as its own lab's sockets are gone, not everyone's)."""
