@@ -437,15 +437,20 @@ def enabled() -> bool:
 
 
 def empty(timeout: float = 30.0) -> bool:
-    """Drop every pooled namespace, once every reset in progress has ended.
+    """Drop every pooled namespace, once every reset in progress has ended, and stop the reset
+    workers (the next reset starts them again).
 
     Run at the end of a pytest session (the plugin does), and before checking that closed labs
-    left no namespace, fd or thread behind: the pool holds namespaces on purpose. False if a
-    reset did not end within ``timeout``.
+    left no namespace, fd or thread behind: the pool holds namespaces, and its workers a socket
+    each, on purpose. False if a reset did not end within ``timeout``.
     """
     done = _pool.drain(timeout)
     while (shell := _pool.take()) is not None:
         shell.close()
+    if done:
+        for worker in _pool.workers:
+            with worker.lock:
+                worker.close()
     return done
 
 
