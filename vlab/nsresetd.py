@@ -102,8 +102,15 @@ def _serve(sock: socket.socket) -> None:
         _send(sock, result, [])
 
 
+NICE = 10  # background upkeep: the tests, and the QEMU guests they boot, come first
+
+
 def main(fd: int) -> None:
-    """The worker's loop, over the socket ``fd`` inherited from the lab's process."""
+    """The worker's loop, over the socket ``fd`` inherited from the lab's process, at a lower
+    CPU priority: on a small machine a reset must not take the CPU from a TCG guest's vCPU or
+    from the test it is resetting for."""
+    with contextlib.suppress(OSError):
+        os.nice(NICE)
     with socket.socket(fileno=fd) as sock:
         _serve(sock)
 
