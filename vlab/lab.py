@@ -244,16 +244,15 @@ class Lab(Builder):
             # finishes; the fds that hold the namespaces are let go with Ctrl-C held back
             # (raised once they are closed), so nothing of the lab outlives it in the process.
             with sigint_deferred():
-                shell = self._shell if self._poolable() else None
+                poolable = self._poolable()
                 taps: dict[int, int] = {}
                 try:
                     for switch in self._switches:
-                        kept = switch.close(keep_taps=shell is not None and switch is self.switch)
-                        taps.update(kept)
+                        taps.update(switch.close(keep_taps=poolable and switch is self.switch))
                     if self._guest_dir is not None and self._guest_dir_is_temp:
                         shutil.rmtree(self._guest_dir, ignore_errors=True)
                 finally:
-                    self._release_spaces(taps)
+                    self._release_spaces(taps, poolable)
 
     def _poolable(self) -> bool:
         """Whether the switch namespace can go to the pool: its only bridge at the pool's
@@ -262,11 +261,10 @@ class Lab(Builder):
         single = len(bridges) == 1 and bridges[0].index == nspool.BRIDGE_INDEX
         return self._shell is not None and self.quiet and single and nspool.enabled()
 
-    def _release_spaces(self, taps: dict[int, int]) -> None:
+    def _release_spaces(self, taps: dict[int, int], poolable: bool) -> None:
         """Close the lab's namespaces; a poolable switch namespace goes to the pool instead,
         with its emulated VMs' taps (``{ifindex: fd}``) and the peer namespaces that hold
         nothing but the far end of one veth from it (see vlab.nsspares)."""
-        poolable = self._poolable()
         shell, self._shell = self._shell, None
         peers = []
         if poolable:
