@@ -518,6 +518,7 @@ class NamespacedEndpoint(Endpoint):
         self.space: Namespace = space
         self.ifname = ifname
         self.ifindex = ifindex
+        self._nic_seen_up = False
 
     @property
     def ns(self) -> NetNS:
@@ -532,7 +533,33 @@ class NamespacedEndpoint(Endpoint):
         self, *argv: str, check: bool = True, timeout: float = 30.0
     ) -> subprocess.CompletedProcess[str]:
         """Run a program inside this endpoint's namespace (``ip``, ``ping``, ``tcpdump``...)."""
+        self.await_nic()
         return self.switch.run(self.space.ns, list(argv), check=check, timeout=timeout)
+
+    def await_nic(self) -> None:
+        """Before the first program runs here: let the kernel finish bringing the NIC up.
+
+        The kernel sets a link's operstate, and on the end of a veth that came up first
+        attaches its qdisc, from deferred link-watch work a moment after carrier; until then
+        ``ip link`` says UNKNOWN and a frame the program sends meets the noop qdisc (dropped).
+        vlab's own sends wait for the whole lab (:meth:`vlab.Lab.ready`); a program should not
+        see the lab half up either, yet must not wait for guests or other hosts. Only the lag
+        after carrier is waited for (bounded): a NIC without carrier, or one the test changed
+        after it was seen up, is the test's own doing.
+        """
+        if self._nic_seen_up or not self.carrier:
+            return
+        from vlab.switch import OPER_UP
+
+        deadline = time.monotonic() + 1.0
+        while True:
+            oper, qdisc, carrier = self.space.links.link_state(self.ifindex)
+            if not carrier or time.monotonic() > deadline:
+                return
+            if oper == OPER_UP and qdisc not in ("", "noop"):
+                self._nic_seen_up = True
+                return
+            time.sleep(0.0002)
 
     def nic(self) -> tuple[Namespace, int] | None:
         """Its ``ifname`` in its namespace."""
@@ -554,6 +581,7 @@ class NamespacedEndpoint(Endpoint):
     def spawn(self, argv: list[str]) -> Program:
         """A background program in this namespace that dies with the lab; see vlab.programs."""
         self.check_alive()
+        self.await_nic()
         return self.switch.spawn(self.space.ns.name, self.space.ns, argv)
 
 

@@ -44,7 +44,7 @@ from vlab import tap as taplib
 from vlab.bridge import Bridge
 from vlab.build import TAP_TXQLEN, Builder
 from vlab.capture import Record
-from vlab.endpoints import EdgePoll, Endpoint, Host
+from vlab.endpoints import EdgePoll, Endpoint, Host, NamespacedEndpoint
 from vlab.errors import LabError
 from vlab.frames import Mask
 from vlab.guard import LabGuard, guarded
@@ -681,6 +681,7 @@ class Lab(Builder):
         space = self._spaces.get(node) if isinstance(node, str) else None
         if space is None:
             raise unknown_node(node, self._fabric)
+        self._await_nics(space)
         return self.switch.run(space.ns, list(argv), check=check, timeout=timeout)
 
     @guarded
@@ -692,7 +693,15 @@ class Lab(Builder):
         space = self._spaces.get(node) if isinstance(node, str) else None
         if space is None:
             raise unknown_node(node, self._fabric)
+        self._await_nics(space)
         return self.switch.spawn(node, space.ns, argv)
+
+    def _await_nics(self, space: Namespace) -> None:
+        """A program about to run in ``space`` finds that namespace's NICs up (see
+        :meth:`vlab.endpoints.NamespacedEndpoint.await_nic`)."""
+        for ep in list(self._fabric.endpoints.values()):
+            if isinstance(ep, NamespacedEndpoint) and ep.space is space:
+                ep.await_nic()
 
     # --- the names these had before vlab.switch (kept for code written against them) -----
 

@@ -137,3 +137,22 @@ def test_programs_die_when_the_test_process_is_killed(mode: str) -> None:
             os.kill(pid, signal.SIGKILL)
         child.kill()
         child.wait()
+
+
+def test_a_program_run_right_after_the_build_finds_its_nic_up() -> None:
+    """The kernel sets operstate (and on a veth end that came up first, attaches the qdisc)
+    from deferred work after carrier: a program run at once saw ``state UNKNOWN`` on a CI
+    kernel. The first program in a host waits for that lag; ``lab.run`` does too."""
+    import json
+
+    for i in range(20):
+        with Lab(f"nicup{i}") as lab:
+            br = lab.bridge("br0")
+            h = lab.host("h1", bridge=br)
+            g = lab.host("h2", bridge=br)
+            shown = json.loads(h.run("ip", "-j", "link", "show", "eth0").stdout)[0]
+            assert shown["operstate"] == "UP", shown
+            assert shown["qdisc"] != "noop", shown
+            shown = json.loads(lab.run("h2", "ip", "-j", "link", "show", "eth0").stdout)[0]
+            assert shown["operstate"] == "UP", shown
+            assert g.ifname == "eth0"
