@@ -12,6 +12,7 @@ from then on brings its own readiness, carrier, capture and close (see
 
 from __future__ import annotations
 
+import socket
 from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any
 
@@ -64,18 +65,19 @@ def check_room(br: Bridge, what: str) -> None:
         )
 
 
-Spare = tuple[int, int] | None  # a kept veth's (ifindex, far ifindex)
+# a kept veth's (ifindex, far ifindex, the packet socket its far end kept or None)
+Spare = tuple[int, int, socket.socket | None] | None
 
 
 def peer_space(switch: Switch, node: str, port: str, ifname: str) -> tuple[Namespace, Spare]:
     """The namespace ``node`` for a veth ``port`` whose far end there is ``ifname``: the lab's
     own if it has one; else one a reused switch namespace kept with that very veth (then also
-    the veth's ``(ifindex, far ifindex)``, see vlab.nsspares); else a new one."""
+    the veth's ``(ifindex, far ifindex, kept socket)``, see vlab.nsspares); else a new one."""
     if node not in switch.fabric.spaces and switch.spares is not None:
         kept = switch.spares.pair(node, port, ifname)
         if kept is not None:
-            space, index, far_index = kept
-            return space, (index, far_index)
+            space, index, far_index, sock = kept
+            return space, (index, far_index, sock)
     return switch.fabric.namespace(node), None
 
 
@@ -95,6 +97,7 @@ def cable_veth(
     ``mac``, is in ``space``: one netlink request (or, for a ``spare`` veth an earlier lab
     left, one per end); the endpoint reads a packet socket there."""
     port_mac = random_mac("fe")
+    kept_sock = None if spare is None else spare[2]
     try:
         if spare is None:
             index = switch.index()
@@ -103,7 +106,7 @@ def cable_veth(
                 port, index, port_mac, br.index, ifname, mac, space.ns.fd, far_index, mtu
             )
         else:
-            index, far_index = spare
+            index, far_index, _sock = spare
             switch.links.set_link(index, mac=port_mac, master=br.index, mtu=mtu)
         switch.on_undo(lambda: switch.links.delete(index))  # takes its peer along
         if spare is None:
@@ -116,12 +119,16 @@ def cable_veth(
         raise LabError(
             f"{cls.kind} {name}: cannot cable {port} to {br.name}: {exc.strerror}"
         ) from None
-    with space.ns.entered():
-        pp = PacketPort(ifname)
+    if kept_sock is None:
+        with space.ns.entered():
+            pp = PacketPort(ifname)
+    else:
+        pp = PacketPort(ifname, kept_sock)
     switch.own_socket(pp)
     ep = cls(switch, name, mac, port, br, pp, space, ifname, far_index)
     switch.register(ep, br, index, port_mac)
     switch.pairs.append(Pair(port, index, space.ns.name, ifname, far_index))
+    switch.pair_socks[port] = pp.sock
     return ep
 
 
@@ -243,14 +250,17 @@ class Builder:
                 switch.space.claim(index)
                 set_noqueue(switch.rtnl, index)  # while down: no qdisc swap to wait on
             else:
-                index, fd = spare  # parked with noqueue, its fd held all along
+                index, fd, kept_sock = spare  # parked with noqueue, its fd held all along
                 switch.own_tap(fd)
             # the emulated VM reads a stamping socket on its tap (see TapPort); a guest's
             # tap is watched by a packet socket instead (see vlab.guests)
-            if guest is None:
+            if guest is None and spare is not None and kept_sock is not None:
+                io: FrameIO = TapPort(fd, port, mtu or 1500, TAP_TXQLEN, kept_sock)
+                switch.own_socket(io)
+            elif guest is None:
                 try:
                     with switch.ns.entered():
-                        io: FrameIO = TapPort(fd, port, mtu or 1500, txqlen=TAP_TXQLEN)
+                        io = TapPort(fd, port, mtu or 1500, txqlen=TAP_TXQLEN)
                 except OSError as exc:
                     problem = limits.fd_limit_error(exc, f"vm {name}: cannot watch tap {port}")
                     raise problem or LabError(
@@ -271,6 +281,8 @@ class Builder:
                 ) from None
             if guest is None:
                 switch.plain_taps[index] = fd
+                assert isinstance(io, TapPort) and io.sock is not None
+                switch.plain_socks[index] = io.sock
             vm = VM(switch, name, mac, port, br, io, fd, tap_mac)
             switch.register(vm, br, index, tap_mac)
             if guest == "qemu":

@@ -33,6 +33,7 @@ from vlab import (
     loss,
     nspool,
     quiesce,
+    reaper,
     report,
     rootless,
     scratch,
@@ -50,6 +51,7 @@ from vlab.frames import Mask
 from vlab.guard import LabGuard, guarded
 from vlab.mdb import mdb_text
 from vlab.netns import NetNS
+from vlab.nsspares import Pair
 from vlab.options import normalize_mac
 from vlab.paths import safe_component
 from vlab.snapshot import EndpointSnapshot, LabSnapshot
@@ -58,6 +60,7 @@ from vlab.switch import (
     OPER_UP,
     PURE_L2_SYSCTLS,
     QUIET_SYSCTLS,
+    Kept,
     Namespace,
     Switch,
     random_mac,
@@ -245,14 +248,18 @@ class Lab(Builder):
             # (raised once they are closed), so nothing of the lab outlives it in the process.
             with sigint_deferred():
                 poolable = self._poolable()
-                taps: dict[int, int] = {}
+                peers = self._kept_pairs() if poolable else []
+                kept = Kept({}, {}, {})
                 try:
                     for switch in self._switches:
-                        taps.update(switch.close(keep_taps=poolable and switch is self.switch))
+                        if switch is self.switch and poolable:
+                            kept = switch.close(True, {pair.port for pair in peers})
+                        else:
+                            switch.close()
                     if self._guest_dir is not None and self._guest_dir_is_temp:
                         shutil.rmtree(self._guest_dir, ignore_errors=True)
                 finally:
-                    self._release_spaces(taps, poolable)
+                    self._release_spaces(kept, peers, poolable)
 
     def _poolable(self) -> bool:
         """Whether the switch namespace can go to the pool: its only bridge at the pool's
@@ -261,20 +268,29 @@ class Lab(Builder):
         single = len(bridges) == 1 and bridges[0].index == nspool.BRIDGE_INDEX
         return self._shell is not None and self.quiet and single and nspool.enabled()
 
-    def _release_spaces(self, taps: dict[int, int], poolable: bool) -> None:
+    def _kept_pairs(self) -> list[Pair]:
+        """The veth pairs of the switch namespace whose peer namespace holds nothing but the
+        pair's far end, untouched: with their namespace, they may stay (see vlab.nsspares)."""
+        cabled = collections.Counter(p.node for sw in self._switches for p in sw.pairs)
+        switches = {sw.name for sw in self._switches}
+        out = []
+        for pair in self.switch.pairs:
+            space = self._spaces.get(pair.node)
+            fit = space is not None and not space.ns.touched and pair.node not in switches
+            if fit and cabled[pair.node] == 1:
+                out.append(pair)
+        return out
+
+    def _release_spaces(self, kept: Kept, pairs: list[Pair], poolable: bool) -> None:
         """Close the lab's namespaces; a poolable switch namespace goes to the pool instead,
-        with its emulated VMs' taps (``{ifindex: fd}``) and the peer namespaces that hold
-        nothing but the far end of one veth from it (see vlab.nsspares)."""
+        with its emulated VMs' taps (``kept``: fds and sockets) and the peer namespaces of
+        ``pairs``, which hold nothing but the far end of one veth from it (see
+        vlab.nsspares), with the far end's socket."""
         shell, self._shell = self._shell, None
         peers = []
-        if poolable:
-            cabled = collections.Counter(p.node for sw in self._switches for p in sw.pairs)
-            switches = {sw.name for sw in self._switches}
-            for pair in self.switch.pairs:
-                space = self._spaces.get(pair.node)
-                fit = space is not None and not space.ns.touched and pair.node not in switches
-                if fit and cabled[pair.node] == 1:
-                    peers.append((self._spaces.pop(pair.node), pair))
+        for pair in pairs:
+            if poolable and pair.node in self._spaces:
+                peers.append((self._spaces.pop(pair.node), pair, kept.pair_socks.get(pair.port)))
         try:
             while self._spaces:
                 name, space = self._spaces.popitem()
@@ -284,10 +300,11 @@ class Lab(Builder):
             if shell is not None and poolable:
                 factory = lambda name, ns=None: Namespace(name, True, ns)  # noqa: E731
                 closing = [batch for sw in self._switches for batch in sw.closing]
-                nspool.give(shell, factory, peers, taps, closing)
+                nspool.give(shell, factory, peers, kept.taps, closing, kept.tap_socks)
             else:
-                for fd in taps.values():
+                for fd in kept.taps.values():
                     taplib.release_tap(fd)
+                reaper.reap([*kept.tap_socks.values(), *kept.pair_socks.values()])
                 if shell is not None:
                     shell.close()
 

@@ -53,7 +53,7 @@ import weakref
 from collections.abc import Callable, Iterable
 from typing import Any
 
-from vlab import nsreset, nsresetd, nsspares, reaper
+from vlab import capture, nsreset, nsresetd, nssnapshot, nsspares, reaper
 from vlab import tap as taplib
 from vlab.netns import NetNS
 from vlab.nssnapshot import Space, differences, partial, snapshot
@@ -72,7 +72,7 @@ __all__ = ["Space", "Spares", "differences", "partial", "snapshot"]
 
 SPARE_NAME = nsreset.SPARE_NAME
 SPARE_MAC = nsreset.SPARE_MAC
-BRIDGE_INDEX = nsreset.BRIDGE_INDEX
+BRIDGE_INDEX = nssnapshot.BRIDGE_INDEX
 READY_MAX = 16
 WORKERS = 2
 CIRCULATION = 6  # namespaces in use or being reset before a new lab waits rather than make one
@@ -123,12 +123,22 @@ class _Held:
 
 
 class _Peer(_Held):
-    """A peer namespace (the upstream, a host's) kept with the one veth pair cabled to it."""
+    """A peer namespace (the upstream, a host's) kept with the one veth pair cabled to it, and
+    the packet socket on the pair's far end (see vlab.capture.recycled)."""
 
-    def __init__(self, space: Space, pair: nsspares.Pair) -> None:
+    def __init__(self, space: Space, pair: nsspares.Pair, sock: socket.socket | None) -> None:
         super().__init__(space)
         self.pair = pair
+        self.sock = sock
         self.counters: bytes | None = None  # what the far end had counted so far
+
+    def close(self) -> None:
+        sock, self.sock = self.sock, None
+        try:
+            if sock is not None:
+                reaper.reap([sock])  # its close waits for RCU: not here
+        finally:
+            super().close()
 
 
 class _Shell(_Held):
@@ -141,9 +151,13 @@ class _Shell(_Held):
         with _pool.lock:
             _pool.live.add(self)
         self.dormant = False  # holds the reset bridge, not yet a lab's
+        self.bridge_name = SPARE_NAME  # ... under this name (the last lab's, most often)
         # spare taps by name, as (ifindex, fd): down, in no bridge, their fd held all along (so
         # that the carrier never drops and the tap stays as a fresh one is, operstate UNKNOWN)
         self.taps: dict[str, tuple[int, int]] = {}
+        self.socks: dict[int, socket.socket] = {}  # their stamping sockets (and keep's), kept open
+        self.reaping: list[reaper.Batch] = []  # sockets the pool let go, closing: the next check
+        # must not count them
         self.pairs: dict[str, _Peer] = {}  # spare veth pairs by port name, with their peer
         self.counters: dict[int, bytes] = {}  # what each spare link had counted so far
         self.keep: dict[int, int] = {}  # the closed lab's taps fit for reuse, {ifindex: fd}
@@ -166,9 +180,18 @@ class _Shell(_Held):
         """Let go of every tap fd held (made persistent first: no unregister to wait for;
         the taps go with their namespace, or with a delete)."""
         fds = [fd for _index, fd in self.taps.values()] + list(self.keep.values())
-        self.taps, self.keep = {}, {}
-        for fd in fds:
-            taplib.release_tap(fd)
+        socks = list(self.socks.values())
+        self.taps, self.keep, self.socks = {}, {}, {}
+        try:
+            for fd in fds:
+                taplib.release_tap(fd)
+        finally:
+            self.reap(socks)
+
+    def reap(self, socks: list[socket.socket]) -> None:
+        """Close sockets the pool held, in the background (each close waits for RCU)."""
+        if socks:
+            self.reaping.append(reaper.reap(socks))
 
     def close(self) -> None:
         self.closed = True
@@ -306,8 +329,9 @@ class Pool:
                 if shell.closing is None:
                     reaper.drain()
                 else:
-                    for batch in shell.closing:
+                    for batch in [*shell.closing, *shell.reaping]:
                         batch.wait()
+                shell.reaping = []
                 self._recycle(shell, factory)
             finally:
                 self._done()
@@ -380,6 +404,8 @@ class Pool:
             keep=dict(shell.keep),
             pairs=[peer.pair for peer in shell.pairs.values()],
             parked=[(peer.pair, peer.idle.fd) for peer in parked if peer.idle is not None],
+            held=len(shell.socks),
+            peers_held=[peer.pair.port for peer in parked if peer.sock is not None],
         )
         try:
             worker = self.free.get()
@@ -400,6 +426,12 @@ class Pool:
         shell.taps = {name: (index, fds.pop(index)) for name, index in result.taps.items()}
         for fd in fds.values():  # their taps were deleted by the reset
             taplib.release_tap(fd)
+        socks, shell.socks = shell.socks, {}
+        for index, _fd in shell.taps.values():
+            sock = socks.pop(index, None)
+            if sock is not None:
+                shell.socks[index] = capture.recycled(sock)
+        shell.reap(list(socks.values()))
         peers = {peer.pair.port: peer for peer in [*shell.pairs.values(), *parked]}
         shell.pairs = {port: peers.pop(port) for port in result.pairs}
         for peer in peers.values():
@@ -410,8 +442,11 @@ class Pool:
         if result.problems:
             return result.problems
         shell.counters = dict(result.counters)
+        shell.bridge_name = result.bridge_name
         for port in result.peers:
             peer = shell.pairs[port]
+            if peer.sock is not None:
+                capture.recycled(peer.sock)
             peer.renew(factory)
             peer.counters = result.far_counters.get(port)
             peer.space.reserved = {peer.pair.far_index}
@@ -486,7 +521,8 @@ def adopt(shell: _Shell, name: str, mac: str, data: bytes, mtu: int | None) -> b
     info = nla(IFLA_INFO_KIND, b"bridge\0")
     if data:
         info += nla(IFLA_INFO_DATA | NLA_F_NESTED, data)
-    body = ifinfo(BRIDGE_INDEX) + link_attrs(name, mac) + nla(IFLA_LINKINFO | NLA_F_NESTED, info)
+    ifname = None if name == shell.bridge_name else name  # a rename costs ~0.2 ms under rtnl
+    body = ifinfo(BRIDGE_INDEX) + link_attrs(ifname, mac) + nla(IFLA_LINKINFO | NLA_F_NESTED, info)
     try:
         links.rtnl.request(16, body)
     except OSError:
@@ -513,18 +549,22 @@ class Spares:
         self.shell = shell
         self.adopt_space = adopt_space
 
-    def tap(self, name: str) -> tuple[int, int] | None:
-        """The spare tap called ``name`` as ``(ifindex, fd)``, or None."""
+    def tap(self, name: str) -> tuple[int, int, socket.socket | None] | None:
+        """The spare tap called ``name`` as ``(ifindex, fd, its stamping socket)``, or None."""
         shell = self.shell
         spare = shell.taps.pop(name, None)
-        if spare is not None:
-            _count_from(shell.space, spare[0], shell.counters.pop(spare[0], None))
-        return spare
+        if spare is None:
+            return None
+        index, fd = spare
+        _count_from(shell.space, index, shell.counters.pop(index, None))
+        return index, fd, shell.socks.pop(index, None)
 
-    def pair(self, node: str, port: str, ifname: str) -> tuple[Space, int, int] | None:
+    def pair(
+        self, node: str, port: str, ifname: str
+    ) -> tuple[Space, int, int, socket.socket | None] | None:
         """The spare veth ``port`` whose far end is ``ifname`` in the kept namespace ``node``,
-        as ``(that namespace, ifindex, far ifindex)``; or None (a spare called ``port`` that
-        goes elsewhere is deleted, so that the lab can make its own)."""
+        as ``(that namespace, ifindex, far ifindex, the far end's socket)``; or None (a spare
+        called ``port`` that goes elsewhere is deleted, so that the lab can make its own)."""
         shell = self.shell
         peer = shell.pairs.get(port)
         if peer is None:
@@ -537,7 +577,8 @@ class Spares:
         _count_from(shell.space, pair.index, shell.counters.pop(pair.index, None))
         _count_from(peer.space, pair.far_index, peer.counters)
         self.adopt_space(node, peer.space)
-        return peer.space, pair.index, pair.far_index
+        sock, peer.sock = peer.sock, None
+        return peer.space, pair.index, pair.far_index, sock
 
     def drop(self, name: str) -> None:
         """A link called ``name`` is about to be made afresh: a spare of that name goes first."""
@@ -548,6 +589,7 @@ class Spares:
         doomed += [peer.pair.index] if peer is not None else []
         try:
             if tap is not None:
+                shell.reap([s for s in (shell.socks.pop(tap[0], None),) if s is not None])
                 taplib.release_tap(tap[1])
             if doomed:
                 nsspares.delete_links(shell.space.rtnl, doomed)
@@ -579,19 +621,22 @@ def _count_from(space: Space, index: int, counters: bytes | None) -> None:
 def give(
     shell: _Shell,
     factory: Any,
-    peers: Iterable[tuple[Space, nsspares.Pair]] = (),
+    peers: Iterable[tuple[Space, nsspares.Pair, socket.socket | None]] = (),
     taps: dict[int, int] | None = None,
     closing: Iterable[reaper.Batch] | None = None,
+    tap_socks: dict[int, socket.socket] | None = None,
 ) -> None:
     """Hand a closed lab's switch namespace over to be reset, verified and reused (or dropped),
-    with the peer namespaces whose one veth pair may stay as a spare, and the fds of the taps
-    that may stay (``{ifindex: fd}``; the pool owns them from here on).
+    with the peer namespaces whose one veth pair may stay as a spare (each with the packet socket
+    on the pair's far end), and the fds of the taps that may stay (``{ifindex: fd}``) with their
+    stamping sockets (``tap_socks``); the pool owns all of them from here on.
 
     ``factory(name, ns=None)`` makes a lab namespace object: a fresh one, or one with fresh
     sockets in ``ns``.
     """
-    held = [_Peer(space, pair) for space, pair in peers]
+    held = [_Peer(space, pair, sock) for space, pair, sock in peers]
     shell.keep = dict(taps or {})
+    shell.socks.update(tap_socks or {})
     shell.closing = list(closing) if closing is not None else None
     if not _pool.enabled:
         for peer in held:

@@ -24,7 +24,7 @@ from dataclasses import dataclass, field
 
 from vlab import nsspares
 from vlab.netns import NetNS
-from vlab.nssnapshot import READ_ONLY_BRIDGE, differences, partial, snapshot
+from vlab.nssnapshot import BRIDGE_INDEX, READ_ONLY_BRIDGE, differences, partial, snapshot
 from vlab.rtnl import (
     IFINFO,
     IFLA_INFO_DATA,
@@ -40,7 +40,6 @@ from vlab.rtnl import (
     nla,
 )
 
-BRIDGE_INDEX = 2  # where a pooled namespace keeps its bridge
 SPARE_NAME = "vlab-spare"
 SPARE_MAC = "02:00:00:5e:00:53"
 IFLA_BR_FDB_FLUSH = 21
@@ -66,7 +65,9 @@ class Request:
     """One reset. ``keep``: the closed lab's taps fit for reuse, ``{ifindex: fd}``; ``taps``:
     spare taps from before, ``{name: ifindex}``; ``pairs``: spare pairs from before (their peer
     namespaces were checked then); ``parked``: the closed lab's pairs whose peer namespaces came
-    along, each with that namespace's fd."""
+    along, each with that namespace's fd. The pool keeps spare links' packet sockets open
+    (vlab.capture.recycled): ``held`` of them in the switch namespace, one in the peer of each
+    port in ``peers_held``; the check does not count them."""
 
     touched: bool
     taps_max: int = nsspares.TAPS_MAX  # what the pool can still hold fds for
@@ -74,6 +75,8 @@ class Request:
     keep: dict[int, int] = field(default_factory=dict)
     pairs: list[nsspares.Pair] = field(default_factory=list)
     parked: list[tuple[nsspares.Pair, int]] = field(default_factory=list)
+    held: int = 0  # packet sockets the pool keeps open in the switch namespace
+    peers_held: list[str] = field(default_factory=list)  # ports whose parked peer has one
 
 
 @dataclass
@@ -89,6 +92,7 @@ class Result:
     counters: dict[int, bytes] = field(default_factory=dict)
     far_counters: dict[str, bytes] = field(default_factory=dict)
     peer_problems: list[str] = field(default_factory=list)
+    bridge_name: str = SPARE_NAME  # the dormant bridge's name
 
 
 class Target:
@@ -152,13 +156,16 @@ def _await_mdb_expiry(rtnl: Rtnl) -> None:
         time.sleep(0.002)
 
 
-def _check_peer(ref: References, pair: nsspares.Pair, far: Target) -> tuple[list[str], bytes]:
-    """A parked peer namespace put back (its end of the pair parked) and checked."""
+def _check_peer(
+    ref: References, pair: nsspares.Pair, far: Target, held: int
+) -> tuple[list[str], bytes]:
+    """A parked peer namespace put back (its end of the pair parked) and checked; ``held``:
+    packet sockets the pool keeps open there."""
     if nsspares.link_kinds(far.rtnl).get(pair.far_index) != (pair.ifname, b"veth"):
         return ["its end of the veth is gone"], b""
     nsspares.park_veth_end(far.rtnl, pair.far_index, pair.ifname, near=False)
     counters: dict[int, bytes] = {}
-    snap = snapshot(far, full=False, spares=[pair.far_index], counters=counters)
+    snap = snapshot(far, full=False, spares=[pair.far_index], counters=counters, held=held)
     return differences(partial(ref.peer), snap), counters.get(pair.far_index, b"")
 
 
@@ -182,7 +189,8 @@ def reset(
         fit: list[nsspares.Pair] = []
         for pair, _fd in req.parked:
             try:
-                problems, far_counters = _check_peer(ref, pair, peers[pair.port])
+                held = int(pair.port in req.peers_held)
+                problems, far_counters = _check_peer(ref, pair, peers[pair.port], held)
             except Exception as exc:  # any surprise: that peer is dropped
                 problems, far_counters = [f"reset failed: {exc}"], b""
             if problems:
@@ -220,18 +228,25 @@ def reset(
     )
     data += nla(IFLA_BR_FDB_FLUSH, b"")
     info = nla(IFLA_INFO_KIND, b"bridge\0") + nla(IFLA_INFO_DATA | NLA_F_NESTED, data)
+    # the name the closed lab gave its bridge stays (the next lab most likely gives it the
+    # same: no rename), unless the namespace gets a full check, whose sysctl paths name it
+    name = kinds.get(BRIDGE_INDEX, ("", b""))[0]
+    if req.touched or not name or name in out.taps or name in out.pairs:
+        name = SPARE_NAME
     body = (
         ifinfo(BRIDGE_INDEX, up=False)
-        + link_attrs(SPARE_NAME, SPARE_MAC)
+        + link_attrs(None if name == kinds.get(BRIDGE_INDEX, ("",))[0] else name, SPARE_MAC)
         + nla(IFLA_LINKINFO | NLA_F_NESTED, info)
     )
     rtnl.request(16, body)
+    out.bridge_name = name
     mtu_changed(events)  # the reset's own events
     counters: dict[int, bytes] = {}
     if req.touched:
-        out.problems = differences(ref.switch, snapshot(switch, threads_of=threads_of))
+        snap = snapshot(switch, threads_of=threads_of, held=req.held)
+        out.problems = differences(ref.switch, snap)
     else:
-        snap = snapshot(switch, full=False, spares=spares, counters=counters)
+        snap = snapshot(switch, full=False, spares=spares, counters=counters, held=req.held)
         out.problems = differences(partial(ref.switch), snap)
     if not out.problems:
         out.counters = {i: c for i, c in counters.items() if i in spares}

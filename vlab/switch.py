@@ -16,11 +16,12 @@ from __future__ import annotations
 
 import contextlib
 import os
+import socket
 import subprocess
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Collection, Iterator
 from contextlib import contextmanager
-from typing import TYPE_CHECKING, Any, Protocol
+from typing import TYPE_CHECKING, Any, NamedTuple, Protocol
 
 from vlab import programs, quiesce, spawn, tools, validate
 from vlab import tap as taplib
@@ -133,16 +134,28 @@ class Namespace:
         self.ns.close()
 
 
+class Kept(NamedTuple):
+    """What a closing switch leaves to the pool: tap fds and stamping sockets by ifindex, the
+    sockets of kept pairs' far ends by port."""
+
+    taps: dict[int, int]
+    tap_socks: dict[int, socket.socket]
+    pair_socks: dict[str, socket.socket]
+
+
 class SpareLinks(Protocol):
     """Links an earlier lab left in a reused switch namespace (vlab.nspool.Spares)."""
 
-    def tap(self, name: str) -> tuple[int, int] | None:
-        """The spare tap ``name``, taken, as ``(ifindex, fd)``; or None."""
+    def tap(self, name: str) -> tuple[int, int, socket.socket | None] | None:
+        """The spare tap ``name``, taken, as ``(ifindex, fd, its kept socket)``; or None."""
         ...
 
-    def pair(self, node: str, port: str, ifname: str) -> tuple[Any, int, int] | None:
+    def pair(
+        self, node: str, port: str, ifname: str
+    ) -> tuple[Any, int, int, socket.socket | None] | None:
         """The spare veth ``port`` to ``ifname`` in namespace ``node``, taken, as
-        ``(that namespace, ifindex, far ifindex)``; or None (a mismatching one is deleted)."""
+        ``(that namespace, ifindex, far ifindex, the far end's kept socket)``; or None (a
+        mismatching one is deleted)."""
         ...
 
     def drop(self, name: str) -> None:
@@ -242,7 +255,9 @@ class Switch:
         self.spares: SpareLinks | None = None
         # taps only vlab's fd ever held, {ifindex: fd}: fit for reuse (see vlab.nsspares)
         self.plain_taps: dict[int, int] = {}
+        self.plain_socks: dict[int, socket.socket] = {}  # ... and their stamping sockets
         self.pairs: list[Pair] = []  # veths cabled to peer namespaces: fit for reuse too
+        self.pair_socks: dict[str, socket.socket] = {}  # ... their far ends' sockets, by port
 
     # --- the namespace ---------------------------------------------------------------------
 
@@ -331,14 +346,16 @@ class Switch:
         counters = dict(self.counters)
         spaces, endpoints = set(fabric.spaces), set(fabric.endpoints)
         ports = {name: set(br.ports) for name, br in fabric.bridges.items()}
-        sockets, guests = len(self.sockets), len(self.guests)
+        sockets, guests, pairs = len(self.sockets), len(self.guests), len(self.pairs)
         try:
             yield undo
         except BaseException:
             steps = [*reversed(undo)]
             steps += [g.close for g in self.guests[guests:]]
             steps += [s.close for s in self.sockets[sockets:]]
-            del self.guests[guests:], self.sockets[sockets:]
+            for pair in self.pairs[pairs:]:
+                self.pair_socks.pop(pair.port, None)
+            del self.guests[guests:], self.sockets[sockets:], self.pairs[pairs:]
             for step in steps:
                 with suppress_os():
                     step()
@@ -454,15 +471,18 @@ class Switch:
         """First at close: no program survives the namespaces it runs in."""
         programs.stop_all(self)
 
-    def close(self, keep_taps: bool = False) -> dict[int, int]:
+    def close(self, keep_taps: bool = False, keep_pairs: Collection[str] = ()) -> Kept:
         """Close guests and taps now; then packet sockets, off the critical path.
 
-        ``keep_taps``: the fds of :attr:`plain_taps` are not closed but returned, for the pool
-        to keep the taps as they are (see vlab.nsspares). Resumable: whatever an interrupt cut
-        short, a second call finishes.
+        ``keep_taps``: the fds of :attr:`plain_taps` and their sockets are not closed but
+        returned, for the pool to keep the taps as they are (see vlab.nsspares); so are the
+        sockets on the far ends of the pairs ``keep_pairs`` (by port). Resumable: whatever an
+        interrupt cut short, a second call finishes.
         """
         kept = {i: fd for i, fd in self.plain_taps.items() if fd in self.taps} if keep_taps else {}
-        self.plain_taps = {}
+        socks = {i: s for i, s in self.plain_socks.items() if i in kept and s.fileno() >= 0}
+        far = {p: s for p, s in self.pair_socks.items() if p in keep_pairs and s.fileno() >= 0}
+        self.plain_taps, self.plain_socks, self.pair_socks = {}, {}, {}
         try:
             while self.guests:
                 self.guests.pop().close()
@@ -471,9 +491,10 @@ class Switch:
                 if fd not in kept.values():
                     taplib.release_tap(fd)
         finally:
-            self.closing.append(reap([s.sock for s in self.sockets]))
+            staying = {id(s) for s in [*socks.values(), *far.values()]}
+            self.closing.append(reap([s.sock for s in self.sockets if id(s.sock) not in staying]))
             self.sockets.clear()
-        return kept
+        return Kept(kept, socks, far)
 
     def __repr__(self) -> str:
         return f"<Switch {self.name} of lab {self.lab.name}>"

@@ -15,7 +15,7 @@ from collections.abc import Iterator
 import pytest
 from scapy.layers.l2 import Ether
 
-from vlab import Lab
+from vlab import Lab, nspool
 
 pytestmark = pytest.mark.vlab
 SPARE = 1100
@@ -36,7 +36,11 @@ def high_fds() -> Iterator[None]:
         resource.setrlimit(resource.RLIMIT_NOFILE, (soft, hard))
 
 
-def test_expect_and_settle_wait_on_fds_above_1023(high_fds: None) -> None:
+def test_expect_and_settle_wait_on_fds_above_1023(
+    high_fds: None, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # a reused namespace's spare links keep the sockets (and fd numbers) an earlier lab opened
+    monkeypatch.setattr(nspool.pool(), "enabled", False)
     with Lab(name="highfds") as lab:
         br = lab.bridge("br0")
         vm = lab.vm("vm1", bridge=br)

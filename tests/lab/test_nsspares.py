@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import json
 import os
+import select
 import signal
 import socket
 import subprocess
@@ -23,7 +24,7 @@ from pathlib import Path
 import pytest
 from scapy.layers.l2 import Ether
 
-from vlab import Lab, nspool, nsspares, reaper
+from vlab import Lab, capture, nspool, nsspares, reaper
 from vlab import tap as taplib
 from vlab.lab import TAP_TXQLEN
 from vlab.loss import FramesLost
@@ -103,6 +104,38 @@ def test_counters_start_from_zero_and_stale_frames_are_gone(pool: nspool.Pool) -
         second.settle()
         assert vm0.stats().rx_packets == 1
         assert uplink.stats().tx_packets == 1
+
+
+@pytest.mark.parametrize("emptied", [True, False], ids=["recycled", "control"])
+def test_a_kept_packet_socket_holds_nothing_of_the_lab_before(
+    pool: nspool.Pool, monkeypatch: pytest.MonkeyPatch, emptied: bool
+) -> None:
+    """The sockets a VM and an uplink read stay open with their links; the frames the previous
+    lab left unread on them are gone. The control skips the emptying: they show."""
+    if not emptied:
+        monkeypatch.setattr(capture, "recycled", lambda sock: sock)
+    with Lab() as first:
+        build(first)
+        vm0, uplink = first.endpoints["vm0"], first.endpoints["uplink"]
+        for _ in range(3):
+            uplink.send(BCAST)  # queued on vm0's socket, never read
+        vm0.send(BCAST)  # ... and on the uplink's
+        for ep in (vm0, uplink):  # on the sockets, unread (a settle would read them)
+            assert select.select([ep.io.fileno()], [], [], 5)[0]
+        sockets = {ep.name: os.fstat(ep.io.fileno()).st_ino for ep in (vm0, uplink)}
+    assert pool.drain()
+    with Lab() as second:
+        build(second)
+        vm0, uplink = second.endpoints["vm0"], second.endpoints["uplink"]
+        assert {ep.name: os.fstat(ep.io.fileno()).st_ino for ep in (vm0, uplink)} == sockets
+        if emptied:
+            vm0.expect_none()
+            uplink.expect_none()
+            assert vm0.io.kernel_drops() == 0  # type: ignore[attr-defined]
+            uplink.send(BCAST)
+            vm0.expect(BCAST)  # what is sent now does arrive
+        else:
+            assert vm0.frames() and uplink.frames()
 
 
 def test_parking_a_tap_empties_its_queue() -> None:
