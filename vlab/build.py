@@ -166,7 +166,8 @@ class Builder:
         from vlab import readback
 
         try:
-            readback.check(BRIDGE_OPTIONS, encoded, switch.rtnl.bridge_data(index), name)
+            if encoded:  # options a kernel may silently ignore: ask it what it took
+                readback.check(BRIDGE_OPTIONS, encoded, switch.rtnl.bridge_data(index), name)
         except Unsupported:
             with suppress_os():
                 switch.links.delete(index)  # a failed call leaves nothing

@@ -161,6 +161,7 @@ class _Shell(_Held):
         self.pairs: dict[str, _Peer] = {}  # spare veth pairs by port name, with their peer
         self.counters: dict[int, bytes] = {}  # what each spare link had counted so far
         self.keep: dict[int, int] = {}  # the closed lab's taps fit for reuse, {ifindex: fd}
+        self.keep_counters: dict[int, bytes] = {}  # ... their counters when the lab got them
         self.parked: list[_Peer] = []  # the closed lab's peers fit for reuse, to be checked
         # the closed lab's packet sockets being closed (None: not known, wait for every socket)
         self.closing: list[reaper.Batch] | None = None
@@ -402,6 +403,7 @@ class Pool:
             taps_max=min(nsspares.TAPS_MAX, max(0, tap_fd_budget() - held)),
             taps={name: index for name, (index, _fd) in shell.taps.items()},
             keep=dict(shell.keep),
+            parked_counters=dict(shell.keep_counters),
             pairs=[peer.pair for peer in shell.pairs.values()],
             parked=[(peer.pair, peer.idle.fd) for peer in parked if peer.idle is not None],
             held=len(shell.socks),
@@ -636,6 +638,8 @@ def give(
     """
     held = [_Peer(space, pair, sock) for space, pair, sock in peers]
     shell.keep = dict(taps or {})
+    base = shell.space.counter_base  # a tap taken from the spares: its counters when parked
+    shell.keep_counters = {index: base[index] for index in shell.keep if index in base}
     shell.socks.update(tap_socks or {})
     shell.closing = list(closing) if closing is not None else None
     if not _pool.enabled:

@@ -34,6 +34,7 @@ from vlab.rtnl import (
     NLA_F_NESTED,
     LinkRequests,
     Rtnl,
+    attr,
     attrs,
     ifinfo,
     link_attrs,
@@ -67,7 +68,9 @@ class Request:
     namespaces were checked then); ``parked``: the closed lab's pairs whose peer namespaces came
     along, each with that namespace's fd. The pool keeps spare links' packet sockets open
     (vlab.capture.recycled): ``held`` of them in the switch namespace, one in the peer of each
-    port in ``peers_held``; the check does not count them."""
+    port in ``peers_held``; the check does not count them. ``parked_counters``: the counters
+    of the taps in ``keep`` that were spares, as they were when last parked (a tap whose queue
+    took no frame since is not made anew)."""
 
     touched: bool
     taps_max: int = nsspares.TAPS_MAX  # what the pool can still hold fds for
@@ -76,6 +79,7 @@ class Request:
     pairs: list[nsspares.Pair] = field(default_factory=list)
     parked: list[tuple[nsspares.Pair, int]] = field(default_factory=list)
     held: int = 0  # packet sockets the pool keeps open in the switch namespace
+    parked_counters: dict[int, bytes] = field(default_factory=dict)  # keep's, when last parked
     peers_held: list[str] = field(default_factory=list)  # ports whose parked peer has one
 
 
@@ -139,7 +143,7 @@ def mtu_changed(events: socket.socket) -> bool:
                 continue
             if struct.unpack_from("=i", body, 4)[0] != BRIDGE_INDEX:
                 continue
-            mtu = attrs(body, IFINFO.size).get(IFLA_MTU)
+            mtu = attr(body, IFINFO.size, IFLA_MTU)  # early in the message: stop there
             if mtu is not None and mtu != default:
                 changed = True
 
@@ -182,7 +186,8 @@ def reset(
     process, none of whose threads may still be inside."""
     out = Result()
     rtnl = switch.rtnl
-    kinds = nsspares.link_kinds(rtnl)
+    untouched = {i: req.parked_counters.get(i, b"") for i in req.keep}
+    kinds = nsspares.link_kinds(rtnl, untouched)
     kept: dict[str, nsspares.Pair] = {}
     if not req.touched:
         # the peers first: a pair stays only if its far namespace is as a fresh one is
@@ -203,7 +208,8 @@ def reset(
         for index, fd in sorted(req.keep.items()):
             name, kind = kinds.get(index, ("", b""))
             if kind == b"tun" and name not in taps and len(taps) < req.taps_max:
-                nsspares.park_tap(rtnl, index, name, fd)  # and what its VM left unread dropped
+                # and what its VM left unread dropped
+                nsspares.park_tap(rtnl, index, name, fd, index in untouched)
                 taps[name] = index
         for pair in [*req.pairs, *fit]:
             fits = kinds.get(pair.index) == (pair.port, b"veth") and pair.port not in kept
@@ -217,9 +223,6 @@ def reset(
     spares = [*out.taps.values(), *(p.index for p in kept.values())]
     nsspares.delete_links(rtnl, [i for i in kinds if i not in (1, BRIDGE_INDEX, *spares)])
     _await_mdb_expiry(rtnl)
-    if mtu_changed(events):
-        out.problems = ["the bridge's MTU changed during the lab"]
-        return out
     current = rtnl.bridge_data(BRIDGE_INDEX)
     data = b"".join(
         nla(kind, value)
@@ -240,7 +243,11 @@ def reset(
     )
     rtnl.request(16, body)
     out.bridge_name = name
-    mtu_changed(events)  # the reset's own events
+    # the lab's events and the reset's own (which leave the MTU alone: with no port left, a
+    # bridge whose MTU no one set is back at 1500)
+    if mtu_changed(events):
+        out.problems = ["the bridge's MTU changed during the lab"]
+        return out
     counters: dict[int, bytes] = {}
     if req.touched:
         snap = snapshot(switch, threads_of=threads_of, held=req.held)

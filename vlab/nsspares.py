@@ -51,6 +51,9 @@ PORT_GROUP = 0x7653  # links in this group are deleted in one request
 RTM_NEWLINK = 16
 RTM_DELLINK = 17
 IFLA_GROUP = 27
+IFLA_TXQLEN = 13
+IFLA_STATS64 = 23
+_TX_COUNTS = struct.Struct("=8xQ40xQ")  # rtnl_link_stats64: tx_packets, tx_dropped
 VETH_DEFAULT_TXQLEN = 1000
 
 
@@ -66,18 +69,37 @@ class Pair:
     far_index: int
 
 
-def link_kinds(rtnl: Rtnl) -> dict[int, tuple[str, bytes]]:
-    """``{ifindex: (name, link kind)}`` of every link in the namespace (kind b"" for lo)."""
+def link_kinds(
+    rtnl: Rtnl, untouched: dict[int, bytes] | None = None
+) -> dict[int, tuple[str, bytes]]:
+    """``{ifindex: (name, link kind)}`` of every link in the namespace (kind b"" for lo).
+
+    ``untouched``: taps by ifindex, each with its counters when it was last parked (b"": a new
+    tap's zeros); those whose queue nothing used since are left in it (see :func:`park_tap`).
+    """
     out = {}
     for body in rtnl.dump(18, IFINFO.pack(0, 0, 0, 0, 0)):
+        index = struct.unpack_from("=i", body, 4)[0]
         top = attrs(body, IFINFO.size)
         info = attrs(top.get(IFLA_LINKINFO, b""))
         name = top.get(3, b"").rstrip(b"\0").decode(errors="replace")
-        out[struct.unpack_from("=i", body, 4)[0]] = (
-            name,
-            info.get(IFLA_INFO_KIND, b"").rstrip(b"\0"),
-        )
+        out[index] = (name, info.get(IFLA_INFO_KIND, b"").rstrip(b"\0"))
+        if untouched is not None and index in untouched:
+            txqlen = top.get(IFLA_TXQLEN, b"")
+            if txqlen != struct.pack("=I", taplib.TXQLEN) or _queued(
+                top.get(IFLA_STATS64, b""), untouched[index]
+            ):
+                del untouched[index]
     return out
+
+
+def _queued(now: bytes, then: bytes) -> bool:
+    """Whether a tap queued frames between two counter readings (rtnl_link_stats64): every
+    frame its queue took was either read from it (tx_packets) or refused (tx_dropped)."""
+    then = then or bytes(64)
+    if len(now) < 64 or len(then) < 64:
+        return True
+    return _TX_COUNTS.unpack_from(now) != _TX_COUNTS.unpack_from(then)
 
 
 def delete_links(rtnl: Rtnl, indexes: Iterable[int]) -> None:
@@ -106,22 +128,32 @@ def delete_links(rtnl: Rtnl, indexes: Iterable[int]) -> None:
                 raise
 
 
-def park_tap(rtnl: Rtnl, index: int, name: str, fd: int | None = None) -> int:
+def park_tap(
+    rtnl: Rtnl, index: int, name: str, fd: int | None = None, untouched: bool = False
+) -> int:
     """A closed lab's tap back to the spare state: down, out of the bridge, its queue emptied
     (``fd``: the fd the pool keeps on it) and made anew. Returns how many frames were dropped.
 
     The queue is a ring whose consumer frees slots in batches: after a VM read part of a batch,
     a few slots stay taken, and a tap reused as it is would hold up to 15 frames fewer than a
     fresh one before it drops (4088 instead of 4096). Changing the queue length makes the kernel
-    build the ring again; changing it back leaves a ring like a new tap's.
+    build the ring again; changing it back leaves a ring like a new tap's. A queue that took no
+    frame since it was last made (``untouched``, from the counters: :func:`link_kinds`) and
+    holds none is as new already: one request instead of two, and no ring to allocate.
     """
-    rtnl.request(
-        RTM_NEWLINK,
-        ifinfo(index, up=False) + link_attrs(name, TAP_MAC, 1500, 0, taplib.TXQLEN - 1),
-    )
+    rebuild = None if untouched else taplib.TXQLEN - 1
+    rtnl.request(RTM_NEWLINK, ifinfo(index, up=False) + link_attrs(name, TAP_MAC, 1500, 0, rebuild))
     dropped = drain_tap(fd) if fd is not None else 0
-    rtnl.request(RTM_NEWLINK, IFINFO.pack(0, 0, index, 0, 0) + link_attrs(txqlen=taplib.TXQLEN))
+    if untouched and not dropped:
+        return 0
+    if rebuild is None:
+        set_txqlen(rtnl, index, taplib.TXQLEN - 1)
+    set_txqlen(rtnl, index, taplib.TXQLEN)
     return dropped
+
+
+def set_txqlen(rtnl: Rtnl, index: int, txqlen: int) -> None:
+    rtnl.request(RTM_NEWLINK, IFINFO.pack(0, 0, index, 0, 0) + link_attrs(txqlen=txqlen))
 
 
 def park_veth_end(rtnl: Rtnl, index: int, name: str, near: bool) -> None:

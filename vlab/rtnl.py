@@ -80,6 +80,19 @@ def recv(sock: socket.socket) -> bytes:
     return bytes(memoryview(buf)[:n])
 
 
+def attr(buf: bytes, offset: int, kind: int) -> bytes | None:
+    """The payload of the first top-level attribute of type ``kind``, scanning no further."""
+    end = len(buf)
+    while offset + 4 <= end:
+        length, found = _NLA.unpack_from(buf, offset)
+        if length < 4:
+            return None
+        if found & 0x3FFF == kind:
+            return buf[offset + 4 : offset + length]
+        offset += (length + 3) & ~3
+    return None
+
+
 NETLINK_TIMEOUT = 10.0
 """Longest wait for one netlink reply: the kernel answers in microseconds, so a reply that has
 not come by then never will (a lost message, a full socket buffer) and waiting longer hangs."""

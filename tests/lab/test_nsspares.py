@@ -185,6 +185,45 @@ def test_a_reused_tap_holds_as_many_frames_as_a_new_one(pool: nspool.Pool) -> No
         second.endpoints["vm0"].clear()  # the loss is this test's own
 
 
+def test_a_queue_nothing_used_is_not_made_again(
+    pool: nspool.Pool, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A tap parked after a lab that queued nothing on it keeps its ring (one request fewer
+    per tap), and that ring still holds what a new tap's does."""
+    for worker in pool.workers:  # resets in this process, where the requests can be counted
+        monkeypatch.setattr(worker, "failed", True)
+    rebuilt: list[int] = []
+    real = nsspares.set_txqlen
+    monkeypatch.setattr(
+        nsspares, "set_txqlen", lambda rtnl, i, q: (rebuilt.append(i), real(rtnl, i, q))
+    )
+    frames = [BCAST[:-4] + n.to_bytes(4, "big") for n in range(5000)]
+    with Lab() as first:
+        build(first, vms=1)
+        up, vm0 = first.endpoints["uplink"], first.endpoints["vm0"]
+        for frame in frames[:1005]:
+            up.send(frame)
+        vm0.expect(frames[1000])  # read part of the queue, up to mid-batch
+    assert pool.drain()
+    assert rebuilt  # used: made anew
+    rebuilt.clear()
+    with Lab() as idle:
+        build(idle, vms=1)
+        idle.endpoints["vm0"].send(BCAST)  # the VM sends; nothing is queued for it
+        idle.endpoints["uplink"].expect(BCAST)
+    assert pool.drain()
+    assert rebuilt == []  # untouched: kept as it was
+    with Lab() as third:
+        build(third, vms=1)
+        up, port = third.endpoints["uplink"], third.bridges["br0"].port("vnet0")
+        for frame in frames:
+            up.send(frame)
+        with pytest.raises(FramesLost):
+            third.settle()
+        assert port.stats().tx_packets == TAP_TXQLEN  # what a new tap's queue holds
+        third.endpoints["vm0"].clear()
+
+
 def _links_in(lab: Lab, node: str) -> list[str]:
     return sorted(link["ifname"] for link in json.loads(lab.run(node, "ip", "-j", "link").stdout))
 
