@@ -157,6 +157,12 @@ class _LabFabric:
         return self.lab.guest_dir()
 
 
+def _pooled(name: str, ns: NetNS | None = None) -> Namespace:
+    """A quiet lab namespace, fresh, or with fresh sockets in ``ns`` (what vlab.nspool makes
+    and renews the namespaces it keeps with)."""
+    return Namespace(name, True, ns)
+
+
 class Lab(Builder):
     """A throwaway network lab; use as a context manager or through the ``lab`` fixture.
 
@@ -298,9 +304,8 @@ class Lab(Builder):
                     space.close()
         finally:
             if shell is not None and poolable:
-                factory = lambda name, ns=None: Namespace(name, True, ns)  # noqa: E731
                 closing = [batch for sw in self._switches for batch in sw.closing]
-                nspool.give(shell, factory, peers, kept.taps, closing, kept.tap_socks)
+                nspool.give(shell, _pooled, peers, kept.taps, closing, kept.tap_socks)
             else:
                 for fd in kept.taps.values():
                     taplib.release_tap(fd)
@@ -319,6 +324,7 @@ class Lab(Builder):
         if self._shell is None:
             if self.quiet and mtu is None and nspool.enabled():  # may join the pool later
                 self._shell = nspool.wrap(self.switch.space)
+                nspool.pool().warm(_pooled)  # the first reset need not wait for its tools
             return False
         return nspool.adopt(self._shell, name, mac, data, mtu)
 

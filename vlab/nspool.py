@@ -253,8 +253,11 @@ class Pool:
     def __init__(self) -> None:
         self.lock = threading.Lock()
         self.ready: collections.deque[_Shell] = collections.deque()
-        self.dirty: queue.SimpleQueue[tuple[_Shell, Any]] = queue.SimpleQueue()
+        # closed labs' namespaces to reset (None: make ready for the first reset, see warm)
+        self.dirty: queue.SimpleQueue[tuple[_Shell | None, Any]] = queue.SimpleQueue()
         self.refs: nsreset.References | None = None  # what a fresh namespace looks like
+        self.refs_lock = threading.Lock()
+        self.warming = False
         self.live: weakref.WeakSet[_Shell] = weakref.WeakSet()  # namespaces the pool may get
         # reset workers (vlab.nsresetd): a reset mostly waits for the kernel (an RCU grace
         # period per port taken out of the bridge), so two overlap where one would queue
@@ -324,6 +327,12 @@ class Pool:
     def _serve(self) -> None:
         while True:
             shell, factory = self.dirty.get()
+            if shell is None:
+                try:
+                    self._warm(factory)
+                finally:
+                    self._done()
+                continue
             try:
                 # the lab's packet sockets (endpoints, tap watchers) were handed to the reaper
                 # before the namespace came here: an open one would fail the verification
@@ -354,6 +363,36 @@ class Pool:
                 keep = True
         if not keep:
             shell.close()
+
+    def references(self, factory: Any) -> nsreset.References:
+        """What a fresh namespace looks like, made once (by whichever thread needs it first)."""
+        with self.refs_lock:
+            if self.refs is None:
+                self.refs = self._make_reference(factory)
+            return self.refs
+
+    def warm(self, factory: Any) -> None:
+        """Make ready, in the background, what the first reset needs and would otherwise wait
+        for: the reference snapshots (~20 ms) and the reset workers (a Python start each,
+        ~50 ms). Called when the first lab that may join the pool is built: by the time it
+        closes, its reset can start at once. Counted as a reset in flight (drain waits), and
+        done by a resetter thread: a worker dies with the thread that started it
+        (PR_SET_PDEATHSIG follows the thread), and those threads live as long as the process."""
+        with self.lock:
+            if self.warming or not self.enabled:
+                return
+            self.warming = True
+            self.in_flight += 1
+        self._ensure_threads()
+        self.dirty.put((None, factory))
+
+    def _warm(self, factory: Any) -> None:
+        try:
+            refs = self.references(factory)
+            for worker in self.workers:
+                worker.warm(refs)
+        except Exception:  # the first reset tries again, and says why it cannot
+            pass
 
     def _make_reference(self, factory: Any) -> nsreset.References:
         """Snapshots of a fresh switch namespace with a fresh dormant bridge and one spare link
@@ -391,8 +430,7 @@ class Pool:
 
     def _reset(self, shell: _Shell, factory: Any) -> list[str]:
         """Reset ``shell`` (in the worker if there is one), then keep what the reset kept."""
-        if self.refs is None:
-            self.refs = self._make_reference(factory)
+        refs = self.references(factory)
         ns = shell.idle
         assert ns is not None
         parked, shell.parked = shell.parked, []
@@ -412,11 +450,11 @@ class Pool:
         try:
             worker = self.free.get()
             try:
-                result = worker.run(self.refs, req, ns.fd, shell.events.fileno())
+                result = worker.run(refs, req, ns.fd, shell.events.fileno())
             finally:
                 self.free.put(worker)
             if result is None:  # no worker: the same reset, here
-                result = nsreset.run(self.refs, req, ns.fd, shell.events, os.getpid())
+                result = nsreset.run(refs, req, ns.fd, shell.events, os.getpid())
         except BaseException:
             for peer in parked:
                 peer.close()

@@ -151,20 +151,31 @@ class Worker:
         _send(mine, ("refs", refs), [])
         return _recv(mine) is not None
 
+    def warm(self, refs: nsreset.References) -> None:
+        """Start the worker now, before the first reset waits for it."""
+        with self.lock:
+            self._ensure(refs)
+
+    def _ensure(self, refs: nsreset.References) -> bool:
+        """A running worker with ``refs`` (the lock held); False if none can start."""
+        if self.failed:
+            return False
+        if self.sock is None or self.refs is not refs:
+            self.close()
+            if not self._start(refs):
+                self.failed = True
+                self.close()
+                return False
+            self.refs = refs
+        return True
+
     def run(
         self, refs: nsreset.References, req: nsreset.Request, ns_fd: int, events_fd: int
     ) -> nsreset.Result | None:
         """Reset in the worker; None if there is no worker (then reset in-process)."""
         with self.lock:
-            if self.failed:
+            if not self._ensure(refs):
                 return None
-            if self.sock is None or self.refs is not refs:
-                self.close()
-                if not self._start(refs):
-                    self.failed = True
-                    self.close()
-                    return None
-                self.refs = refs
             assert self.sock is not None
             fds = [ns_fd, events_fd, *req.keep.values(), *(fd for _pair, fd in req.parked)]
             try:
