@@ -215,12 +215,18 @@ def _dump(rtnl: Rtnl, msg_type: int, head: bytes, volatile: Iterable[int]) -> li
 
 
 def _read(path: str) -> bytes:
+    """A whole /proc or /sys file: a socket table of a lab with 64 VMs (a kept socket each) is
+    well past one page, and a read capped at a page would count it short, or two tables that
+    differ past that page as equal."""
     try:
         fd = os.open(path, os.O_RDONLY | os.O_CLOEXEC)
     except OSError as exc:
         return f"unreadable: {exc.errno}".encode()
     try:
-        return os.read(fd, 4096)
+        chunks = []
+        while chunk := os.read(fd, 1 << 16):
+            chunks.append(chunk)
+        return b"".join(chunks)
     except OSError as exc:
         return f"unreadable: {exc.errno}".encode()
     finally:
