@@ -196,6 +196,13 @@ class Lab(Builder):
         if os.geteuid() != 0:  # a non-root user builds labs as root of a user namespace
             rootless.ensure()
         self._shell = nspool.take(quiet)  # a reused switch namespace with a dormant bridge
+        try:
+            self._make_switch()
+        except BaseException:  # Ctrl-C included: no object will ever close what it holds
+            self._abandon()
+            raise
+
+    def _make_switch(self) -> None:
         if self._shell is not None:
             self._spaces["switch"] = self._shell.space  # type: ignore[assignment]
         try:
@@ -212,6 +219,21 @@ class Lab(Builder):
         if self._shell is not None:  # links the previous lab left there (see vlab.nsspares)
             self.switch.spares = nspool.Spares(self._shell, self._adopt_space)
         self._switches = [self.switch]
+
+    def _abandon(self) -> None:
+        """A lab that failed to come into being lets go of its switch namespace (a pooled one
+        was taken out of the pool: nothing else would close it)."""
+        with sigint_deferred():
+            shell, self._shell = self._shell, None
+            spaces, self._spaces = self._spaces, {}
+            try:
+                for space in spaces.values():
+                    if shell is None or space is not shell.space:
+                        with contextlib.suppress(OSError):
+                            space.close()
+            finally:
+                if shell is not None:
+                    shell.close()
 
     # --- lifecycle -------------------------------------------------------------------------
 

@@ -65,9 +65,11 @@ def test_kernel_log_noise_stays_out_of_command_output(guest: QemuGuest) -> None:
 
 
 def test_background_process_cannot_write_into_later_replies(guest: QemuGuest) -> None:
-    # every 5 ms, so junk lands during each later reply; a loop with no pause would starve the
-    # one-vCPU TCG guest and fill its RAM-backed /tmp with a deleted, ever-growing file
-    guest.run("(while :; do echo junk; usleep 5000; done) & echo $! > /tmp/chatter.pid")
+    # every 20 ms, so junk lands during each later reply (a reply takes longer under TCG); a
+    # loop with no pause would starve the one-vCPU TCG guest and fill its RAM-backed /tmp with
+    # a deleted, ever-growing file, and every 5 ms (a fork and exec each time) did starve it on
+    # a loaded 2-CPU CI host: the agent did not answer within 20 s
+    guest.run("(while :; do echo junk; usleep 20000; done) & echo $! > /tmp/chatter.pid")
     try:
         for _ in range(3):
             assert guest.run("echo ok").output == "ok\n"
