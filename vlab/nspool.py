@@ -8,9 +8,11 @@ builds in 5 ms). No order of teardown avoids the barrier; not destroying the bri
 So a closed lab's switch namespace is not dropped but handed here. Off the critical path, the
 reset worker (a process of its own: vlab.nsresetd; the reset itself: vlab.nsreset) parks the
 links that may stay for the next lab (vlab.nsspares: emulated VMs' taps, veths to a peer
-namespace with that namespace), deletes every other link but ``lo`` and the bridge in one
-batched request, puts the bridge back to a fresh default bridge (name, MAC, every option, down,
-flushed), and then *verifies* the namespace against the snapshot of a freshly made one
+namespace with that namespace; each with the packet socket vlab reads it through, which the pool
+keeps open, emptied: vlab.capture.recycled), deletes every other link but ``lo`` and the bridge
+in one batched request, puts the bridge back to a fresh default bridge (MAC, every option, down,
+flushed; it keeps the name the lab gave it, which the next lab most likely gives it too), and
+then *verifies* the namespace against the snapshot of a freshly made one
 (vlab.nssnapshot): links and their attributes, bridge options, addresses, routes, rules,
 neighbours, fdb, mdb, nexthops, qdiscs, nftables and xtables tables, every net sysctl, the
 sockets open in it and the processes inside it. Any difference, any error, any doubt (a bridge
@@ -19,7 +21,9 @@ dropped as before. A namespace nothing outside vlab's bookkeeping touched (no sy
 never handed to the test or a program: ``NetNS.touched`` stays False) gets the same check
 without the sections only a sysctl write or a program can change (sysctls, rules, nexthops,
 nftables, xtables, processes, TCP's machine-wide socket tables): ~1 ms instead of ~15, so that
-resets keep up with a suite on a small machine. The next lab takes a verified namespace and
+resets keep up with a suite on a small machine. The first lab that may join the pool has the
+reference snapshots made and the workers started in the background (:meth:`Pool.warm`). The
+next lab takes a verified namespace and
 *adopts* its dormant bridge for its first ``lab.bridge()`` with one request carrying the same
 attributes a creation would, and the kept links it asks for by name (:class:`Spares`); a lab
 that looks into its switch namespace before it has a bridge gets the dormant bridge deleted
