@@ -655,6 +655,8 @@ class Spares:
         finally:
             for peer in peers:
                 peer.close()
+            for batch in shell.reaping:  # the spares' sockets: ``ss`` there must not see them
+                batch.wait()
 
 
 def _count_from(space: Space, index: int, counters: bytes | None) -> None:

@@ -242,11 +242,17 @@ def _links_in(lab: Lab, node: str) -> list[str]:
     return sorted(link["ifname"] for link in json.loads(lab.run(node, "ip", "-j", "link").stdout))
 
 
+def _packet_sockets(lab: Lab) -> int:
+    """Packet sockets open in the switch namespace (vlab's own: one per VM), as ``ss`` shows."""
+    return len(lab.run("switch", "ss", "-0", "-a", "-n", "-H").stdout.splitlines())
+
+
 def test_a_smaller_lab_sees_none_of_the_links_it_did_not_take(pool: nspool.Pool) -> None:
     with Lab() as fresh:
         pool.enabled = False
         build(fresh, vms=1)
         want = _links_in(fresh, "switch"), _links_in(fresh, "upstream")
+        sockets = _packet_sockets(fresh)
     pool.enabled = True
     with Lab() as big:
         build(big, vms=3)
@@ -258,6 +264,7 @@ def test_a_smaller_lab_sees_none_of_the_links_it_did_not_take(pool: nspool.Pool)
     assert pool.drain()
     with Lab() as small:
         build(small, vms=1)
+        assert _packet_sockets(small) == sockets  # nor the sockets of the spares it left
         assert (_links_in(small, "switch"), _links_in(small, "upstream")) == want
 
 
