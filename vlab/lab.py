@@ -195,8 +195,10 @@ class Lab(Builder):
         self._guest_dir_is_temp = False
         if os.geteuid() != 0:  # a non-root user builds labs as root of a user namespace
             rootless.ensure()
-        self._shell = nspool.take(quiet)  # a reused switch namespace with a dormant bridge
+        self._shell: nspool.Shell | None = None
         try:
+            with sigint_deferred():  # a Ctrl-C between the take and the store would lose it
+                self._shell = nspool.take(quiet)  # a reused switch namespace, dormant bridge
             self._make_switch()
         except BaseException:  # Ctrl-C included: no object will ever close what it holds
             self._abandon()

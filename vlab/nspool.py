@@ -698,6 +698,9 @@ def give(
     _pool.give(shell, factory)
 
 
+Shell = _Shell  # what a lab holds of its pooled switch namespace (public for annotations)
+
+
 def wrap(space: Space) -> _Shell:
     """Start watching a fresh switch namespace so that it may join the pool when its lab ends."""
     return _Shell(space)

@@ -385,3 +385,25 @@ def test_a_lab_interrupted_while_it_starts_closes_the_namespace_it_took(
         Lab()
     assert shell not in pool.ready
     assert shell.closed and shell.space.ns.fd < 0 and not shell.taps
+
+
+def test_ctrl_c_right_after_the_take_still_closes_the_namespace(
+    pool: nspool.Pool, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A SIGINT the moment ``nspool.take`` hands the namespace over, before ``Lab()`` has
+    stored it: the constructor holds Ctrl-C back for that step, then closes what it took."""
+    with Lab() as first:
+        build(first)
+    assert pool.drain() and pool.ready, pool.last_discard
+    shell = pool.ready[-1]
+    real = nspool.take
+
+    def take_then_interrupt(quiet: bool) -> object:
+        taken = real(quiet)
+        signal.raise_signal(signal.SIGINT)  # Python acts on it at the next bytecode
+        return taken
+
+    monkeypatch.setattr(nspool, "take", take_then_interrupt)
+    with pytest.raises(KeyboardInterrupt):
+        Lab()
+    assert shell.closed and shell.space.ns.fd < 0
