@@ -243,6 +243,7 @@ class Builder:
             # switch namespace is a reused one (vlab.nsspares): no device made or destroyed
             port = switch.next_name("vnet", spare=guest is None)
             spare = switch.spares.tap(port) if guest is None and switch.spares else None
+            kept_sock = None  # the stamping socket a spare tap kept
             if spare is None:
                 with switch.ns.entered():
                     fd = taplib.open_tap(port)
@@ -255,7 +256,7 @@ class Builder:
                 switch.own_tap(fd)
             # the emulated VM reads a stamping socket on its tap (see TapPort); a guest's
             # tap is watched by a packet socket instead (see vlab.guests)
-            if guest is None and spare is not None and kept_sock is not None:
+            if guest is None and kept_sock is not None:
                 io: FrameIO = TapPort(fd, port, mtu or 1500, TAP_TXQLEN, kept_sock)
                 switch.own_socket(io)
             elif guest is None:

@@ -233,12 +233,12 @@ def reset(
     info = nla(IFLA_INFO_KIND, b"bridge\0") + nla(IFLA_INFO_DATA | NLA_F_NESTED, data)
     # the name the closed lab gave its bridge stays (the next lab most likely gives it the
     # same: no rename), unless the namespace gets a full check, whose sysctl paths name it
-    name = kinds.get(BRIDGE_INDEX, ("", b""))[0]
-    if req.touched or not name or name in out.taps or name in out.pairs:
-        name = SPARE_NAME
+    now = kinds.get(BRIDGE_INDEX, ("", b""))[0]
+    keep_name = now and not req.touched and now not in out.taps and now not in out.pairs
+    name = now if keep_name else SPARE_NAME
     body = (
         ifinfo(BRIDGE_INDEX, up=False)
-        + link_attrs(None if name == kinds.get(BRIDGE_INDEX, ("",))[0] else name, SPARE_MAC)
+        + link_attrs(None if name == now else name, SPARE_MAC)
         + nla(IFLA_LINKINFO | NLA_F_NESTED, info)
     )
     rtnl.request(16, body)

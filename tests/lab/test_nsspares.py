@@ -177,26 +177,38 @@ def test_parking_a_tap_empties_its_queue() -> None:
         ns.close()
 
 
+FRAMES = [BCAST[:-4] + n.to_bytes(4, "big") for n in range(5000)]
+
+
+def _read_to_mid_batch() -> None:
+    """A lab whose VM reads part of its tap's queue, stopping in the middle of a batch."""
+    with Lab() as lab:
+        build(lab, vms=1)
+        up, vm0 = lab.endpoints["uplink"], lab.endpoints["vm0"]
+        for frame in FRAMES[:1005]:
+            up.send(frame)
+        vm0.expect(FRAMES[1000])
+
+
+def _assert_tap_holds_a_new_queue() -> None:
+    """A lab whose VM reads nothing: its tap holds what a new tap's queue holds, then drops."""
+    with Lab() as lab:
+        build(lab, vms=1)
+        up, port = lab.endpoints["uplink"], lab.bridges["br0"].port("vnet0")
+        for frame in FRAMES:
+            up.send(frame)
+        with pytest.raises(FramesLost):
+            lab.settle()
+        assert port.stats().tx_packets == TAP_TXQLEN
+        lab.endpoints["vm0"].clear()  # the loss is this test's own
+
+
 def test_a_reused_tap_holds_as_many_frames_as_a_new_one(pool: nspool.Pool) -> None:
     """Its queue is a ring freed in batches: a VM that read part of one would leave slots
     taken, and the next lab's tap would drop sooner than a new one (4088 frames, not 4096)."""
-    frames = [BCAST[:-4] + n.to_bytes(4, "big") for n in range(5000)]
-    with Lab() as first:
-        build(first, vms=1)
-        up, vm0 = first.endpoints["uplink"], first.endpoints["vm0"]
-        for frame in frames[:1005]:
-            up.send(frame)
-        vm0.expect(frames[1000])  # read part of the queue, up to mid-batch
+    _read_to_mid_batch()
     assert pool.drain()
-    with Lab() as second:
-        build(second, vms=1)
-        up, port = second.endpoints["uplink"], second.bridges["br0"].port("vnet0")
-        for frame in frames:
-            up.send(frame)
-        with pytest.raises(FramesLost):
-            second.settle()
-        assert port.stats().tx_packets == TAP_TXQLEN  # what a new tap's queue holds
-        second.endpoints["vm0"].clear()  # the loss is this test's own
+    _assert_tap_holds_a_new_queue()
 
 
 def test_a_queue_nothing_used_is_not_made_again(
@@ -211,13 +223,7 @@ def test_a_queue_nothing_used_is_not_made_again(
     monkeypatch.setattr(
         nsspares, "set_txqlen", lambda rtnl, i, q: (rebuilt.append(i), real(rtnl, i, q))
     )
-    frames = [BCAST[:-4] + n.to_bytes(4, "big") for n in range(5000)]
-    with Lab() as first:
-        build(first, vms=1)
-        up, vm0 = first.endpoints["uplink"], first.endpoints["vm0"]
-        for frame in frames[:1005]:
-            up.send(frame)
-        vm0.expect(frames[1000])  # read part of the queue, up to mid-batch
+    _read_to_mid_batch()
     assert pool.drain()
     assert rebuilt  # used: made anew
     rebuilt.clear()
@@ -227,15 +233,7 @@ def test_a_queue_nothing_used_is_not_made_again(
         idle.endpoints["uplink"].expect(BCAST)
     assert pool.drain()
     assert rebuilt == []  # untouched: kept as it was
-    with Lab() as third:
-        build(third, vms=1)
-        up, port = third.endpoints["uplink"], third.bridges["br0"].port("vnet0")
-        for frame in frames:
-            up.send(frame)
-        with pytest.raises(FramesLost):
-            third.settle()
-        assert port.stats().tx_packets == TAP_TXQLEN  # what a new tap's queue holds
-        third.endpoints["vm0"].clear()
+    _assert_tap_holds_a_new_queue()
 
 
 def _links_in(lab: Lab, node: str) -> list[str]:
@@ -407,3 +405,17 @@ def test_ctrl_c_right_after_the_take_still_closes_the_namespace(
     with pytest.raises(KeyboardInterrupt):
         Lab()
     assert shell.closed and shell.space.ns.fd < 0
+
+
+def test_the_next_lab_names_its_bridge_as_it_likes(pool: nspool.Pool) -> None:
+    """The dormant bridge keeps the last lab's name (no rename for a lab that gives the same):
+    a lab that names its bridge otherwise still gets exactly that name, and only that one."""
+    with Lab() as first:
+        build(first)
+    assert pool.drain() and pool.ready, pool.last_discard
+    assert pool.ready[-1].bridge_name == "br0"
+    with Lab() as second:
+        assert second._shell is not None  # a reused namespace, its bridge adopted
+        second.bridge("lan")
+        names = _links_in(second, "switch")
+        assert "lan" in names and "br0" not in names and nspool.SPARE_NAME not in names
