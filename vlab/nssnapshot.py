@@ -23,6 +23,7 @@ from typing import Protocol
 from vlab.netns import NetNS
 from vlab.rtnl import (
     IFINFO,
+    IFLA_ADDRESS,
     IFLA_IFNAME,
     IFLA_INFO_DATA,
     IFLA_INFO_KIND,
@@ -71,8 +72,9 @@ _SOCKET_TABLES = (
 _XTABLES = ("ip_tables_names", "ip6_tables_names", "arp_tables_names")
 
 
-# what identifies a spare link rather than describes its state: its name, and a veth's peer
-_SPARE_IDENTITY = {IFLA_IFNAME, IFLA_LINK, IFLA_LINK_NETNSID}
+# what identifies a spare link rather than describes its state: its name, and a veth's peer;
+# and its MAC, which the lab that takes it sets (vlab.nsspares)
+_SPARE_IDENTITY = {IFLA_IFNAME, IFLA_LINK, IFLA_LINK_NETNSID, IFLA_ADDRESS}
 # A pooled namespace's dormant bridge: its name is left out of the links (a reset leaves it the
 # name the last lab gave it, which the next lab most likely gives it again: a rename costs
 # ~0.2 ms under rtnl, twice). It is still seen in the sysctl paths of a full check, for which
@@ -293,12 +295,31 @@ def _processes(inode: int, threads_of: int | None) -> list[str]:
 
 
 # What only a program or a sysctl write can change: checked in full when the namespace was
-# touched (NetNS.touched), skipped otherwise. Socket tables are walked across the whole machine
-# (TCP's ~2 ms each, UDP-Lite's, ICMP's and unix's ~20 us each); in a lab namespace vlab opens
-# packet, netlink, raw (its ping) and UDP sockets (group joins; a vxlan device's) and never a
-# TCP, UDP-Lite, ICMP (ping socket) or unix one; vlab makes no routing rule and no nexthop.
-FULL_ONLY = ("xtables", "sysctls", "nftables", "processes", "rules", "nexthops")
-_FULL_ONLY_SOCKETS = ("tcp", "tcp6", "udplite", "udplite6", "icmp", "icmp6", "unix")
+# touched (NetNS.touched), skipped otherwise; vlab makes no routing rule and no nexthop.
+FULL_ONLY = ("xtables", "sysctls", "nftables", "processes", "rules", "nexthops", "sockets")
+
+
+def _protocols(held: int) -> dict[str, int]:
+    """Sockets open in the calling thread's namespace, by protocol: ``/proc/net/protocols``,
+    the kernel's per-namespace in-use counters (``sock_prot_inuse_get``), but the ``held``
+    packet sockets the pool keeps open.
+
+    Every protocol is counted, one read, ~35 us. The socket tables (``/proc/net/udp`` ...) each
+    walk a machine-wide hash table, twice per read (the read that finds the end starts the walk
+    again): ~190 us for the six a cheap check needed, TCP's ~4 ms each. A table lists the
+    sockets a counter counts (UDP, TCP and ping sockets once bound, raw, packet, netlink and
+    unix sockets from creation) but TCP's time-wait ones, which the full check reads the
+    tables for."""
+    out: dict[str, int] = {}
+    for line in _read("/proc/thread-self/net/protocols").splitlines()[1:]:
+        fields = line.split()
+        if len(fields) > 2 and fields[2].lstrip(b"-").isdigit():
+            out[fields[0].decode(errors="replace")] = int(fields[2])
+        else:
+            out[line.decode(errors="replace")] = -1  # a line this parser does not know
+    if "PACKET" in out:
+        out["PACKET"] -= held
+    return out
 
 
 def snapshot(
@@ -311,7 +332,8 @@ def snapshot(
 ) -> dict[str, object]:
     """Everything of a switch namespace a test could tell apart, as comparable values.
 
-    ``full=False`` leaves out :data:`FULL_ONLY` (and TCP's socket tables): what changes only
+    ``full=False`` leaves out :data:`FULL_ONLY` (the socket tables among them; the sockets are
+    still counted, by protocol: :func:`_protocols`): what changes only
     through a sysctl write, a program or a socket of the test's own, each of which marks the
     namespace touched. It costs about a millisecond where the full snapshot costs ~15.
     ``spares``: ifindexes of links kept for reuse; what the dumps say of each of them goes,
@@ -321,17 +343,14 @@ def snapshot(
     rtnl = space.rtnl
     snap: dict[str, object] = {}
     with space.ns.entered():
-        tables = (
-            _SOCKET_TABLES
-            if full
-            else tuple(t for t in _SOCKET_TABLES if t not in _FULL_ONLY_SOCKETS)
-        )
-        sockets = {
-            name: len(_read(f"/proc/thread-self/net/{name}").splitlines()) for name in tables
-        }
-        sockets["packet"] -= held
-        snap["sockets"] = sockets
+        snap["protocols"] = _protocols(held)
         if full:
+            sockets = {
+                name: len(_read(f"/proc/thread-self/net/{name}").splitlines())
+                for name in _SOCKET_TABLES
+            }
+            sockets["packet"] -= held
+            snap["sockets"] = sockets
             snap["xtables"] = {name: _read(f"/proc/thread-self/net/{name}") for name in _XTABLES}
             snap["sysctls"] = _sysctls(_names(rtnl, spares))
             snap["nftables"] = _nft_tables()
@@ -358,7 +377,9 @@ def snapshot(
         section = snap[key]
         assert isinstance(section, list)
         snap[key] = _split(section, per_spare, key == "qdiscs")
-    snap["spare"] = sorted({repr(sorted(v, key=repr)) for v in per_spare.values()})
+    # each spare's state: its link, then what the other dumps say of it (bytes), in order
+    states = {(v[0], tuple(sorted(v[1:]))) for v in per_spare.values()}  # type: ignore[type-var]
+    snap["spare"] = sorted(states)  # type: ignore[type-var]  # tuples of bytes, ints
     if full:
         snap["processes"] = _processes(space.ns.inode, threads_of)
     return snap
@@ -366,11 +387,7 @@ def snapshot(
 
 def partial(reference: dict[str, object]) -> dict[str, object]:
     """The part of a full snapshot that a ``full=False`` snapshot has."""
-    out = {k: v for k, v in reference.items() if k not in FULL_ONLY}
-    sockets = reference.get("sockets")
-    if isinstance(sockets, dict):
-        out["sockets"] = {k: v for k, v in sockets.items() if k not in _FULL_ONLY_SOCKETS}
-    return out
+    return {k: v for k, v in reference.items() if k not in FULL_ONLY}
 
 
 def differences(a: dict[str, object], b: dict[str, object]) -> list[str]:

@@ -6,10 +6,13 @@ RCU under rtnl; a veth into another namespace ~0.8 ms, and that namespace ~1 ms 
 kernel's cleanup after it. So when a lab closes, the links only vlab ever handled stay where they
 are, *with the names they had*: a VM's tap ``vnet0``, an uplink's veth ``eth0`` with its far end
 ``eth0`` in the ``upstream`` namespace (which stays too). They are put back in one known state —
-down, in no bridge, a fixed MAC, default MTU — and checked against a reference spare made fresh
-in that state (vlab.nssnapshot). A lab of the same shape (the usual case in a suite: port names
-are counters) then attaches to ``vnet0`` instead of creating it, and brings ``eth0`` up instead
-of cabling a veth: one request each. Renaming a spare would cost more than creating a link
+down, in no bridge, default MTU — and checked against a reference spare made fresh in that
+state (vlab.nssnapshot). A spare keeps the MAC its lab gave it: the lab that takes it gives it
+its own in the request that attaches it, and until then no one sees it, so the check leaves a
+spare's MAC out (a MAC change runs the netdev notifier chain under rtnl: ~30 us a link).
+A lab of the same shape (the usual case in a suite: port names are counters) then attaches to
+``vnet0`` instead of creating it, and brings ``eth0`` up instead of cabling a veth: one request
+each. Renaming a spare would cost more than creating a link
 (~0.2 ms: sysfs renames), so a spare is only ever taken by the name it has.
 
 Only links nothing but vlab touched are kept: the taps of emulated VMs (a QEMU guest's tap fd
@@ -43,8 +46,7 @@ from vlab.rtnl import (
     set_noqueue,
 )
 
-TAP_MAC = "02:00:00:5e:00:54"  # every spare tap's MAC (they are down and in no bridge)
-VETH_MAC = "02:00:00:5e:00:55"  # every spare veth end's
+VETH_MAC = "02:00:00:5e:00:55"  # the reference pair's ends' (a spare keeps its lab's MAC)
 TAPS_MAX = 64  # spare taps a pooled namespace keeps
 PAIRS_MAX = 16  # spare veth pairs (each with its far namespace) a pooled namespace keeps
 PORT_GROUP = 0x7653  # links in this group are deleted in one request
@@ -142,7 +144,7 @@ def park_tap(
     holds none is as new already: one request instead of two, and no ring to allocate.
     """
     rebuild = None if untouched else taplib.TXQLEN - 1
-    rtnl.request(RTM_NEWLINK, ifinfo(index, up=False) + link_attrs(name, TAP_MAC, 1500, 0, rebuild))
+    rtnl.request(RTM_NEWLINK, ifinfo(index, up=False) + link_attrs(name, None, 1500, 0, rebuild))
     dropped = drain_tap(fd) if fd is not None else 0
     if untouched and not dropped:
         return 0
@@ -161,7 +163,7 @@ def park_veth_end(rtnl: Rtnl, index: int, name: str, near: bool) -> None:
     master = 0 if near else None
     rtnl.request(
         RTM_NEWLINK,
-        ifinfo(index, up=False) + link_attrs(name, VETH_MAC, 1500, master, VETH_DEFAULT_TXQLEN),
+        ifinfo(index, up=False) + link_attrs(name, None, 1500, master, VETH_DEFAULT_TXQLEN),
     )
 
 

@@ -467,6 +467,57 @@ def test_a_lab_built_through_the_api_gets_the_cheap_check_and_is_still_like_a_fr
         assert diff(state(reused), fresh_state) == []  # sysctls, processes, nft included
 
 
+def _left_open(kind: str) -> socket.socket | None:
+    """A socket of ``kind`` opened in the calling thread's namespace, as a leak would leave it."""
+    if kind == "none":
+        return None
+    if kind == "udp":
+        sock = socket.socket(socket.AF_INET6, socket.SOCK_DGRAM)
+        sock.bind(("::", 0))
+    elif kind == "tcp":
+        sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+        sock.bind(("0.0.0.0", 0))
+        sock.listen()
+    elif kind == "unix":
+        sock = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
+    elif kind == "netlink":
+        sock = socket.socket(socket.AF_NETLINK, socket.SOCK_RAW, 0)
+    else:
+        sock = socket.socket(socket.AF_PACKET, socket.SOCK_RAW, 0)
+    return sock
+
+
+@pytest.mark.parametrize("kind", ["none", "udp", "tcp", "unix", "netlink", "packet"])
+def test_a_socket_left_open_in_an_untouched_namespace_is_caught_by_the_cheap_check(
+    kind: str,
+) -> None:
+    """The cheap check counts every protocol's sockets (the kernel's per-namespace counters):
+    one left open by a leak, of any kind, drops the namespace; with none (the control) it is
+    reused, so the count of the pool's own sockets is right."""
+    pool = nspool.pool()
+    with Lab() as warm:
+        _api_build(warm)
+    assert pool.drain()
+    _empty_pool()
+    before = dict(pool.stats)
+    with Lab() as lab:
+        _api_build(lab)
+        with lab._switch.ns.entered():
+            sock = _left_open(kind)
+        assert not lab._switch.ns.touched  # what decides the cheap check
+    try:
+        outcome = _settle_pool(before)
+        assert pool.stats.get("full checks", 0) == before.get("full checks", 0)
+        if kind == "none":
+            assert outcome == "reused", pool.last_discard
+        else:
+            assert outcome == "discarded"
+            assert pool.last_discard == ["protocols"]
+    finally:
+        if sock is not None:
+            sock.close()
+
+
 def test_a_sysctl_write_or_a_look_inside_makes_the_pool_check_everything() -> None:
     pool = nspool.pool()
     with Lab() as warm:
