@@ -23,7 +23,7 @@ from vlab.bridge import Bridge, Port
 from vlab.capture import PacketPort, TapPort
 from vlab.endpoints import VM, FrameIO, Host, NamespacedEndpoint, Uplink
 from vlab.errors import LabError, Unsupported
-from vlab.guard import LabGuard, guarded
+from vlab.guard import LabGuard, building, guarded
 from vlab.nsspares import Pair
 from vlab.options import BRIDGE_OPTIONS, encode_bridge, encode_mtu, normalize_mac, pack_data
 from vlab.rtnl import set_noqueue
@@ -102,12 +102,14 @@ def cable_veth(
         if spare is None:
             index = switch.index()
             far_index = space.index()
+            switch.release_spares()  # before a port joins: the kernel numbers it
             switch.links.add_veth(
                 port, index, port_mac, br.index, ifname, mac, space.ns.fd, far_index, mtu
             )
         else:
             index, far_index, _sock = spare
-            switch.links.set_link(index, mac=port_mac, master=br.index, mtu=mtu)
+            master = None if switch.seat(index, br.index, mtu) else br.index
+            switch.links.set_link(index, mac=port_mac, master=master, mtu=mtu)
         switch.on_undo(lambda: switch.links.delete(index))  # takes its peer along
         if spare is None:
             space.links.set_link(far_index)
@@ -138,7 +140,7 @@ class Builder:
     switch: Switch
     _guard: LabGuard
 
-    @guarded
+    @building
     def bridge(self, name: str, **options: Any) -> Bridge:
         """A Linux bridge in the switch namespace, with options in friendly names and units."""
         switch = self.switch
@@ -181,6 +183,7 @@ class Builder:
         br.vlan_filtering = bool(encoded.get("vlan_filtering"))
         switch.fabric.bridges[name] = br
         if querier is not None:
+            switch.release_spares()  # the querier acts on ports as they come: none seated
             try:
                 br.set(multicast_querier=bool(querier))
             except BaseException:
@@ -199,7 +202,7 @@ class Builder:
             )
         return br
 
-    @guarded
+    @building
     def vm(
         self,
         name: str,
@@ -226,6 +229,7 @@ class Builder:
         if macvtap is not None or isinstance(bridge, list | tuple):
             from vlab import nics
 
+            switch.release_spares()
             return nics.special_vm(self, name, bridge, mac, mtu, guest, macvtap, mode)
         br = self._own_bridge(bridge)  # type: ignore[arg-type]
         mtu = endpoint_mtu("vm", name, mtu)
@@ -273,9 +277,16 @@ class Builder:
                 from vlab import guests
 
                 io = guests.guest_port(switch, fd, port, mtu or 1500)
+            seated = spare is not None and guest is None and switch.seat(index, br.index, mtu)
+            if not seated:
+                switch.release_spares()  # before a port joins: the kernel numbers it
             try:
                 switch.links.set_link(
-                    index, mac=tap_mac, master=br.index, mtu=mtu, txqlen=TAP_TXQLEN
+                    index,
+                    mac=tap_mac,
+                    master=None if seated else br.index,
+                    mtu=mtu,
+                    txqlen=TAP_TXQLEN,
                 )
             except OSError as exc:
                 raise LabError(
@@ -293,7 +304,7 @@ class Builder:
                 attach_qemu(switch, vm)
         return vm
 
-    @guarded
+    @building
     def host(
         self,
         name: str,
@@ -328,6 +339,7 @@ class Builder:
         if bond is not None or isinstance(bridge, list | tuple):
             from vlab import nics
 
+            switch.release_spares()
             return nics.special_host(self, name, bridge, mac, mtu, ip, ipv6, bond, mode)
         br = self._own_bridge(bridge) if bridge is not None else None  # type: ignore[arg-type]
         if br is None and unbridged.peer_name(name) in switch.fabric.endpoints:
@@ -341,6 +353,7 @@ class Builder:
         with switch.rollback():
             port = switch.next_name("veth", spare=br is not None)
             if br is None:
+                switch.release_spares()
                 space = switch.fabric.namespace(name)
                 ep: NamespacedEndpoint = unbridged.cable_lone_host(
                     switch, name, port, space, mac, mtu
@@ -352,7 +365,7 @@ class Builder:
             iplib.configure_host(space.ns, space.rtnl, "eth0", ep.ifindex, ips + ips6, want6)
         return ep
 
-    @guarded
+    @building
     def uplink(
         self,
         bridge: Bridge | str,
@@ -382,6 +395,7 @@ class Builder:
         if kind == "dummy":
             from vlab.dummy import add_dummy_uplink
 
+            switch.release_spares()
             with switch.rollback():
                 return add_dummy_uplink(switch, br, name, mac, mtu)
         with switch.rollback():

@@ -220,6 +220,8 @@ class Lab(Builder):
         self.switch.before_link = self._expose_switch
         if self._shell is not None:  # links the previous lab left there (see vlab.nsspares)
             self.switch.spares = nspool.Spares(self._shell, self._adopt_space)
+            if self._shell.seats:  # ... seated in its bridge: gone before the lab can see it
+                self._guard.settle = self.switch.release_spares
         self._switches = [self.switch]
 
     def _abandon(self) -> None:
@@ -328,6 +330,7 @@ class Lab(Builder):
                     space.close()
         finally:
             if shell is not None and poolable:
+                shell.anew = shell.anew or self.switch.anew
                 closing = [batch for sw in self._switches for batch in sw.closing]
                 nspool.give(shell, _pooled, peers, kept.taps, closing, kept.tap_socks)
             else:

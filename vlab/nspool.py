@@ -9,7 +9,8 @@ So a closed lab's switch namespace is not dropped but handed here. Off the criti
 reset worker (a process of its own: vlab.nsresetd; the reset itself: vlab.nsreset) parks the
 links that may stay for the next lab (vlab.nsspares: emulated VMs' taps, veths to a peer
 namespace with that namespace; each with the packet socket vlab reads it through, which the pool
-keeps open, emptied: vlab.capture.recycled), deletes every other link but ``lo`` and the bridge
+keeps open, emptied: vlab.capture.recycled; each still a port of the bridge, down, numbered in
+the order it joined), deletes every other link but ``lo`` and the bridge
 in one batched request, puts the bridge back to a fresh default bridge (MAC, every option, down,
 flushed; it keeps the name the lab gave it, which the next lab most likely gives it too), and
 then *verifies* the namespace against the snapshot of a freshly made one
@@ -25,7 +26,9 @@ resets keep up with a suite on a small machine. The first lab that may join the 
 reference snapshots made and the workers started in the background (:meth:`Pool.warm`). The
 next lab takes a verified namespace and
 *adopts* its dormant bridge for its first ``lab.bridge()`` with one request carrying the same
-attributes a creation would, and the kept links it asks for by name (:class:`Spares`); a lab
+attributes a creation would, and the kept links it asks for by name, where they sit in the
+bridge when they hold the numbers fresh ports would get (:class:`Spares`; the first call that is
+not building has the seated spares nobody took leave the bridge first: vlab.guard); a lab
 that looks into its switch namespace before it has a bridge gets the dormant bridge deleted
 first, and one that looks into it at all gets the kept links nobody took deleted first.
 
@@ -67,6 +70,7 @@ from vlab.rtnl import (
     IFLA_INFO_KIND,
     IFLA_LINKINFO,
     NLA_F_NESTED,
+    attrs,
     ifinfo,
     link_attrs,
     nla,
@@ -164,6 +168,11 @@ class _Shell(_Held):
         # must not count them
         self.pairs: dict[str, _Peer] = {}  # spare veth pairs by port name, with their peer
         self.counters: dict[int, bytes] = {}  # what each spare link had counted so far
+        # spares seated in the dormant bridge, by ifindex, with their port numbers (1, 2, ...);
+        # how many the lab took where they sit; whether a port of the lab left the bridge
+        self.seats: dict[int, int] = {}
+        self.seated_taken = 0
+        self.anew = False
         self.keep: dict[int, int] = {}  # the closed lab's taps fit for reuse, {ifindex: fd}
         self.keep_counters: dict[int, bytes] = {}  # ... their counters when the lab got them
         self.parked: list[_Peer] = []  # the closed lab's peers fit for reuse, to be checked
@@ -450,7 +459,9 @@ class Pool:
             parked=[(peer.pair, peer.idle.fd) for peer in parked if peer.idle is not None],
             held=len(shell.socks),
             peers_held=[peer.pair.port for peer in parked if peer.sock is not None],
+            anew=shell.anew,
         )
+        shell.seats, shell.seated_taken, shell.anew = {}, 0, False
         try:
             worker = self.free.get()
             try:
@@ -486,6 +497,7 @@ class Pool:
         if result.problems:
             return result.problems
         shell.counters = dict(result.counters)
+        shell.seats = dict(result.seats)
         shell.bridge_name = result.bridge_name
         for port in result.peers:
             peer = shell.pairs[port]
@@ -562,6 +574,8 @@ def adopt(shell: _Shell, name: str, mac: str, data: bytes, mtu: int | None) -> b
     if mtu is not None:
         discard_dormant(shell)
         return False
+    if set(attrs(data)) - SEATED_OPTIONS:
+        Spares(shell, lambda node, space: None).release()
     info = nla(IFLA_INFO_KIND, b"bridge\0")
     if data:
         info += nla(IFLA_INFO_DATA | NLA_F_NESTED, data)
@@ -576,9 +590,18 @@ def adopt(shell: _Shell, name: str, mac: str, data: bytes, mtu: int | None) -> b
     return True
 
 
+# Bridge options the dormant bridge may take with spares seated in it (down ports, disabled):
+# timers, STP and priority (a port's STP state starts over when it comes up), forwarding masks
+# and limits. Any other (VLAN filtering, default PVID, multicast snooping ...) may act on the
+# bridge's ports as they join or as it is set: the seated spares leave the bridge first.
+SEATED_OPTIONS = frozenset({1, 2, 3, 4, 5, 6, 9, 20, 49})
+
+
 def discard_dormant(shell: _Shell) -> None:
-    """Delete the dormant bridge (synchronously: it waits for the barrier this module avoids)."""
+    """Delete the dormant bridge (synchronously: it waits for the barrier this module avoids);
+    the spares seated in it are left in no bridge."""
     shell.dormant = False
+    shell.seats = {}
     shell.space.rtnl.request(RTM_DELLINK, IFINFO.pack(0, 0, BRIDGE_INDEX, 0, 0))
 
 
@@ -624,8 +647,33 @@ class Spares:
         sock, peer.sock = peer.sock, None
         return peer.space, pair.index, pair.far_index, sock
 
+    def seat(self, index: int, bridge: int, mtu: int | None) -> bool:
+        """Whether the spare ``index`` the lab takes for bridge ``bridge`` stays where it sits:
+        seated in the dormant bridge with the number a port joining now would get, no MTU asked
+        (a port's MTU moves the bridge's, which the seated spares nobody took hold down). If
+        not, the seated spares leave the bridge first (:meth:`release`), and the caller makes
+        the link join it: the kernel numbers it as in a fresh bridge."""
+        shell = self.shell
+        number = shell.seats.get(index)
+        fits = bridge == BRIDGE_INDEX and mtu in (None, 1500) and not shell.dormant
+        if fits and number == shell.seated_taken + 1:
+            del shell.seats[index]
+            shell.seated_taken += 1
+            return True
+        self.release()
+        return False
+
+    def release(self) -> None:
+        """Take the seated spares nobody took out of the dormant bridge (one request each),
+        before the lab can see the bridge: a fresh one holds only the lab's ports."""
+        shell = self.shell
+        seats, shell.seats = shell.seats, {}
+        for index in sorted(seats, key=seats.__getitem__, reverse=True):
+            nsspares.set_master(shell.space.rtnl, index, 0)
+
     def drop(self, name: str) -> None:
         """A link called ``name`` is about to be made afresh: a spare of that name goes first."""
+        self.release()
         shell = self.shell
         tap = shell.taps.pop(name, None)
         peer = shell.pairs.pop(name, None)
@@ -646,6 +694,7 @@ class Spares:
         where a fresh one would have none."""
         shell = self.shell
         doomed, peers = shell.spare_indexes(), list(shell.pairs.values())
+        shell.seats = {}  # deleted with them
         shell.drop_taps()
         shell.pairs = {}
         shell.counters.clear()

@@ -1,10 +1,13 @@
 """Putting a closed lab's switch namespace back as a fresh one is, and proving it (vlab.nspool).
 
 One reset: the closed lab's taps and veth pairs that may stay are parked (vlab.nsspares),
-every other link but ``lo`` and the bridge is deleted in one request, the bridge is put back to
-a fresh default bridge (name, MAC, every option, down, fdb flushed), and then the namespace, and
-each peer namespace that stays with a pair, is compared with the snapshot of a freshly made one
-(vlab.nssnapshot). Any difference, any error, any doubt and the namespace is dropped.
+every other link but ``lo`` and the bridge is deleted in one request, the spares are seated in
+the bridge in order (most already are), the bridge is put back to a fresh default bridge (name,
+MAC, every option, down, fdb flushed), and then the namespace, and each peer namespace that
+stays with a pair, is compared with the snapshot of a freshly made one (vlab.nssnapshot). A
+difference only a spare's leaving the bridge undoes (its port options, VLANs, static fdb
+entries, permanent groups) has every spare leave and join again, and the check made again; any
+other difference, any error, any doubt and the namespace is dropped.
 
 It is plain data in, plain data out (:class:`Request`, :class:`Result`), over namespaces given
 as fds, so that it can run in vlab's reset worker (vlab.nsresetd), a process of its own: most of
@@ -70,7 +73,9 @@ class Request:
     (vlab.capture.recycled): ``held`` of them in the switch namespace, one in the peer of each
     port in ``peers_held``; the check does not count them. ``parked_counters``: the counters
     of the taps in ``keep`` that were spares, as they were when last parked (a tap whose queue
-    took no frame since is not made anew)."""
+    took no frame since is not made anew). ``anew``: a port of the lab left the bridge and came
+    back (or a building call was undone), so the order the ports joined in may not be the order
+    of their numbers: every spare leaves and joins again."""
 
     touched: bool
     taps_max: int = nsspares.TAPS_MAX  # what the pool can still hold fds for
@@ -81,13 +86,15 @@ class Request:
     held: int = 0  # packet sockets the pool keeps open in the switch namespace
     parked_counters: dict[int, bytes] = field(default_factory=dict)  # keep's, when last parked
     peers_held: list[str] = field(default_factory=list)  # ports whose parked peer has one
+    anew: bool = False
 
 
 @dataclass
 class Result:
     """What stays: ``problems`` (the namespace is dropped if any), the spare taps and pairs
-    kept (``pairs``: ports), the parked peers found fit (``peers``: ports), and every spare
-    link's counters so far (``counters`` by switch-side ifindex, ``far_counters`` by port)."""
+    kept (``pairs``: ports), the parked peers found fit (``peers``: ports), every spare
+    link's counters so far (``counters`` by switch-side ifindex, ``far_counters`` by port), and
+    the port number each spare holds in the dormant bridge (``seats``, as the check read it)."""
 
     problems: list[str] = field(default_factory=list)
     taps: dict[str, int] = field(default_factory=dict)
@@ -97,6 +104,7 @@ class Result:
     far_counters: dict[str, bytes] = field(default_factory=dict)
     peer_problems: list[str] = field(default_factory=list)
     bridge_name: str = SPARE_NAME  # the dormant bridge's name
+    seats: dict[int, int] = field(default_factory=dict)
 
 
 class Target:
@@ -148,13 +156,18 @@ def mtu_changed(events: socket.socket) -> bool:
                 changed = True
 
 
+def _has_groups(rtnl: Rtnl) -> bool:
+    """Whether the bridge has multicast groups (``bridge mdb show`` is not empty)."""
+    return any(attrs(body, 8).get(MDBA_MDB) for body in rtnl.dump(RTM_GETMDB, MDB_DUMP))
+
+
 def _await_mdb_expiry(rtnl: Rtnl) -> None:
     """Give the multicast groups whose last port just left the moment the kernel takes to
     delete them: a timer set to fire at once, which does nothing if the bridge is down by then,
     so the bridge stays up until they are gone (a group the bridge itself joined stays, and the
     check that follows sees it)."""
     deadline = time.monotonic() + MDB_EXPIRY
-    while any(attrs(body, 8).get(MDBA_MDB) for body in rtnl.dump(RTM_GETMDB, MDB_DUMP)):
+    while _has_groups(rtnl):
         if time.monotonic() > deadline:
             return
         time.sleep(0.002)
@@ -167,7 +180,7 @@ def _check_peer(
     packet sockets the pool keeps open there."""
     if nsspares.link_kinds(far.rtnl).get(pair.far_index) != (pair.ifname, b"veth"):
         return ["its end of the veth is gone"], b""
-    nsspares.park_veth_end(far.rtnl, pair.far_index, pair.ifname, near=False)
+    nsspares.park_veth_end(far.rtnl, pair.far_index, pair.ifname)
     counters: dict[int, bytes] = {}
     snap = snapshot(far, full=False, spares=[pair.far_index], counters=counters, held=held)
     return differences(partial(ref.peer), snap), counters.get(pair.far_index, b"")
@@ -187,7 +200,8 @@ def reset(
     out = Result()
     rtnl = switch.rtnl
     untouched = {i: req.parked_counters.get(i, b"") for i in req.keep}
-    kinds = nsspares.link_kinds(rtnl, untouched)
+    seats: dict[int, int] = {}
+    kinds = nsspares.link_kinds(rtnl, untouched, seats)
     kept: dict[str, nsspares.Pair] = {}
     if not req.touched:
         # the peers first: a pair stays only if its far namespace is as a fresh one is
@@ -215,14 +229,19 @@ def reset(
             fits = kinds.get(pair.index) == (pair.port, b"veth") and pair.port not in kept
             if fits and len(kept) < nsspares.PAIRS_MAX:
                 if pair in fit:
-                    nsspares.park_veth_end(rtnl, pair.index, pair.port, near=True)
+                    nsspares.park_veth_end(rtnl, pair.index, pair.port)
                 kept[pair.port] = pair
         out.taps = taps
         out.pairs = list(kept)
         out.peers = [p.port for p in fit if p.port in kept]
     spares = [*out.taps.values(), *(p.index for p in kept.values())]
     nsspares.delete_links(rtnl, [i for i in kinds if i not in (1, BRIDGE_INDEX, *spares)])
-    _await_mdb_expiry(rtnl)
+    # a group the lab's ports joined stays on a port that stays (a permanent one even while the
+    # port is down): with groups, the spares leave the bridge and join again, which ends them
+    groups = _has_groups(rtnl)
+    nsspares.seat_all(rtnl, spares, seats, req.anew or groups)
+    if groups:
+        _await_mdb_expiry(rtnl)
     current = rtnl.bridge_data(BRIDGE_INDEX)
     data = b"".join(
         nla(kind, value)
@@ -252,12 +271,35 @@ def reset(
     if req.touched:
         snap = snapshot(switch, threads_of=threads_of, held=req.held)
         out.problems = differences(ref.switch, snap)
-    else:
-        snap = snapshot(switch, full=False, spares=spares, counters=counters, held=req.held)
-        out.problems = differences(partial(ref.switch), snap)
+        return out
+    out.problems = _check(ref, switch, spares, counters, seats, req.held)
+    if out.problems and spares and set(out.problems) <= SEAT_UNDOES:
+        # what the spares carry of the lab as ports goes with them when they leave the bridge
+        nsspares.seat_all(rtnl, spares, seats, True)
+        out.problems = _check(ref, switch, spares, counters, seats, req.held)
     if not out.problems:
         out.counters = {i: c for i, c in counters.items() if i in spares}
+        out.seats = {i: n for i, n in seats.items() if i in spares}
     return out
+
+
+# the sections in which a spare port's own state shows: its options and its link (spare links),
+# its VLANs, its static fdb entries (its multicast groups: see above)
+SEAT_UNDOES = frozenset({"spare links", "vlans", "fdb"})
+
+
+def _check(
+    ref: References,
+    switch: Target,
+    spares: list[int],
+    counters: dict[int, bytes],
+    seats: dict[int, int],
+    held: int,
+) -> list[str]:
+    """The cheap check of a reset switch namespace; ``seats`` gets the spares' port numbers."""
+    seats.clear()
+    snap = snapshot(switch, full=False, spares=spares, counters=counters, held=held, seats=seats)
+    return differences(partial(ref.switch), snap)
 
 
 def run(

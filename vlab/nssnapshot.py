@@ -28,6 +28,7 @@ from vlab.rtnl import (
     IFLA_INFO_DATA,
     IFLA_INFO_KIND,
     IFLA_LINKINFO,
+    IFLA_MASTER,
     LinkRequests,
     Rtnl,
     attrs,
@@ -75,12 +76,19 @@ _XTABLES = ("ip_tables_names", "ip6_tables_names", "arp_tables_names")
 # what identifies a spare link rather than describes its state: its name, and a veth's peer;
 # and its MAC, which the lab that takes it sets (vlab.nsspares)
 _SPARE_IDENTITY = {IFLA_IFNAME, IFLA_LINK, IFLA_LINK_NETNSID, IFLA_ADDRESS}
+# ... and as a port of the dormant bridge (IFLA_INFO_SLAVE_DATA): its number, the port id and
+# designated port made of it, its STP timers, padding; every other port attribute is its state
+IFLA_INFO_SLAVE_DATA = 5
+IFLA_BRPORT_NO = 18
+_PORT_IDENTITY = frozenset({15, 17, IFLA_BRPORT_NO, 21, 22, 23, 26})
+NDA_LLADDR = 2
 # A pooled namespace's dormant bridge: its name is left out of the links (a reset leaves it the
 # name the last lab gave it, which the next lab most likely gives it again: a rename costs
 # ~0.2 ms under rtnl, twice). It is still seen in the sysctl paths of a full check, for which
 # a reset gives it its spare name.
 BRIDGE_INDEX = 2
 _SPARE_VOLATILE = frozenset(VOLATILE_LINK | _SPARE_IDENTITY)
+_DORMANT = struct.pack("=I", BRIDGE_INDEX)  # IFLA_MASTER of a port of the dormant bridge
 _BRIDGE_VOLATILE = frozenset(VOLATILE_LINK | {IFLA_IFNAME})
 
 
@@ -117,19 +125,34 @@ def _strip(body: bytes, head: int, volatile: Iterable[int]) -> bytes:
     return out
 
 
+def port_number(info: dict[int, bytes]) -> int | None:
+    """A bridge port's number (IFLA_BRPORT_NO) from its parsed IFLA_LINKINFO."""
+    number = attrs(info.get(IFLA_INFO_SLAVE_DATA, b"")).get(IFLA_BRPORT_NO)
+    return struct.unpack_from("=H", number)[0] if number is not None and len(number) >= 2 else None
+
+
 def _link_entry(
-    body: bytes, volatile: Container[int], top: dict[int, bytes] | None = None
+    body: bytes,
+    volatile: Container[int],
+    top: dict[int, bytes] | None = None,
+    info: dict[int, bytes] | None = None,
+    port: bool = False,
 ) -> tuple[object, ...]:
     """One link as comparable values: its header, its attributes but ``volatile`` ones (in the
-    kernel's order, which is fixed), its kind, and its kind's attributes but those that tick.
+    kernel's order, which is fixed), its kind, and its kind's attributes but those that tick;
+    with ``port``, its attributes as a bridge port but those that only name it.
 
     Parsed once, never re-serialised: a reset compares a few dozen attributes of each link,
     and this is most of the Python a reset runs."""
     top = attrs(body, IFINFO.size) if top is None else top
-    info = attrs(top.get(IFLA_LINKINFO, b""))
+    info = attrs(top.get(IFLA_LINKINFO, b"")) if info is None else info
     data = attrs(info.get(IFLA_INFO_DATA, b""))
     spec = attrs(top.get(26, b""))
     inet6 = attrs(spec.get(10, b""))  # AF_INET6: only the address generation mode, token
+    slave: tuple[tuple[int, bytes], ...] = ()
+    if port:
+        ported = attrs(info.get(IFLA_INFO_SLAVE_DATA, b""))
+        slave = tuple(sorted([(k, v) for k, v in ported.items() if k not in _PORT_IDENTITY]))
     return (
         body[: IFINFO.size],
         tuple([(k, v) for k, v in top.items() if k not in volatile]),
@@ -137,6 +160,7 @@ def _link_entry(
         tuple(sorted([(k, v) for k, v in data.items() if k not in VOLATILE_BRIDGE])),
         inet6.get(8, b""),
         inet6.get(7, b""),
+        slave,
     )
 
 
@@ -147,10 +171,15 @@ def _anonymous(body: bytes) -> bytes:
 
 
 def _links(
-    rtnl: Rtnl, spares: Iterable[int] = (), counters: dict[int, bytes] | None = None
+    rtnl: Rtnl,
+    spares: Iterable[int] = (),
+    counters: dict[int, bytes] | None = None,
+    seats: dict[int, int] | None = None,
+    macs: dict[int, bytes] | None = None,
 ) -> tuple[list[object], dict[int, object]]:
     """The links, and apart from them the spare links, nameless and numberless; ``counters``
-    gets each link's ``rtnl_link_stats64`` from the same dump."""
+    gets each link's ``rtnl_link_stats64`` from the same dump, ``seats`` each spare's port
+    number in the dormant bridge, ``macs`` each spare's MAC."""
     keep = set(spares)
     out: list[tuple[object, ...]] = []
     spare: dict[int, object] = {}
@@ -160,7 +189,14 @@ def _links(
         if counters is not None:
             counters[index] = top.get(IFLA_STATS64, b"")[:64]
         if index in keep:
-            spare[index] = _link_entry(_anonymous(body), _SPARE_VOLATILE, top)
+            info = attrs(top.get(IFLA_LINKINFO, b""))
+            entry = _link_entry(_anonymous(body), _SPARE_VOLATILE, top, info, port=True)
+            spare[index] = entry
+            number = port_number(info) if top.get(IFLA_MASTER) == _DORMANT else None
+            if seats is not None and number is not None:
+                seats[index] = number
+            if macs is not None:
+                macs[index] = top.get(IFLA_ADDRESS, b"")
         elif index == BRIDGE_INDEX:
             out.append(_link_entry(body, _BRIDGE_VOLATILE, top))
         else:
@@ -180,18 +216,43 @@ def _names(rtnl: Rtnl, indexes: Iterable[int]) -> list[str]:
     return out
 
 
-def _split(section: list[bytes], spares: dict[int, list[object]], qdiscs: bool) -> list[bytes]:
+def _split(
+    section: list[bytes],
+    spares: dict[int, list[object]],
+    qdiscs: bool = False,
+    macs: dict[int, bytes] | None = None,
+) -> list[bytes]:
     """``section`` without the messages about spare links, which go to ``spares`` (a qdisc's
-    without its handle too: the kernel numbers automatic handles machine-wide)."""
+    without its handle too: the kernel numbers automatic handles machine-wide; with ``macs``,
+    an fdb entry's MAC when it is the spare's own: its local entries)."""
     out = []
     for body in section:
         index = struct.unpack_from("=i", body, 4)[0] if len(body) >= 8 else 0
         if index in spares:
             body = _anonymous(body)
-            spares[index].append(body[:8] + b"\0\0\0\0" + body[12:] if qdiscs else body)
+            if qdiscs:
+                body = body[:8] + b"\0\0\0\0" + body[12:]
+            elif macs is not None:
+                body = _own_mac_hidden(body, macs.get(index))
+            spares[index].append(body)
         else:
             out.append(body)
     return out
+
+
+def _own_mac_hidden(body: bytes, mac: bytes | None) -> bytes:
+    """An fdb entry (ndmsg) with its MAC zeroed if it is ``mac``: a spare port's local entries
+    name the MAC its lab gave it, which the check leaves out (vlab.nsspares)."""
+    offset = 12  # sizeof(struct ndmsg)
+    while mac and offset + 4 <= len(body):
+        length, kind = struct.unpack_from("=HH", body, offset)
+        if length < 4:
+            break
+        if kind & 0x3FFF == NDA_LLADDR and body[offset + 4 : offset + length] == mac:
+            zero = bytes(length - 4)
+            return body[: offset + 4] + zero + body[offset + length :]
+        offset += (length + 3) & ~3
+    return body
 
 
 def _vlans(rtnl: Rtnl) -> list[tuple[int, bytes]]:
@@ -329,6 +390,7 @@ def snapshot(
     threads_of: int | None = None,
     counters: dict[int, bytes] | None = None,
     held: int = 0,
+    seats: dict[int, int] | None = None,
 ) -> dict[str, object]:
     """Everything of a switch namespace a test could tell apart, as comparable values.
 
@@ -339,6 +401,7 @@ def snapshot(
     ``spares``: ifindexes of links kept for reuse; what the dumps say of each of them goes,
     without its number and name, into the ``spare`` section: the set of their distinct states.
     ``held``: packet sockets the pool keeps open there for spare links, left out of the count.
+    ``seats`` gets each spare's port number in the dormant bridge.
     """
     rtnl = space.rtnl
     snap: dict[str, object] = {}
@@ -354,9 +417,16 @@ def snapshot(
             snap["xtables"] = {name: _read(f"/proc/thread-self/net/{name}") for name in _XTABLES}
             snap["sysctls"] = _sysctls(_names(rtnl, spares))
             snap["nftables"] = _nft_tables()
-    snap["links"], spare_links = _links(rtnl, spares, counters)
+    macs: dict[int, bytes] = {}
+    snap["links"], spare_links = _links(rtnl, spares, counters, seats, macs)
     per_spare: dict[int, list[object]] = {i: [entry] for i, entry in spare_links.items()}
-    snap["vlans"] = _vlans(rtnl)
+    vlans = []
+    for index, vlan in _vlans(rtnl):
+        if index in per_spare:
+            per_spare[index].append(b"vlans " + vlan)  # a spare port's own, nameless
+        else:
+            vlans.append((index, vlan))
+    snap["vlans"] = vlans
     snap["addresses"] = _dump(rtnl, RTM_GETADDR, struct.pack("=BBBBI", 0, 0, 0, 0, 0), {6})
     snap["routes"] = _dump(
         rtnl, RTM_GETROUTE, struct.pack("=BBBBBBBBI", 0, 0, 0, 0, 0, 0, 0, 0, 0), {12}
@@ -376,7 +446,7 @@ def snapshot(
     for key in ("addresses", "neighbours", "fdb", "qdiscs"):
         section = snap[key]
         assert isinstance(section, list)
-        snap[key] = _split(section, per_spare, key == "qdiscs")
+        snap[key] = _split(section, per_spare, key == "qdiscs", macs if key == "fdb" else None)
     # each spare's state: its link, then what the other dumps say of it (bytes), in order
     states = {(v[0], tuple(sorted(v[1:]))) for v in per_spare.values()}  # type: ignore[type-var]
     snap["spare"] = sorted(states)  # type: ignore[type-var]  # tuples of bytes, ints

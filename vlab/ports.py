@@ -44,6 +44,7 @@ def bare_port(switch: Switch, br: Bridge, mac: str) -> Port:
 
 def set_master(switch: Switch, port: Port, master: int) -> None:
     """``ip link set PORT master BR`` (``master=0``: nomaster), in the port's namespace."""
+    switch.anew = True  # the pool seats its spares anew (see vlab.nsspares)
     try:
         switch.rtnl.request(
             nl.RTM_NEWLINK, nl.ifinfo_as_is(port.index) + nl.link_attrs(master=master)

@@ -62,6 +62,22 @@ def attrs(buf: bytes, offset: int = 0, end: int | None = None) -> dict[int, byte
     return out
 
 
+def pick(buf: bytes, offset: int, wanted: frozenset[int]) -> dict[int, bytes]:
+    """Only the top-level attributes of types in ``wanted``: the others are stepped over, not
+    copied (a link message has ~50 of them, and a reset reads every link twice)."""
+    out: dict[int, bytes] = {}
+    end = len(buf)
+    while offset + 4 <= end:
+        length, kind = _NLA.unpack_from(buf, offset)
+        if length < 4:
+            break
+        kind &= 0x3FFF
+        if kind in wanted:
+            out[kind] = buf[offset + 4 : offset + length]
+        offset += (length + 3) & ~3
+    return out
+
+
 _RECV_SIZE = 1 << 18
 _buffers = threading.local()
 

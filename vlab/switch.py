@@ -162,6 +162,15 @@ class SpareLinks(Protocol):
         """Delete the spare link ``name`` if there is one."""
         ...
 
+    def seat(self, index: int, bridge: int, mtu: int | None) -> bool:
+        """Whether the taken spare ``index`` is a port of ``bridge`` already, as a fresh port
+        joining now would be; if not, the seated spares left have left the bridge."""
+        ...
+
+    def release(self) -> None:
+        """The seated spares nobody took leave the bridge."""
+        ...
+
 
 class Fabric(Protocol):
     """What every switch namespace of a lab shares: implemented by the lab for its switches.
@@ -258,6 +267,9 @@ class Switch:
         self.plain_socks: dict[int, socket.socket] = {}  # ... and their stamping sockets
         self.pairs: list[Pair] = []  # veths cabled to peer namespaces: fit for reuse too
         self.pair_socks: dict[str, socket.socket] = {}  # ... their far ends' sockets, by port
+        # a port left a bridge and came back, or a building call was undone: the pool seats
+        # every spare anew (the order ports joined in may differ from their numbers' order)
+        self.anew = False
 
     # --- the namespace ---------------------------------------------------------------------
 
@@ -293,6 +305,18 @@ class Switch:
         that index (see :attr:`adopt`), so nothing has to make way for it."""
         self.before_link = None
         return self.space.index()
+
+    def seat(self, index: int, br: int, mtu: int | None) -> bool:
+        """Whether the spare link ``index`` being taken for bridge ``br`` is a port of it
+        already, numbered as a fresh port would be (see vlab.nsspares): the caller then leaves
+        its master alone; otherwise it makes the link join ``br``."""
+        return self.spares is not None and self.spares.seat(index, br, mtu)
+
+    def release_spares(self) -> None:
+        """Before anything but taking a seated spare: the seated spares nobody took leave the
+        bridge, so that it holds the lab's ports only (see vlab.nsspares)."""
+        if self.spares is not None:
+            self.spares.release()
 
     def next_name(self, prefix: str, spare: bool = False) -> str:
         """The next port name with ``prefix`` (``vnet0``, ``veth3``...), unique in this switch.
@@ -350,6 +374,7 @@ class Switch:
         try:
             yield undo
         except BaseException:
+            self.anew = True  # whatever it undoes, ports may have left a bridge
             steps = [*reversed(undo)]
             steps += [g.close for g in self.guests[guests:]]
             steps += [s.close for s in self.sockets[sockets:]]
