@@ -7,7 +7,6 @@ scapy and the lab machinery load only when a lab is actually asked for.
 
 from __future__ import annotations
 
-from importlib.metadata import PackageNotFoundError, version
 from typing import TYPE_CHECKING
 
 from vlab.lazy import exports
@@ -24,13 +23,8 @@ if TYPE_CHECKING:
     from vlab.nics import BondedHost
     from vlab.stats import LinkStats
     from vlab.unbridged import Interface
+    from vlab.version import __version__
     from vlab.vxlan import UnderlayWatch, Vxlan
-
-try:
-    __version__ = version("vlab")
-    """The installed distribution's version: pyproject.toml is its only source."""
-except PackageNotFoundError:  # running from a source tree that was never installed
-    __version__ = "0+unknown"
 
 _HOMES = {
     "VM": "vlab.endpoints",
@@ -53,6 +47,7 @@ _HOMES = {
     "Vxlan": "vlab.vxlan",
     "UnderlayWatch": "vlab.vxlan",
     "BondedHost": "vlab.nics",
+    "__version__": "vlab.version",  # importlib.metadata is not cheap to import
 }
 
 

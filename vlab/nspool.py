@@ -271,13 +271,15 @@ class Pool:
         self.refs: nsreset.References | None = None  # what a fresh namespace looks like
         self.refs_lock = threading.Lock()
         self.warming = False
+        self.prestarted = False
+        self.emptied = 0  # how many times empty() ran
+        self.starting = False  # the first worker is being started (resets run in-process)
         self.live: weakref.WeakSet[_Shell] = weakref.WeakSet()  # namespaces the pool may get
         # reset workers (vlab.nsresetd): a reset mostly waits for the kernel (an RCU grace
         # period per port taken out of the bridge), so two overlap where one would queue
         self.workers = [nsresetd.Worker() for _ in range(WORKERS)]
         self.free: queue.SimpleQueue[nsresetd.Worker] = queue.SimpleQueue()
-        for worker in self.workers:
-            self.free.put(worker)
+        self.free.put(self.workers[0])  # the others once the first is up (see _warm)
         self.threads: list[threading.Thread] = []
         self.idle = threading.Condition(self.lock)
         self.in_flight = 0  # handed over, not yet reused or dropped
@@ -308,9 +310,12 @@ class Pool:
             if not self.ready:
                 return None
             self.stats["taken"] += 1
-            return self.ready.popleft()
+            # the namespace with spares reset last: they are those of the lab closed last, the
+            # most likely to be of the next lab's shape (the same test file, the same fixture)
+            return self.ready.pop()
 
     def give(self, shell: _Shell, factory: Any) -> None:
+        self.warm(factory)  # (once: the lab that made this namespace has most often done it)
         self._ensure_threads()
         with self.lock:
             busy = self.in_flight >= BACKLOG_MAX
@@ -340,6 +345,9 @@ class Pool:
     def _serve(self) -> None:
         while True:
             shell, factory = self.dirty.get()
+            if shell is None and factory is None:
+                self._prestart()
+                continue
             if shell is None:
                 try:
                     self._warm(factory)
@@ -372,17 +380,45 @@ class Pool:
             elif len(self.ready) < READY_MAX:
                 self.stats["reused"] += 1
                 shell.dormant = True
-                self.ready.append(shell)
+                if shell.spare_indexes():  # taken first (see take)
+                    self.ready.append(shell)
+                else:
+                    self.ready.appendleft(shell)
                 keep = True
         if not keep:
             shell.close()
 
-    def references(self, factory: Any) -> nsreset.References:
-        """What a fresh namespace looks like, made once (by whichever thread needs it first)."""
+    def references(self, factory: Any, full: bool = False) -> nsreset.References:
+        """What a fresh namespace looks like, made once (by whichever thread needs it first):
+        what the cheap check compares (~6 ms to make), and the full snapshot only once a
+        touched namespace is to be checked (~60 ms of CPU, mostly reading every sysctl, which
+        would otherwise hold up the first resets of every session)."""
         with self.refs_lock:
-            if self.refs is None:
-                self.refs = self._make_reference(factory)
+            if self.refs is None or (full and not self.refs.full):
+                self.refs = self._make_reference(factory, full)
             return self.refs
+
+    def prestart(self) -> None:
+        """Start the reset workers in the background now (a Python start each, ~80 ms of CPU
+        at a low priority), so that the first labs of a session find them up: the plugin calls
+        it when a ``pytest --vlab`` session starts, collection overlapping it. Nothing waits
+        for it: :func:`empty` closes a worker whose start it overtook as soon as it is up (a
+        session that ends first ends the workers with its process)."""
+        with self.lock:
+            if self.prestarted or not self.enabled:
+                return
+            self.prestarted = True
+        self._ensure_threads()
+        self.dirty.put((None, None))
+
+    def _prestart(self) -> None:
+        for worker in self.workers:
+            emptied = self.emptied
+            worker.prestart()
+            if self.emptied != emptied:  # empty() ran meanwhile: it could not close this one
+                with worker.lock:
+                    worker.close()
+                return
 
     def warm(self, factory: Any) -> None:
         """Make ready, in the background, what the first reset needs and would otherwise wait
@@ -400,21 +436,41 @@ class Pool:
         self.dirty.put((None, factory))
 
     def _warm(self, factory: Any) -> None:
+        """The references, then the workers one after the other: two interpreters starting at
+        once, beside the lab being built, take the CPUs of a small machine from it (the first
+        labs of a session built 2-3x slower). Until the others are up, resets go to the first."""
+        later = self.workers[1:]
         try:
             refs = self.references(factory)
-            for worker in self.workers:
-                worker.warm(refs)
+            self.starting = True
+            try:
+                self.workers[0].warm(refs)
+            finally:
+                self.starting = False
+            while later:
+                later[0].warm(refs)
+                self.free.put(later.pop(0))
         except Exception:  # the first reset tries again, and says why it cannot
             pass
+        finally:
+            for worker in later:
+                self.free.put(worker)
 
-    def _make_reference(self, factory: Any) -> nsreset.References:
+    def _make_reference(self, factory: Any, full: bool) -> nsreset.References:
         """Snapshots of a fresh switch namespace with a fresh dormant bridge and one spare link
-        of each kind, and of a fresh peer namespace with its end of the spare pair (once),
-        taken the way a reset takes them: the lab's sockets closed, the resetter's open."""
+        of each kind (``full`` or as the cheap check takes them), and of a fresh peer namespace
+        with its end of the spare pair (as its cheap check takes it), taken the way a reset
+        takes them: the lab's sockets closed, the resetter's open.
+
+        The switch namespace then joins the pool, as a closed lab's would, without the spare
+        links (deleted: their names are no lab's), instead of being destroyed: its bridge's
+        destruction would hold rtnl for an RCU barrier, and the first labs of the session,
+        being built meanwhile, wait for it (~30 ms)."""
         space = factory("switch")
         shell = _Shell(space)
         far: _Held | None = None
         targets: list[nsreset.Target] = []
+        pooled = False
         try:
             space.links.add_bridge(SPARE_NAME, BRIDGE_INDEX, SPARE_MAC)
             space.links.set_link(BRIDGE_INDEX, up=False)
@@ -429,23 +485,33 @@ class Pool:
             far.detach()
             assert shell.idle is not None and far.idle is not None
             targets = [nsreset.Target(shell.idle), nsreset.Target(far.idle)]
-            return nsreset.References(
-                switch=snapshot(targets[0], spares=[tap, pair.index]),
-                peer=snapshot(targets[1], spares=[pair.far_index]),
+            refs = nsreset.References(
+                switch=snapshot(targets[0], full, spares=[tap, pair.index]),
+                peer=snapshot(targets[1], False, spares=[pair.far_index]),
                 bridge_data=data,
+                full=full,
             )
+            nsspares.delete_links(targets[0].rtnl, [tap, pair.index])  # the far end goes too
+            shell.taps = {}
+            os.close(fd)  # its tap is gone
+            pooled = self.enabled
+            return refs
         finally:
             for target in targets:
                 target.close()
-            shell.close()
+            if pooled:
+                shell.closing = []  # none of its sockets is being closed
+                self.give(shell, factory)
+            else:
+                shell.close()
             if far is not None:
                 far.close()
 
     def _reset(self, shell: _Shell, factory: Any) -> list[str]:
         """Reset ``shell`` (in the worker if there is one), then keep what the reset kept."""
-        refs = self.references(factory)
         ns = shell.idle
         assert ns is not None
+        refs = self.references(factory, full=ns.touched)
         parked, shell.parked = shell.parked, []
         with self.lock:  # the tap fds the other pooled namespaces hold
             held = sum(len(other.taps) for other in self.ready)
@@ -465,10 +531,13 @@ class Pool:
         try:
             worker = self.free.get()
             try:
-                result = worker.run(refs, req, ns.fd, shell.events.fileno())
+                # while the first worker starts (~80 ms), the first resets run here rather
+                # than wait for it: the labs after them would wait, or be made afresh
+                starting = self.starting and worker.sock is None
+                result = None if starting else worker.run(refs, req, ns.fd, shell.events.fileno())
             finally:
                 self.free.put(worker)
-            if result is None:  # no worker: the same reset, here
+            if result is None:  # no worker (yet): the same reset, here
                 result = nsreset.run(refs, req, ns.fd, shell.events, os.getpid())
         except BaseException:
             for peer in parked:
@@ -539,9 +608,14 @@ def empty(timeout: float = 30.0) -> bool:
     while (shell := _pool.take()) is not None:
         shell.close()
     if done:
+        _pool.emptied += 1
         for worker in _pool.workers:
-            with worker.lock:
-                worker.close()
+            # not waiting for a start under way (Pool.prestart): it closes the worker itself
+            if worker.lock.acquire(blocking=False):
+                try:
+                    worker.close()
+                finally:
+                    worker.lock.release()
     return done
 
 
@@ -553,6 +627,7 @@ def configure(setting: str | None) -> None:
     """
     value = os.environ.get("VLAB_REUSE_NAMESPACES", setting or "1").strip().lower()
     _pool.enabled = value not in ("", "0", "false", "no", "off")
+    _pool.prestart()
 
 
 def take(quiet: bool) -> _Shell | None:

@@ -56,12 +56,14 @@ MDB_EXPIRY = 0.05  # seconds a group whose last port left may take to go (a time
 @dataclass(frozen=True)
 class References:
     """What a fresh namespace looks like: the switch namespace (with a dormant bridge and one
-    spare link of each kind), a peer namespace (with a spare pair's far end), and the fresh
-    bridge's options."""
+    spare link of each kind; ``full``: the full snapshot, else what the cheap check compares),
+    a peer namespace (with a spare pair's far end: what its cheap check compares), and the
+    fresh bridge's options."""
 
     switch: dict[str, object]
     peer: dict[str, object]
     bridge_data: dict[int, bytes]
+    full: bool = True
 
 
 @dataclass
@@ -177,10 +179,12 @@ def _check_peer(
     ref: References, pair: nsspares.Pair, far: Target, held: int
 ) -> tuple[list[str], bytes]:
     """A parked peer namespace put back (its end of the pair parked) and checked; ``held``:
-    packet sockets the pool keeps open there."""
-    if nsspares.link_kinds(far.rtnl).get(pair.far_index) != (pair.ifname, b"veth"):
-        return ["its end of the veth is gone"], b""
-    nsspares.park_veth_end(far.rtnl, pair.far_index, pair.ifname)
+    packet sockets the pool keeps open there. The parking names the far end as it was (a
+    gone one fails it, ENODEV) and the check compares it, kind included, with the reference."""
+    try:
+        nsspares.park_veth_end(far.rtnl, pair.far_index, pair.ifname)
+    except OSError as exc:
+        return [f"its end of the veth cannot be parked: {exc.strerror}"], b""
     counters: dict[int, bytes] = {}
     snap = snapshot(far, full=False, spares=[pair.far_index], counters=counters, held=held)
     return differences(partial(ref.peer), snap), counters.get(pair.far_index, b"")
@@ -269,6 +273,9 @@ def reset(
         return out
     counters: dict[int, bytes] = {}
     if req.touched:
+        if not ref.full:  # the caller gives a touched namespace the full references
+            out.problems = ["no full reference to check against"]
+            return out
         snap = snapshot(switch, threads_of=threads_of, held=req.held)
         out.problems = differences(ref.switch, snap)
         return out
