@@ -23,8 +23,9 @@ if TYPE_CHECKING:
     from vlab.nics import BondedHost
     from vlab.stats import LinkStats
     from vlab.unbridged import Interface
-    from vlab.version import __version__
     from vlab.vxlan import UnderlayWatch, Vxlan
+
+__version__: str  # the installed distribution's version, read on first use (vlab.version)
 
 _HOMES = {
     "VM": "vlab.endpoints",
