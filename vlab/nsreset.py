@@ -266,8 +266,8 @@ def reset(
     )
     rtnl.request(16, body)
     out.bridge_name = name
-    # the lab's events and the reset's own (which leave the MTU alone: with no port left, a
-    # bridge whose MTU no one set is back at 1500)
+    # the lab's events and the reset's own (which leave the MTU alone: with only spares left,
+    # each at 1500, a bridge whose MTU no one set is back at 1500)
     if mtu_changed(events):
         out.problems = ["the bridge's MTU changed during the lab"]
         return out

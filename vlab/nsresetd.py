@@ -160,16 +160,16 @@ class Worker:
         finally:
             theirs.close()
         self.sock = mine
+        self.refs = None
         _send(mine, ("ping", None) if refs is None else ("refs", refs), [])
         return _recv(mine) is not None
 
     def prestart(self) -> None:
         """Start the worker before any reference exists (they come with the first reset)."""
         with self.lock:
-            if self.sock is None and not self.failed:
-                if not self._start(None):
-                    self.failed = True
-                    self.close()
+            if self.sock is None and not self.failed and not self._start(None):
+                self.failed = True
+                self.close()
 
     def warm(self, refs: nsreset.References) -> None:
         """Start the worker now, before the first reset waits for it."""
@@ -220,6 +220,7 @@ class Worker:
             return result
 
     def close(self) -> None:
+        self.refs = None  # a worker started next has none until it is sent them
         if self.sock is not None:
             self.sock.close()
             self.sock = None

@@ -419,3 +419,20 @@ def test_the_next_lab_names_its_bridge_as_it_likes(pool: nspool.Pool) -> None:
         second.bridge("lan")
         names = _links_in(second, "switch")
         assert "lan" in names and "br0" not in names and nspool.SPARE_NAME not in names
+
+
+def test_a_worker_started_ahead_again_gets_the_references(pool: nspool.Pool) -> None:
+    """After ``empty()`` stopped the workers, ones started ahead (as a session's configure
+    starts them, before any reference exists) must be sent the references with their first
+    reset: one that kept its predecessor's had none, and every reset was discarded."""
+    with Lab() as first:
+        build(first)
+    assert pool.drain()
+    nspool.empty()
+    for worker in pool.workers:
+        worker.prestart()
+    before = dict(pool.stats)
+    with Lab() as second:
+        build(second)
+    assert pool.drain()
+    assert pool.stats["reused"] == before["reused"] + 1, pool.last_discard
