@@ -21,6 +21,7 @@ import time
 from collections.abc import Callable, Iterator
 from typing import Any
 
+import poolkit
 import pytest
 from scapy.layers.l2 import Ether
 
@@ -29,39 +30,9 @@ from vlab import Lab, nspool, spawn
 pytestmark = pytest.mark.vlab
 
 BRIDGE_MAC = "02:00:00:00:aa:01"
-# fields that tick or count on their own; TSO max size: see vlab/nspool.py (only before ports)
-VOLATILE = {
-    "stats",
-    "stats64",
-    "carrier_changes",
-    "carrier_up_count",
-    "carrier_down_count",
-    "hello_timer",
-    "tcn_timer",
-    "topology_change_timer",
-    "gc_timer",
-    "forward_delay_timer",
-    "message_age_timer",
-    "hold_timer",
-    "used",
-    "updated",
-    # qdisc handles the kernel picks itself come from one counter for the whole machine: two
-    # fresh namespaces differ there too (kind, device and parent are still compared)
-    "handle",
-}
-
-
-IFINDEX = {"ifindex", "link_index"}
-
-
-def _clean(value: Any) -> Any:
-    if isinstance(value, dict):
-        # ifindex numbers come from a cursor that only moves forward (see vlab/nspool.py):
-        # links are compared by name
-        return {k: _clean(v) for k, v in value.items() if k not in VOLATILE and k not in IFINDEX}
-    if isinstance(value, list):
-        return sorted((_clean(v) for v in value), key=repr)
-    return value
+# qdisc handles the kernel picks itself come from one counter for the whole machine: two fresh
+# namespaces differ there too (kind, device and parent are still compared)
+LEAVE_OUT = poolkit.TICKING | poolkit.IFINDEX | {"handle"}
 
 
 def _processes(inode: int) -> list[str]:
@@ -81,7 +52,7 @@ def state(lab: Lab) -> dict[str, Any]:
     """The switch namespace as a test's tools show it."""
 
     def js(*argv: str) -> Any:
-        return _clean(json.loads(lab.run("switch", *argv).stdout or "[]"))
+        return poolkit.clean(json.loads(lab.run("switch", *argv).stdout or "[]"), LEAVE_OUT)
 
     sysctls = lab.run("switch", "sysctl", "-a", "--ignore", "-r", "^net\\.").stdout
     sockets = lab.run("switch", "ss", "-a", "-n", "-A", "inet,unix,packet,raw").stdout

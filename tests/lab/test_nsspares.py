@@ -18,7 +18,6 @@ import subprocess
 import sys
 import textwrap
 import time
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -31,21 +30,9 @@ from vlab.loss import FramesLost
 from vlab.netns import NetNS
 from vlab.rtnl import LinkRequests, Rtnl
 
-pytestmark = pytest.mark.vlab
+pytestmark = [pytest.mark.vlab, pytest.mark.usefixtures("pool")]
 
 BCAST = bytes(Ether(dst="ff:ff:ff:ff:ff:ff", src="02:00:00:00:bb:01", type=0x88B5)) + b"x" * 46
-
-
-@pytest.fixture(autouse=True)
-def pool() -> Iterator[nspool.Pool]:
-    """Each test starts from an empty pool with reuse on, and leaves nothing in it."""
-    pool = nspool.pool()
-    was = pool.enabled
-    pool.enabled = True
-    nspool.empty()
-    yield pool
-    nspool.empty()
-    pool.enabled = was
 
 
 def build(lab: Lab, vms: int = 3) -> None:

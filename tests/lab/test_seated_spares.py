@@ -10,61 +10,31 @@ that a spare nobody took still has.
 from __future__ import annotations
 
 import json
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from typing import Any
 
+import poolkit
 import pytest
 from scapy.layers.l2 import Ether
 
 from vlab import Lab, nspool
 
-pytestmark = pytest.mark.vlab
+pytestmark = [pytest.mark.vlab, pytest.mark.usefixtures("pool")]
 
 BRIDGE_MAC = "02:00:00:00:cc:01"
-# what ticks, counts or numbers links (ifindex numbers: see vlab/nspool.py)
-VOLATILE = {
-    "stats",
-    "stats64",
-    "carrier_changes",
-    "carrier_up_count",
-    "carrier_down_count",
-    "hello_timer",
-    "tcn_timer",
-    "topology_change_timer",
-    "gc_timer",
-    "forward_delay_timer",
-    "message_age_timer",
-    "hold_timer",
-    "used",
-    "updated",
-    "ifindex",
-    "link_index",
-    "link_netnsid",
-    "tso_max_size",  # see vlab/nspool.py: a bridge that once had ports, until one joins
-    # set by the kernel's deferred link-watch work, up to a second after a change, so it races
-    # a view taken right after the build (a CI run under load once saw br0 and vnet2 UP where
-    # the fresh lab still said UNKNOWN); what it settles to is compared by test_nspool.py
-    "operstate",
-}
-
-
-@pytest.fixture(autouse=True)
-def pool() -> Iterator[nspool.Pool]:
-    pool = nspool.pool()
-    was = pool.enabled
-    pool.enabled = True
-    nspool.empty()
-    yield pool
-    nspool.empty()
-    pool.enabled = was
-
-
-def _clean(value: Any) -> Any:
-    if isinstance(value, dict):
-        return {k: _clean(v) for k, v in value.items() if k not in VOLATILE}
-    if isinstance(value, list):
-        return sorted((_clean(v) for v in value), key=repr)
-    return value
+# what ticks, counts or numbers links, and:
+LEAVE_OUT = (
+    poolkit.TICKING
+    | poolkit.IFINDEX
+    | {
+        "link_netnsid",
+        "tso_max_size",  # see vlab/nspool.py: a bridge that once had ports, until one joins
+        # set by the kernel's deferred link-watch work, up to a second after a change, so it
+        # races a view taken right after the build (a CI run under load once saw br0 and vnet2
+        # UP where the fresh lab still said UNKNOWN); what it settles to: test_nspool.py
+        "operstate",
+    }
+)
 
 
 def view(lab: Lab) -> dict[str, Any]:
@@ -76,7 +46,7 @@ def view(lab: Lab) -> dict[str, Any]:
         text = lab.run("switch", *argv).stdout or "[]"
         for mac, name in names.items():
             text = text.replace(mac, name)
-        return _clean(json.loads(text))
+        return poolkit.clean(json.loads(text), LEAVE_OUT)
 
     return {
         "links": js("ip", "-d", "-j", "link", "show"),

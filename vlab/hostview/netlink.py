@@ -39,6 +39,7 @@ from vlab.rtnl import (
     Rtnl,
     attrs,
     nla,
+    pick,
 )
 
 __all__ = ["FdbRecord", "Link", "dump_fdb", "dump_links", "parse_fdb", "parse_link"]
@@ -107,7 +108,6 @@ def _mac(raw: bytes) -> str:
     return ":".join(f"{b:02x}" for b in raw)
 
 
-_NLA = struct.Struct("=HH")
 _LINK_ATTRS = frozenset(
     (IFLA_ADDRESS, IFLA_IFNAME, IFLA_MTU, IFLA_LINK, IFLA_MASTER, IFLA_OPERSTATE, IFLA_LINKINFO)
 )
@@ -118,33 +118,16 @@ _INFO_ATTRS = frozenset(
 _PORT_ATTRS = frozenset((IFLA_BRPORT_STATE,))
 
 
-def _pick(buf: bytes, offset: int, wanted: frozenset[int]) -> dict[int, bytes]:
-    """Like :func:`vlab.rtnl.attrs`, copying only the attributes asked for: a link message is
-    ~1.5 KB of attributes of which inspection needs seven."""
-    out: dict[int, bytes] = {}
-    end = len(buf)
-    unpack = _NLA.unpack_from
-    while offset + 4 <= end:
-        length, kind = unpack(buf, offset)
-        if length < 4:
-            break
-        kind &= 0x3FFF
-        if kind in wanted:
-            out[kind] = buf[offset + 4 : offset + length]
-        offset += (length + 3) & ~3
-    return out
-
-
 def parse_link(body: bytes) -> Link:
     """One RTM_NEWLINK message of a dump (the ifinfomsg and its attributes)."""
     (index,) = struct.unpack_from("=i", body, 4)
-    a = _pick(body, _IFINFO.size, _LINK_ATTRS)
-    info = _pick(a.get(IFLA_LINKINFO, b""), 0, _INFO_ATTRS)
+    a = pick(body, _IFINFO.size, _LINK_ATTRS)
+    info = pick(a.get(IFLA_LINKINFO, b""), 0, _INFO_ATTRS)
     kind = info.get(IFLA_INFO_KIND, b"").rstrip(b"\0").decode(errors="replace")
     data = attrs(info.get(IFLA_INFO_DATA, b"")) if kind in ("tun", "macvtap") else {}
     port_state = None
     if info.get(IFLA_INFO_SLAVE_KIND, b"").rstrip(b"\0") == b"bridge":
-        slave = _pick(info.get(IFLA_INFO_SLAVE_DATA, b""), 0, _PORT_ATTRS)
+        slave = pick(info.get(IFLA_INFO_SLAVE_DATA, b""), 0, _PORT_ATTRS)
         raw_state = slave.get(IFLA_BRPORT_STATE)
         if raw_state:
             port_state = str(PORT_STATE_NAMES.get(raw_state[0], raw_state[0]))
