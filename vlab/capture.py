@@ -11,6 +11,7 @@ from __future__ import annotations
 import ctypes
 import errno
 import os
+import select
 import socket
 import struct
 import time
@@ -34,6 +35,9 @@ _AUX = struct.Struct("=IIIHHHH")
 _TPACKET_STATS = struct.Struct("=II")
 _CMSG_SPACE = socket.CMSG_SPACE(_AUX.size) + socket.CMSG_SPACE(16)
 _SNAP = 65536 + 4
+# how long a send waits for room in its socket's send buffer: frames the kernel holds longer
+# than this are stuck, not late
+SEND_WAIT = 10.0
 MAX_TRUESIZE = 1 << 20  # an skb's memory charge; a lab frame (<= 64 KiB) stays well below
 
 Record = tuple[int, bytes]  # (timestamp in ns, frame)
@@ -190,19 +194,52 @@ class PacketPort(_DropCount):
         return self.sock.fileno()
 
     def send(self, frame: bytes) -> None:
-        """Send one frame. A packet socket keeps ENETDOWN from the moment its link last went
+        """Send one frame, waiting (up to :data:`SEND_WAIT`) while the socket's send buffer is
+        full, as a blocking socket would.
+
+        A sent frame stays charged to the socket until the kernel frees it: on a veth, until the
+        far end's softirq has delivered it, and in a shaper, until the shaper lets it go. A
+        flood outruns both when softirqs are deferred to ksoftirqd on a busy machine, or behind
+        a tbf, and the non-blocking send then says EAGAIN for a frame the kernel would take a
+        moment later. A packet socket also keeps ENETDOWN from the moment its link last went
         down and reports it on the next send, even once the link is back up: that stale error
         is cleared (SO_ERROR) and the send tried once more; a link still down fails again."""
         try:
             self.sock.send(frame)
+        except BlockingIOError:
+            self._send_when_room(frame)
         except OSError as exc:
             if exc.errno != errno.ENETDOWN:
                 raise _send_error(self.ifname, frame, exc) from None
             self.sock.getsockopt(socket.SOL_SOCKET, socket.SO_ERROR)
             try:
                 self.sock.send(frame)
+            except BlockingIOError:
+                self._send_when_room(frame)
             except OSError as again:
                 raise _send_error(self.ifname, frame, again) from None
+
+    def _send_when_room(self, frame: bytes) -> None:
+        """Retry ``frame`` each time the socket says it has room (POLLOUT: half of its send
+        buffer free), until :data:`SEND_WAIT` has passed."""
+        poller = select.poll()
+        poller.register(self.sock, select.POLLOUT)
+        deadline = time.monotonic() + SEND_WAIT
+        while (left := deadline - time.monotonic()) > 0:
+            poller.poll(max(1, int(left * 1000)))
+            try:
+                self.sock.send(frame)
+                return
+            except BlockingIOError:
+                continue
+            except OSError as exc:
+                raise _send_error(self.ifname, frame, exc) from None
+        raise LabError(
+            f"cannot send a {len(frame)}-byte frame on {self.ifname}: the kernel still held "
+            f"the frames sent before it after {SEND_WAIT:g} s (its send buffer stayed full): "
+            "a qdisc on that link holds them (a shaper too slow for the flood?) or the link "
+            "stopped transmitting"
+        )
 
     def drain(self) -> list[Record]:
         """Everything queued on the socket now, without blocking."""
@@ -337,6 +374,11 @@ def _send_error(ifname: str, frame: bytes, exc: OSError) -> LabError:
         return LabError(
             f"frame of {len(frame)} bytes is larger than {ifname}'s MTU allows "
             f"(MTU + 14, or + 18 when tagged): give that endpoint a larger mtu="
+        )
+    if exc.errno == errno.ENOBUFS:
+        return LabError(
+            f"cannot send a {len(frame)}-byte frame on {ifname}: the link's qdisc dropped it "
+            "(ENOBUFS: its queue is full; a shaper's limit?)"
         )
     return LabError(f"cannot send a {len(frame)}-byte frame on {ifname}: {exc.strerror}")
 

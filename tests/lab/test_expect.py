@@ -14,7 +14,7 @@ from scapy.layers.inet import IP, UDP
 from scapy.layers.l2 import Dot1Q, Ether
 from scapy.utils import rdpcap
 
-from vlab import VM, Bridge, Endpoint, Lab, LabError, Mask, Uplink
+from vlab import VM, Bridge, Endpoint, Lab, LabError, Mask, Uplink, capture
 
 pytestmark = pytest.mark.vlab
 PROBE = 0x88B5
@@ -81,6 +81,52 @@ def test_settle_waits_for_the_shaper_then_frames_are_there(lab: Lab) -> None:
     lab.settle()
     got = up.frames()
     assert [bytes(g) for g in got] == [bytes(f) for f in frames]
+
+
+def test_a_flood_behind_a_shaper_on_the_senders_own_link_is_sent_whole(lab: Lab) -> None:
+    """A send waits while the kernel holds earlier frames (the socket's send buffer is full),
+    as a blocking send would: the 97th 1400-byte frame into a 10 Mbit/s tbf was refused with
+    EAGAIN, and the same happens under load when softirqs run late."""
+    br = lab.bridge("br0")
+    h1 = lab.host("h1", bridge=br)
+    up = lab.uplink(br)
+    lab.run("upstream", "tc", "qdisc", "add", "dev", "eth0", "root", "tbf", "rate", "10mbit",
+            "burst", "5k", "latency", "5s")  # fmt: skip
+    frames = [bytes(probe(up.mac, "ff:ff:ff:ff:ff:ff", i.to_bytes(2, "big") * 693))
+              for i in range(300)]  # fmt: skip
+    for f in frames:
+        up.send(f)
+    lab.settle()
+    assert [bytes(g) for g in h1.frames()] == frames
+
+
+def test_a_send_the_kernel_never_makes_room_for_is_a_lab_error(
+    lab: Lab, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(capture, "SEND_WAIT", 0.3)
+    br = lab.bridge("br0")
+    lab.host("h1", bridge=br)
+    up = lab.uplink(br)
+    lab.run("upstream", "tc", "qdisc", "add", "dev", "eth0", "root", "tbf", "rate", "8kbit",
+            "burst", "1600", "limit", "10000000")  # fmt: skip
+    frame = probe(up.mac, "ff:ff:ff:ff:ff:ff", b"x" * 1386)
+    start = time.monotonic()
+    with pytest.raises(LabError, match=r"on eth0: the kernel still held .* after 0.3 s"):
+        for _ in range(1000):
+            up.send(frame)
+    assert 0.3 <= time.monotonic() - start < 5
+
+
+def test_a_frame_the_senders_qdisc_drops_is_a_lab_error_that_says_so(lab: Lab) -> None:
+    br = lab.bridge("br0")
+    lab.host("h1", bridge=br)
+    up = lab.uplink(br)
+    lab.run("upstream", "tc", "qdisc", "add", "dev", "eth0", "root", "tbf", "rate", "8kbit",
+            "burst", "1600", "limit", "3000")  # fmt: skip
+    frame = probe(up.mac, "ff:ff:ff:ff:ff:ff", b"x" * 1386)
+    with pytest.raises(LabError, match=r"on eth0: the link's qdisc dropped it \(ENOBUFS"):
+        for _ in range(10):
+            up.send(frame)
 
 
 def test_expect_none_passes_fast_when_nothing_is_in_flight(lab: Lab) -> None:
