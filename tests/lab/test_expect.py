@@ -14,10 +14,11 @@ from scapy.layers.inet import IP, UDP
 from scapy.layers.l2 import Dot1Q, Ether
 from scapy.utils import rdpcap
 
-from vlab import VM, Bridge, Endpoint, Lab, LabError, Mask, Uplink, capture
+from vlab import VM, Bridge, Endpoint, Host, Lab, LabError, Mask, Uplink, capture
 
 pytestmark = pytest.mark.vlab
 PROBE = 0x88B5
+BCAST = "ff:ff:ff:ff:ff:ff"
 
 
 def probe(src: str, dst: str, payload: bytes = b"probe") -> Ether:
@@ -83,17 +84,21 @@ def test_settle_waits_for_the_shaper_then_frames_are_there(lab: Lab) -> None:
     assert [bytes(g) for g in got] == [bytes(f) for f in frames]
 
 
+def uplink_shaped_at_its_far_end(lab: Lab, *tbf: str) -> tuple[Host, Uplink]:
+    """h1 and an uplink on br0, the uplink's own link (where its sends leave) behind a tbf."""
+    br = lab.bridge("br0")
+    h1 = lab.host("h1", bridge=br)
+    up = lab.uplink(br)
+    lab.run("upstream", "tc", "qdisc", "add", "dev", "eth0", "root", "tbf", *tbf)
+    return h1, up
+
+
 def test_a_flood_behind_a_shaper_on_the_senders_own_link_is_sent_whole(lab: Lab) -> None:
     """A send waits while the kernel holds earlier frames (the socket's send buffer is full),
     as a blocking send would: the 97th 1400-byte frame into a 10 Mbit/s tbf was refused with
     EAGAIN, and the same happens under load when softirqs run late."""
-    br = lab.bridge("br0")
-    h1 = lab.host("h1", bridge=br)
-    up = lab.uplink(br)
-    lab.run("upstream", "tc", "qdisc", "add", "dev", "eth0", "root", "tbf", "rate", "10mbit",
-            "burst", "5k", "latency", "5s")  # fmt: skip
-    frames = [bytes(probe(up.mac, "ff:ff:ff:ff:ff:ff", i.to_bytes(2, "big") * 693))
-              for i in range(300)]  # fmt: skip
+    h1, up = uplink_shaped_at_its_far_end(lab, "rate", "10mbit", "burst", "5k", "latency", "5s")
+    frames = [bytes(probe(up.mac, BCAST, i.to_bytes(2, "big") * 693)) for i in range(300)]
     for f in frames:
         up.send(f)
     lab.settle()
@@ -104,12 +109,8 @@ def test_a_send_the_kernel_never_makes_room_for_is_a_lab_error(
     lab: Lab, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     monkeypatch.setattr(capture, "SEND_WAIT", 0.3)
-    br = lab.bridge("br0")
-    lab.host("h1", bridge=br)
-    up = lab.uplink(br)
-    lab.run("upstream", "tc", "qdisc", "add", "dev", "eth0", "root", "tbf", "rate", "8kbit",
-            "burst", "1600", "limit", "10000000")  # fmt: skip
-    frame = probe(up.mac, "ff:ff:ff:ff:ff:ff", b"x" * 1386)
+    _h1, up = uplink_shaped_at_its_far_end(lab, "rate", "8kbit", "burst", "1600", "limit", "10M")
+    frame = probe(up.mac, BCAST, b"x" * 1386)
     start = time.monotonic()
     with pytest.raises(LabError, match=r"on eth0: the kernel still held .* after 0.3 s"):
         for _ in range(1000):
@@ -118,12 +119,8 @@ def test_a_send_the_kernel_never_makes_room_for_is_a_lab_error(
 
 
 def test_a_frame_the_senders_qdisc_drops_is_a_lab_error_that_says_so(lab: Lab) -> None:
-    br = lab.bridge("br0")
-    lab.host("h1", bridge=br)
-    up = lab.uplink(br)
-    lab.run("upstream", "tc", "qdisc", "add", "dev", "eth0", "root", "tbf", "rate", "8kbit",
-            "burst", "1600", "limit", "3000")  # fmt: skip
-    frame = probe(up.mac, "ff:ff:ff:ff:ff:ff", b"x" * 1386)
+    _h1, up = uplink_shaped_at_its_far_end(lab, "rate", "8kbit", "burst", "1600", "limit", "3000")
+    frame = probe(up.mac, BCAST, b"x" * 1386)
     with pytest.raises(LabError, match=r"on eth0: the link's qdisc dropped it \(ENOBUFS"):
         for _ in range(10):
             up.send(frame)
