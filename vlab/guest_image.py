@@ -74,6 +74,14 @@ READY_BANNER = b"@@vlab:ready\n"
 #: prints (even while a process it left in the background still appends to its output), and
 #: base64 spares the host any shell quoting. Each request gets its own output file, so
 #: a process a command left running in the background cannot write into a later command's reply.
+#:
+#: The agent is PID 1's child, and PID 1 only reaps. A process a command leaves behind (busybox
+#: ``timeout``'s own watcher, which outlives every command by up to a second, or anything a
+#: command put in the background) is re-parented to PID 1 when its parent exits, and its exit
+#: then sends PID 1 a SIGCHLD. ash's ``read`` gives up the part of a line it has read when a
+#: signal interrupts its wait for the next byte, and starts over: an agent that was PID 1 took
+#: the tail of a request for a whole one and never answered the real request. That happened
+#: when the guest read a request faster than QEMU fed it in, i.e. on a loaded host.
 INIT_SCRIPT = f"""#!/bin/sh
 export PATH=/sbin:/bin:/usr/sbin:/usr/bin HOME=/root
 mount -t proc proc /proc
@@ -95,21 +103,27 @@ until [ "$(cat /sys/class/net/eth0/carrier 2>/dev/null)" = 1 ] && ! tc qdisc sho
     usleep 10000; n=$((n + 1))
 done
 cd /root
-exec </dev/{AGENT_TTY} >/dev/{AGENT_TTY}
-stty raw -echo
-printf '{READY_BANNER.decode().strip()}\\n'
-while read -r id t cmd; do
-    c=/tmp/.vlab-$id.sh o=/tmp/.vlab-$id.out
-    echo "$cmd" | base64 -d > $c
-    timeout -s KILL "$t" sh $c </dev/null >$o 2>&1
-    rc=$?
-    n=$(wc -c <$o)
-    echo "@@vlab:$id:begin:$n"
-    head -c $n $o
-    rm -f $c $o
-    echo "@@vlab:$id:end:$rc"
-done
-echo "vlab-init: command channel closed" >/dev/console
+agent() {{
+    exec </dev/{AGENT_TTY} >/dev/{AGENT_TTY}
+    stty raw -echo
+    printf '{READY_BANNER.decode().strip()}\\n'
+    while read -r id t cmd; do
+        c=/tmp/.vlab-$id.sh o=/tmp/.vlab-$id.out
+        echo "$cmd" | base64 -d > $c
+        timeout -s KILL "$t" sh $c </dev/null >$o 2>&1
+        rc=$?
+        n=$(wc -c <$o)
+        echo "@@vlab:$id:begin:$n"
+        head -c $n $o
+        rm -f $c $o
+        echo "@@vlab:$id:end:$rc"
+    done
+    echo "vlab-init: command channel closed" >/dev/console
+}}
+# PID 1 only reaps (see INIT_SCRIPT in vlab/guest_image.py)
+agent &
+pid=$!
+while kill -0 $pid 2>/dev/null; do wait $pid; done
 """
 
 

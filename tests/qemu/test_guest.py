@@ -77,6 +77,22 @@ def test_background_process_cannot_write_into_later_replies(guest: QemuGuest) ->
         guest.run("kill $(cat /tmp/chatter.pid)")
 
 
+def test_orphans_dying_while_a_request_arrives_lose_none_of_it(guest: QemuGuest) -> None:
+    """A command's background processes outlive it and are re-parented to the guest's PID 1;
+    each one's exit signals that process. When PID 1 was the agent, a SIGCHLD in the middle of
+    a request line made its ``read`` start over and lose what it had read: the agent then took
+    the line's tail for a request and never answered the real one (in CI, after the background
+    test above, whose commands' ``timeout`` watchers died while the next request came in). It
+    takes the guest reading faster than QEMU feeds it: with the agent as PID 1 this failed in 4
+    of 6 runs with both host CPUs busy, and in none of 3 on an idle host."""
+    # 20 background processes, each dying 0.3 to 0.7 s after the command that started them
+    guest.run("i=0; while [ $i -lt 20 ]; do usleep $((300000 + i * 20000)) & i=$((i + 1)); done")
+    long = "y" * 2000  # a request line that takes the guest a while to read, byte by byte
+    deadline = time.monotonic() + 1.5
+    while time.monotonic() < deadline:
+        assert guest.run(f"echo {long}", timeout=2).output == long + "\n"
+
+
 def test_timeout_kills_the_command_and_the_guest_stays_usable(guest: QemuGuest) -> None:
     started = time.monotonic()
     with pytest.raises(GuestError, match="timed out after 1s"):
