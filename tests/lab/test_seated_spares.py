@@ -38,7 +38,15 @@ LEAVE_OUT = (
 
 
 def view(lab: Lab) -> dict[str, Any]:
-    """The bridge and its ports as the tools show them (the uplink port's random MAC named)."""
+    """The bridge and its ports as the tools show them (the uplink port's random MAC named),
+    once the lab is ready, as a test's first send finds it.
+
+    Right after a build, a port whose carrier just came on may still be ``disabled`` and the
+    bridge NO-CARRIER: the bridge acts on carrier in deferred link-watch work, which a loaded
+    machine runs late (a CI run so caught the reused lab's uplink port, not the fresh one's).
+    Both labs are read after ``ready()``; what a build must leave is what sending then finds.
+    """
+    lab.ready()
     ports = lab.bridges["br0"].ports
     names = {p.mac: f"mac of {p.name}" for p in ports.values() if p.name.startswith("eth")}
 
