@@ -205,23 +205,25 @@ class PacketPort(_DropCount):
         down and reports it on the next send, even once the link is back up: that stale error
         is cleared (SO_ERROR) and the send tried once more; a link still down fails again."""
         try:
-            self.sock.send(frame)
-        except BlockingIOError:
             self._send_when_room(frame)
         except OSError as exc:
             if exc.errno != errno.ENETDOWN:
                 raise _send_error(self.ifname, frame, exc) from None
             self.sock.getsockopt(socket.SOL_SOCKET, socket.SO_ERROR)
             try:
-                self.sock.send(frame)
-            except BlockingIOError:
                 self._send_when_room(frame)
             except OSError as again:
                 raise _send_error(self.ifname, frame, again) from None
 
     def _send_when_room(self, frame: bytes) -> None:
-        """Retry ``frame`` each time the socket says it has room (POLLOUT: half of its send
-        buffer free), until :data:`SEND_WAIT` has passed."""
+        """Send ``frame``; while the socket says EAGAIN, retry each time it says it has room
+        (POLLOUT: half of its send buffer free), until :data:`SEND_WAIT` has passed. Other
+        errors are the caller's."""
+        try:
+            self.sock.send(frame)  # the fast path: one system call
+            return
+        except BlockingIOError:
+            pass
         poller = select.poll()
         poller.register(self.sock, select.POLLOUT)
         deadline = time.monotonic() + SEND_WAIT
@@ -232,8 +234,6 @@ class PacketPort(_DropCount):
                 return
             except BlockingIOError:
                 continue
-            except OSError as exc:
-                raise _send_error(self.ifname, frame, exc) from None
         raise LabError(
             f"cannot send a {len(frame)}-byte frame on {self.ifname}: the kernel still held "
             f"the frames sent before it after {SEND_WAIT:g} s (its send buffer stayed full): "
